@@ -1,0 +1,72 @@
+//! SEND: route a message to a queue (stored, then dispatched) or a topic (copied to subscribers),
+//! or hold it in an open transaction until COMMIT.
+
+use stampede_proto::SendFrame;
+use stampede_store::Ticket;
+
+use crate::session::TxOp;
+use crate::{BrokerError, Destination, Session};
+
+impl Session {
+    pub fn send(&mut self, send: SendFrame) -> Result<Ticket, BrokerError> {
+        let destination = Destination::parse(&send.destination)?;
+        if let Some(tx) = &send.transaction {
+            let ops = self
+                .transactions
+                .get_mut(tx)
+                .ok_or_else(|| BrokerError::UnknownTransaction(tx.clone()))?;
+            ops.push(TxOp::Send(send));
+            return Ok(Ticket::ready(Ok(())));
+        }
+        let record = self.record(send);
+        Ok(self.broker.route(&destination, record))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cmd::test_support::*;
+
+    #[tokio::test]
+    async fn send_to_queue_is_stored_and_delivered() {
+        let (broker, store) = broker();
+        let (mut s, mut rx) = session(&broker);
+        s.send(send_frame("/queue/a", "hello"))
+            .unwrap()
+            .await
+            .unwrap();
+        assert_eq!(store.recover().unwrap()[0].1.len(), 1);
+        s.subscribe(sub_frame("/queue/a", "1", stampede_proto::AckMode::Auto))
+            .unwrap();
+        assert_eq!(bodies(&mut rx), ["hello"]);
+    }
+
+    #[tokio::test]
+    async fn topic_copies_go_to_current_subscribers_only_and_are_not_stored() {
+        let (broker, store) = broker();
+        let (mut a, mut ra) = session(&broker);
+        let (mut b, mut rb) = session(&broker);
+        a.send(send_frame("/topic/t", "before"))
+            .unwrap()
+            .await
+            .unwrap();
+        a.subscribe(sub_frame("/topic/t", "1", stampede_proto::AckMode::Auto))
+            .unwrap();
+        b.subscribe(sub_frame("/topic/t", "x", stampede_proto::AckMode::Auto))
+            .unwrap();
+        a.send(send_frame("/topic/t", "after"))
+            .unwrap()
+            .await
+            .unwrap();
+        assert_eq!(bodies(&mut ra), ["after"]);
+        assert_eq!(bodies(&mut rb), ["after"]);
+        assert!(store.recover().unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_destination_is_rejected() {
+        let (broker, _) = broker();
+        let (mut s, _rx) = session(&broker);
+        assert!(s.send(send_frame("/exchange/x", "b")).is_err());
+    }
+}

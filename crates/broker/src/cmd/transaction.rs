@@ -1,0 +1,164 @@
+//! BEGIN, COMMIT and ABORT. A transaction's SENDs are invisible until COMMIT; its ACKs and NACKs
+//! take effect at COMMIT. COMMIT validates everything first, then submits every store op in one
+//! commit (atomic on disk) and only then makes the messages visible. ABORT discards the SENDs and
+//! leaves ACKed messages unsettled.
+
+use stampede_store::Ticket;
+
+use crate::cmd::ack::{publish_staged, settle_ack, settle_nack, Staged};
+use crate::session::{Target, TxOp};
+use crate::{BrokerError, Destination, Session};
+
+/// A transaction op, validated and ready to apply.
+enum Ready {
+    Queue(std::sync::Arc<crate::Queue>, stampede_proto::SendFrame),
+    Topic(std::sync::Arc<crate::Topic>, stampede_proto::SendFrame),
+    Ack(Target),
+    Nack(Target, bool),
+}
+
+impl Session {
+    pub fn begin(&mut self, tx: &str) -> Result<(), BrokerError> {
+        if self.transactions.contains_key(tx) {
+            return Err(BrokerError::DuplicateTransaction(tx.to_owned()));
+        }
+        self.transactions.insert(tx.to_owned(), Vec::new());
+        Ok(())
+    }
+
+    pub fn abort(&mut self, tx: &str) -> Result<(), BrokerError> {
+        self.transactions
+            .remove(tx)
+            .map(drop)
+            .ok_or_else(|| BrokerError::UnknownTransaction(tx.to_owned()))
+    }
+
+    pub fn commit(&mut self, tx: &str) -> Result<Ticket, BrokerError> {
+        let ops = self
+            .transactions
+            .remove(tx)
+            .ok_or_else(|| BrokerError::UnknownTransaction(tx.to_owned()))?;
+        let ready = ops
+            .into_iter()
+            .map(|op| self.validate(op))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut store_ops = Vec::new();
+        let mut staged: Vec<Staged> = Vec::new();
+        let mut topic_sends = Vec::new();
+        for op in ready {
+            match op {
+                Ready::Queue(queue, send) => {
+                    let record = self.record(send);
+                    let seq = queue.next_seq();
+                    store_ops.extend(queue.put_op(seq, &record));
+                    staged.push((queue, seq, record));
+                }
+                Ready::Topic(topic, send) => topic_sends.push((topic, self.record(send))),
+                Ready::Ack(t) => store_ops.extend(settle_ack(&t)?),
+                Ready::Nack(t, requeue) => {
+                    let dead = settle_nack(&t, requeue, &mut store_ops)?;
+                    staged.extend(self.stage_dead_letters(&t.queue, dead, &mut store_ops));
+                }
+            }
+        }
+        let ticket = self.broker.commit(store_ops);
+        publish_staged(staged);
+        for (topic, record) in topic_sends {
+            topic.publish(&record);
+        }
+        Ok(ticket)
+    }
+
+    fn validate(&self, op: TxOp) -> Result<Ready, BrokerError> {
+        Ok(match op {
+            TxOp::Send(send) => match Destination::parse(&send.destination)? {
+                Destination::Queue(name) => Ready::Queue(self.broker.queue(&name), send),
+                Destination::Topic(name) => Ready::Topic(self.broker.topic(&name), send),
+            },
+            TxOp::Ack(req) => Ready::Ack(self.resolve(&req)?),
+            TxOp::Nack(req) => Ready::Nack(self.resolve(&req)?, req.requeue),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cmd::test_support::*;
+    use stampede_proto::AckMode;
+
+    fn in_tx(mut f: stampede_proto::SendFrame, tx: &str) -> stampede_proto::SendFrame {
+        f.transaction = Some(tx.to_owned());
+        f
+    }
+
+    #[tokio::test]
+    async fn sends_are_invisible_until_commit_then_stored_in_order() {
+        let (broker, store) = broker();
+        let (mut s, mut rx) = session(&broker);
+        s.subscribe(sub_frame("q", "1", AckMode::Auto)).unwrap();
+        s.begin("t").unwrap();
+        for b in ["1", "2", "3"] {
+            s.send(in_tx(send_frame("q", b), "t"))
+                .unwrap()
+                .await
+                .unwrap();
+        }
+        assert!(bodies(&mut rx).is_empty());
+        assert!(store.recover().unwrap().is_empty());
+        s.commit("t").unwrap().await.unwrap();
+        assert_eq!(bodies(&mut rx), ["1", "2", "3"]);
+    }
+
+    #[tokio::test]
+    async fn abort_discards_sends_and_leaves_acks_undone() {
+        let (broker, _) = broker();
+        let (mut s, mut rx) = session(&broker);
+        s.send(send_frame("q", "kept")).unwrap().await.unwrap();
+        s.subscribe(sub_frame("q", "1", AckMode::ClientIndividual))
+            .unwrap();
+        let d = deliveries(&mut rx).pop().unwrap();
+        s.begin("t").unwrap();
+        s.send(in_tx(send_frame("q", "dropped"), "t"))
+            .unwrap()
+            .await
+            .unwrap();
+        let mut ack = ack_req(&d.message_id);
+        ack.transaction = Some("t".into());
+        s.ack(ack).unwrap().await.unwrap();
+        s.abort("t").unwrap();
+        assert_eq!(
+            broker.queue("q").depth(),
+            (0, 1, 1),
+            "still in flight, nothing new"
+        );
+        s.close();
+        assert_eq!(broker.queue("q").depth(), (1, 0, 0));
+    }
+
+    #[tokio::test]
+    async fn transactional_ack_applies_at_commit() {
+        let (broker, store) = broker();
+        let (mut s, mut rx) = session(&broker);
+        s.send(send_frame("q", "m")).unwrap().await.unwrap();
+        s.subscribe(sub_frame("q", "1", AckMode::Client)).unwrap();
+        let d = deliveries(&mut rx).pop().unwrap();
+        s.begin("t").unwrap();
+        let mut ack = ack_req(&d.message_id);
+        ack.transaction = Some("t".into());
+        s.ack(ack).unwrap().await.unwrap();
+        assert_eq!(store.recover().unwrap().len(), 1);
+        s.commit("t").unwrap().await.unwrap();
+        assert!(store.recover().unwrap().is_empty());
+    }
+
+    #[test]
+    fn unknown_and_duplicate_transactions_are_errors() {
+        let (broker, _) = broker();
+        let (mut s, _rx) = session(&broker);
+        assert!(s.commit("nope").is_err());
+        assert!(s.abort("nope").is_err());
+        s.begin("t").unwrap();
+        assert!(s.begin("t").is_err());
+        assert!(s.send(in_tx(send_frame("q", "x"), "other")).is_err());
+    }
+}

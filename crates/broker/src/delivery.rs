@@ -1,0 +1,54 @@
+//! What the broker hands to a connection: deliveries and control frames, through the connection's
+//! outbox. The connection writer turns them into bytes; the broker never sees a socket.
+
+use std::sync::Arc;
+
+use stampede_proto::Frame;
+use stampede_store::MessageRecord;
+use tokio::sync::mpsc;
+
+use crate::queue::{ConsumerId, Queue};
+
+/// One message on its way to one subscription.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The `subscription` header: the client's id for its SUBSCRIBE.
+    pub subscription: Arc<str>,
+    /// The `destination` header, as the subscriber named it.
+    pub destination: Arc<str>,
+    /// Stable across redeliveries of the same message.
+    pub message_id: String,
+    /// Per-delivery token for the 1.2 `ack` header; `None` for auto-ack subscriptions.
+    pub ack_id: Option<String>,
+    pub record: Arc<MessageRecord>,
+    /// 1 on the first delivery.
+    pub delivery_count: u32,
+    /// Set for auto-ack subscriptions: the writer settles the message once it is on the socket.
+    pub auto_settle: Option<AutoSettle>,
+}
+
+impl Delivery {
+    pub fn redelivered(&self) -> bool {
+        self.delivery_count > 1
+    }
+}
+
+/// Where an auto-acked delivery is settled after the writer has written it.
+#[derive(Debug, Clone)]
+pub struct AutoSettle {
+    pub queue: Arc<Queue>,
+    pub consumer: ConsumerId,
+    pub seq: u64,
+}
+
+/// Items a connection's writer drains, in order.
+#[derive(Debug)]
+pub enum Outgoing {
+    Message(Delivery),
+    Frame(Frame),
+}
+
+/// Sending half of a connection's outbox. Its depth is bounded by subscription credit (every
+/// delivery takes one credit until acked or written) plus the replies to frames the reader has
+/// processed, so an unbounded channel does not grow without bound.
+pub type Outbox = mpsc::UnboundedSender<Outgoing>;

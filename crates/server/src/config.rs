@@ -1,0 +1,334 @@
+//! Configuration: embedded defaults (the repository's `broker.toml`) → `--config FILE` →
+//! `STAMPEDE__SECTION__KEY` environment variables → CLI flags. Every error names the key and the
+//! form it expects, because an operator reads it once, at start-up.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use config::{Config, Environment, File, FileFormat};
+use serde::{Deserialize, Deserializer};
+use thiserror::Error;
+
+/// The documented defaults; also the lowest configuration layer.
+pub const DEFAULTS: &str = include_str!("../../../broker.toml");
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration key `{key}`: {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub listeners: Listeners,
+    pub storage: Storage,
+    pub auth: Auth,
+    pub protocol: Protocol,
+    pub broker: BrokerSection,
+    pub shutdown: Shutdown,
+    pub log: Log,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listeners {
+    pub stomp: StompListener,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StompListener {
+    pub bind: String,
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    pub mode: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Protocol {
+    #[serde(deserialize_with = "duration")]
+    pub heartbeat: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub connect_timeout: Duration,
+    #[serde(deserialize_with = "size")]
+    pub max_frame_size: usize,
+    pub max_headers: usize,
+    #[serde(deserialize_with = "size")]
+    pub max_header_line: usize,
+    #[serde(deserialize_with = "size")]
+    pub max_connect_frame: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerSection {
+    pub default_prefetch: u32,
+    pub topic_subscriber_buffer: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shutdown {
+    #[serde(deserialize_with = "duration")]
+    pub grace: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Settings plus the parsed forms `validate` produced.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub settings: Settings,
+    pub stomp_addr: SocketAddr,
+}
+
+/// Reads the layers. `file` is `--config`; `env` is the process environment (a parameter so tests
+/// need not mutate globals).
+pub fn load(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Loaded, ConfigError> {
+    let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
+    if let Some(path) = file {
+        builder = builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
+    }
+    let vars = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("STAMPEDE__"))
+        .collect();
+    builder = builder.add_source(
+        Environment::with_prefix("STAMPEDE")
+            .prefix_separator("__")
+            .separator("__")
+            .source(Some(vars)),
+    );
+    let settings: Settings = builder.build()?.try_deserialize()?;
+    validate(settings)
+}
+
+fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        problem: problem.into(),
+    }
+}
+
+fn validate(settings: Settings) -> Result<Loaded, ConfigError> {
+    let bind = &settings.listeners.stomp.bind;
+    let stomp_addr: SocketAddr = bind.parse().map_err(|_| {
+        invalid(
+            "listeners.stomp.bind",
+            format!("{bind:?} is not HOST:PORT with a numeric address, such as 0.0.0.0:61613"),
+        )
+    })?;
+    if settings.auth.mode != "open" {
+        return Err(invalid(
+            "auth.mode",
+            format!(
+                "{:?} is not supported; this version knows only \"open\"",
+                settings.auth.mode
+            ),
+        ));
+    }
+    let p = &settings.protocol;
+    if p.max_frame_size < 1024 {
+        return Err(invalid("protocol.max_frame_size", "must be at least 1KiB"));
+    }
+    if p.max_header_line < 128 {
+        return Err(invalid(
+            "protocol.max_header_line",
+            "must be at least 128 bytes",
+        ));
+    }
+    if p.max_connect_frame < 1024 || p.max_connect_frame > p.max_frame_size {
+        return Err(invalid(
+            "protocol.max_connect_frame",
+            "must be between 1KiB and protocol.max_frame_size",
+        ));
+    }
+    if p.connect_timeout.is_zero() {
+        return Err(invalid(
+            "protocol.connect_timeout",
+            "must be greater than 0",
+        ));
+    }
+    if settings.listeners.stomp.max_connections == 0 {
+        return Err(invalid(
+            "listeners.stomp.max_connections",
+            "must be at least 1",
+        ));
+    }
+    if settings.broker.default_prefetch == 0 {
+        return Err(invalid("broker.default_prefetch", "must be at least 1"));
+    }
+    if settings.broker.topic_subscriber_buffer == 0 {
+        return Err(invalid(
+            "broker.topic_subscriber_buffer",
+            "must be at least 1",
+        ));
+    }
+    Ok(Loaded {
+        settings,
+        stomp_addr,
+    })
+}
+
+/// A duration such as `500ms`, `30s`, `5m`, `2h`, `7d`; a bare integer is seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let ms = match unit.trim() {
+        "ms" => n,
+        "" | "s" => n.checked_mul(1000)?,
+        "m" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
+        "d" => n.checked_mul(86_400_000)?,
+        _ => return None,
+    };
+    Some(Duration::from_millis(ms))
+}
+
+/// A size such as `65536`, `64KiB`, `4MiB` (also `KB`/`MB`, which mean the same here).
+pub fn parse_size(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: usize = num.parse().ok()?;
+    let mult = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "KB" | "K" => 1024,
+        "MiB" | "MB" | "M" => 1024 * 1024,
+        "GiB" | "GB" | "G" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumOrText {
+    Num(u64),
+    Text(String),
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    match NumOrText::deserialize(d)? {
+        NumOrText::Num(n) => Ok(Duration::from_secs(n)),
+        NumOrText::Text(t) => parse_duration(&t).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{t:?} is not a duration; expected a number with a unit such as 500ms, 30s, 5m, 7d"
+            ))
+        }),
+    }
+}
+
+fn size<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    match NumOrText::deserialize(d)? {
+        NumOrText::Num(n) => Ok(n as usize),
+        NumOrText::Text(t) => parse_size(&t).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{t:?} is not a size; expected bytes or a unit such as 64KiB, 4MiB"
+            ))
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn embedded_defaults_load() {
+        let l = load(None, env(&[])).unwrap();
+        assert_eq!(l.stomp_addr, "0.0.0.0:61613".parse().unwrap());
+        assert_eq!(l.settings.protocol.max_frame_size, 4 * 1024 * 1024);
+        assert_eq!(l.settings.protocol.heartbeat, Duration::from_secs(10));
+        assert_eq!(l.settings.storage.data_dir, PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys() {
+        let l = load(
+            None,
+            env(&[
+                ("STAMPEDE__LISTENERS__STOMP__BIND", "127.0.0.1:7000"),
+                ("STAMPEDE__PROTOCOL__HEARTBEAT", "500ms"),
+                ("STAMPEDE__BROKER__DEFAULT_PREFETCH", "7"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(l.stomp_addr.port(), 7000);
+        assert_eq!(l.settings.protocol.heartbeat, Duration::from_millis(500));
+        assert_eq!(l.settings.broker.default_prefetch, 7);
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_form() {
+        let e = load(
+            None,
+            env(&[("STAMPEDE__LISTENERS__STOMP__BIND", "nowhere")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("listeners.stomp.bind") && e.contains("HOST:PORT"),
+            "{e}"
+        );
+        let e = load(None, env(&[("STAMPEDE__PROTOCOL__HEARTBEAT", "soon")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("heartbeat") && e.contains("30s"), "{e}");
+        let e = load(None, env(&[("STAMPEDE__AUTH__MODE", "users")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("auth.mode"), "{e}");
+    }
+
+    #[test]
+    fn units_parse() {
+        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(7 * 86400)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_duration("3 weeks"), None);
+        assert_eq!(parse_size("64KiB"), Some(65536));
+        assert_eq!(parse_size("12"), Some(12));
+        assert_eq!(parse_size("1TB"), None);
+    }
+}

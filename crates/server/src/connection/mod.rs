@@ -1,0 +1,289 @@
+//! One client connection: the CONNECT handshake, then a reader loop that turns frames into
+//! [`Session`] calls while a separate [`Writer`] task owns the socket's write half. Any protocol or
+//! broker error is answered with an `ERROR` frame, after which the connection closes; the session
+//! is closed either way, so its unsettled messages return to their queues.
+
+mod handshake;
+mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use stampede_broker::{Broker, Outgoing, Session};
+use stampede_proto::{
+    ClientCommand, Command, Decoder, Frame, Limits, ProtoError, Request, Version,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::ConnectionSettings;
+use writer::{Control, Writer};
+
+/// Why the reader stopped.
+enum End {
+    /// The peer sent DISCONNECT or closed the socket.
+    Peer,
+    /// We sent an ERROR; the text is for the log.
+    Error(String),
+    Shutdown,
+}
+
+/// Serves one accepted socket until it closes.
+pub async fn serve<S>(
+    socket: S,
+    peer: String,
+    broker: Arc<Broker>,
+    settings: Arc<ConnectionSettings>,
+    shutdown: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut rd, wr) = tokio::io::split(socket);
+    let mut decoder = Decoder::new(Limits {
+        max_frame_size: settings.max_connect_frame,
+        ..settings.limits
+    });
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+
+    let first = tokio::select! {
+        r = tokio::time::timeout(settings.connect_timeout, read_frame(&mut rd, &mut decoder, &mut buf, None)) => r,
+        _ = shutdown.cancelled() => return,
+    };
+    let hello = match first {
+        Err(_) => Err("no CONNECT frame within the connect timeout".to_owned()),
+        Ok(Ok(Some(frame))) => handshake::accept(frame, &settings),
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => Err(e.to_string()),
+    };
+    let (connected, version, heartbeat) = match hello {
+        Ok(h) => h,
+        Err(reason) => {
+            // Refused before any broker state exists for this socket.
+            warn!(%peer, %reason, "connection refused");
+            let _ = out_tx.send(Outgoing::Frame(error_frame(&reason, None)));
+            let _ = ctl_tx.send(Control::Close);
+            let writer = Writer {
+                socket: wr,
+                outbox: out_rx,
+                control: ctl_rx,
+                version: Version::V1_0,
+                heartbeat: None,
+            };
+            let _ = tokio::time::timeout(settings.close_timeout, writer.run()).await;
+            return;
+        }
+    };
+    let session = broker.session(out_tx.clone());
+    decoder.set_version(version);
+    decoder.set_limits(settings.limits);
+    let session_id = session.id();
+    info!(%peer, session = session_id, version = %version, "connected");
+    let _ = out_tx.send(Outgoing::Frame(
+        connected.header("session", session_id.to_string()),
+    ));
+    let writer = tokio::spawn(
+        Writer {
+            socket: wr,
+            outbox: out_rx,
+            control: ctl_rx,
+            version,
+            heartbeat: heartbeat.send,
+        }
+        .run(),
+    );
+    let mut conn = Conn {
+        session,
+        out: out_tx,
+        version,
+    };
+    let end = tokio::select! {
+        end = conn.read_loop(&mut rd, &mut decoder, &mut buf, heartbeat.receive) => end,
+        _ = shutdown.cancelled() => {
+            conn.reply(error_frame("broker shutting down", None));
+            End::Shutdown
+        }
+    };
+    let _ = ctl_tx.send(Control::Close);
+    conn.session.close();
+    drop(conn);
+    // The writer finishes what is queued; a peer that stopped reading does not hold us forever.
+    if tokio::time::timeout(settings.close_timeout, writer)
+        .await
+        .is_err()
+    {
+        debug!(%peer, "writer did not finish in time");
+    }
+    match end {
+        End::Peer => info!(%peer, session = session_id, "disconnected"),
+        End::Error(reason) => warn!(%peer, session = session_id, %reason, "closed after ERROR"),
+        End::Shutdown => info!(%peer, session = session_id, "closed for shutdown"),
+    }
+}
+
+/// Agreed heart-beat intervals; `None` = not used in that direction.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Heartbeat {
+    /// We write at least this often.
+    pub send: Option<Duration>,
+    /// The client must be heard from at least this often (we allow 1.5x).
+    pub receive: Option<Duration>,
+}
+
+struct Conn {
+    session: Session,
+    out: mpsc::UnboundedSender<Outgoing>,
+    version: Version,
+}
+
+impl Conn {
+    fn reply(&self, frame: Frame) {
+        let _ = self.out.send(Outgoing::Frame(frame));
+    }
+
+    async fn read_loop<R: AsyncRead + Unpin>(
+        &mut self,
+        rd: &mut R,
+        decoder: &mut Decoder,
+        buf: &mut BytesMut,
+        receive: Option<Duration>,
+    ) -> End {
+        let silence = receive.map(|d| d.mul_f64(1.5));
+        loop {
+            let frame = match read_frame(rd, decoder, buf, silence).await {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return End::Peer,
+                Err(ReadError::Silent) => {
+                    let reason =
+                        "no data or heart-beat from the client within 1.5x the agreed interval";
+                    self.reply(error_frame(reason, None));
+                    return End::Error(reason.to_owned());
+                }
+                Err(ReadError::Proto(e)) => {
+                    self.reply(error_frame(&e.to_string(), None));
+                    return End::Error(e.to_string());
+                }
+            };
+            let command = frame.command;
+            let receipt = frame.headers.get("receipt").map(str::to_owned);
+            let result = match Request::from_frame(frame, self.version) {
+                Ok(req) => self.handle(req).await,
+                Err(e) => Err(e.to_string()),
+            };
+            match result {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Disconnect) => return End::Peer,
+                Err(reason) => {
+                    debug!(%command, %reason, "frame rejected");
+                    self.reply(error_frame(&reason, receipt.as_deref()));
+                    return End::Error(reason);
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, req: Request) -> Result<Flow, String> {
+        let s = &mut self.session;
+        let ticket = match req.command {
+            ClientCommand::Connect(_) => return Err("already connected".to_owned()),
+            ClientCommand::Send(send) => Some(s.send(send)),
+            ClientCommand::Subscribe(sub) => s.subscribe(sub).map(|_| None).transpose(),
+            ClientCommand::Unsubscribe { id } => s.unsubscribe(&id).map(|_| None).transpose(),
+            ClientCommand::Ack(a) => Some(s.ack(a)),
+            ClientCommand::Nack(a) => Some(s.nack(a)),
+            ClientCommand::Begin { transaction } => s.begin(&transaction).map(|_| None).transpose(),
+            ClientCommand::Commit { transaction } => Some(s.commit(&transaction)),
+            ClientCommand::Abort { transaction } => s.abort(&transaction).map(|_| None).transpose(),
+            ClientCommand::Disconnect => {
+                if let Some(r) = &req.receipt {
+                    self.reply(receipt_frame(r));
+                }
+                return Ok(Flow::Disconnect);
+            }
+        };
+        if let Some(ticket) = ticket.transpose().map_err(|e| e.to_string())? {
+            if req.receipt.is_some() {
+                // A RECEIPT promises durability: wait for the store before sending it.
+                ticket
+                    .await
+                    .map_err(|e| format!("message could not be stored: {e}"))?;
+            }
+        }
+        if let Some(r) = &req.receipt {
+            self.reply(receipt_frame(r));
+        }
+        Ok(Flow::Continue)
+    }
+}
+
+enum Flow {
+    Continue,
+    Disconnect,
+}
+
+enum ReadError {
+    Proto(ProtoError),
+    Silent,
+}
+
+impl From<ProtoError> for ReadError {
+    fn from(e: ProtoError) -> Self {
+        ReadError::Proto(e)
+    }
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Proto(p) => p.fmt(f),
+            ReadError::Silent => f.write_str("client went silent"),
+        }
+    }
+}
+
+/// Reads until a whole frame is decoded. Any bytes received (heart-beat EOLs included) reset the
+/// silence timer. `Ok(None)` is a clean end of stream.
+async fn read_frame<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    decoder: &mut Decoder,
+    buf: &mut BytesMut,
+    silence: Option<Duration>,
+) -> Result<Option<Frame>, ReadError> {
+    loop {
+        if let Some(frame) = decoder.decode(buf)? {
+            return Ok(Some(frame));
+        }
+        buf.reserve(8 * 1024);
+        let read = rd.read_buf(buf);
+        let n = match silence {
+            Some(limit) => tokio::time::timeout(limit, read)
+                .await
+                .map_err(|_| ReadError::Silent)?,
+            None => read.await,
+        }
+        .map_err(|e| ReadError::Proto(ProtoError::Io(e)))?;
+        if n == 0 {
+            return Ok(None);
+        }
+    }
+}
+
+pub fn error_frame(message: &str, receipt: Option<&str>) -> Frame {
+    let mut f = Frame::new(Command::Error)
+        .header("message", message)
+        .header("content-type", "text/plain");
+    if let Some(r) = receipt {
+        f = f.header("receipt-id", r);
+    }
+    f.body(format!(
+        "{message}\n\nStampede closes the connection after an ERROR frame.\n"
+    ))
+}
+
+fn receipt_frame(id: &str) -> Frame {
+    Frame::new(Command::Receipt).header("receipt-id", id)
+}

@@ -1,0 +1,179 @@
+//! The writing half of a connection. It drains the outbox into one buffer per write, so a busy
+//! connection sends many frames per syscall, sends heart-beat EOLs when it has been quiet for the
+//! agreed interval, and settles auto-ack deliveries once they are on the socket.
+
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use stampede_broker::{AutoSettle, Delivery, Outgoing};
+use stampede_proto::{encode, encode_head, Command, Version};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Stop adding frames to a write once the buffer holds this much.
+const WRITE_BATCH: usize = 256 * 1024;
+
+/// Headers the broker sets on MESSAGE frames; a producer's copies of them are not forwarded.
+const RESERVED: &[&str] = &[
+    "subscription",
+    "message-id",
+    "destination",
+    "ack",
+    "redelivered",
+    "delivery-count",
+    "content-length",
+];
+
+/// Commands sent to the writer besides broker output.
+#[derive(Debug)]
+pub enum Control {
+    /// Write this and everything before it, then close the socket.
+    Close,
+}
+
+/// What ends a writer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WriterEnd {
+    /// A `Close` was processed or the outbox closed.
+    Closed,
+    /// The socket failed; the peer is gone.
+    Failed,
+}
+
+pub struct Writer<W> {
+    pub socket: W,
+    pub outbox: mpsc::UnboundedReceiver<Outgoing>,
+    pub control: mpsc::UnboundedReceiver<Control>,
+    pub version: Version,
+    /// Send a heart-beat when nothing was written for this long; `None` = no heart-beats.
+    pub heartbeat: Option<Duration>,
+}
+
+impl<W: AsyncWrite + Unpin> Writer<W> {
+    pub async fn run(mut self) -> WriterEnd {
+        let mut buf = BytesMut::with_capacity(16 * 1024);
+        let mut settles: Vec<AutoSettle> = Vec::new();
+        let mut closing = false;
+        loop {
+            let deadline = self.heartbeat.map(|h| Instant::now() + h);
+            let first = tokio::select! {
+                biased;
+                item = self.outbox.recv() => item,
+                Some(Control::Close) = self.control.recv() => { closing = true; None }
+                _ = sleep_opt(deadline) => {
+                    buf.put_u8(b'\n');
+                    if self.flush(&mut buf).await.is_err() {
+                        return WriterEnd::Failed;
+                    }
+                    continue;
+                }
+            };
+            match first {
+                Some(item) => self.encode(item, &mut buf, &mut settles),
+                None if closing => {
+                    // Close is sent after the final frames, so take what the outbox already holds.
+                    while let Ok(item) = self.outbox.try_recv() {
+                        if let Outgoing::Frame(_) = item {
+                            self.encode(item, &mut buf, &mut settles);
+                        }
+                    }
+                    let _ = self.flush(&mut buf).await;
+                    let _ = self.socket.shutdown().await;
+                    return WriterEnd::Closed;
+                }
+                None => {
+                    let _ = self.flush(&mut buf).await;
+                    return WriterEnd::Closed;
+                }
+            }
+            while buf.len() < WRITE_BATCH {
+                match self.outbox.try_recv() {
+                    Ok(item) => self.encode(item, &mut buf, &mut settles),
+                    Err(_) => break,
+                }
+            }
+            if self.flush(&mut buf).await.is_err() {
+                return WriterEnd::Failed;
+            }
+            settle(&mut settles);
+        }
+    }
+
+    fn encode(&self, item: Outgoing, buf: &mut BytesMut, settles: &mut Vec<AutoSettle>) {
+        match item {
+            Outgoing::Frame(frame) => encode(&frame, self.version, buf),
+            Outgoing::Message(d) => {
+                encode_delivery(&d, self.version, buf);
+                if let Some(s) = d.auto_settle {
+                    settles.push(s);
+                }
+            }
+        }
+    }
+
+    async fn flush(&mut self, buf: &mut BytesMut) -> std::io::Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let res = self.socket.write_all(buf).await;
+        buf.clear();
+        res
+    }
+}
+
+async fn sleep_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Settles written auto-ack deliveries, one queue call per run of the same queue and consumer.
+fn settle(settles: &mut Vec<AutoSettle>) {
+    let mut seqs = Vec::new();
+    let mut iter = settles.drain(..).peekable();
+    while let Some(s) = iter.next() {
+        seqs.clear();
+        seqs.push(s.seq);
+        while let Some(next) =
+            iter.next_if(|n| std::sync::Arc::ptr_eq(&n.queue, &s.queue) && n.consumer == s.consumer)
+        {
+            seqs.push(next.seq);
+        }
+        // Auto-ack deletes need no waiting: nobody is owed a receipt for them.
+        drop(s.queue.settle_written(s.consumer, &seqs));
+    }
+}
+
+/// Writes a MESSAGE frame straight from the stored record.
+fn encode_delivery(d: &Delivery, version: Version, buf: &mut BytesMut) {
+    let count = d.delivery_count.to_string();
+    let mut fixed: Vec<(&str, &str)> = Vec::with_capacity(6);
+    fixed.push(("subscription", &d.subscription));
+    fixed.push(("message-id", &d.message_id));
+    fixed.push(("destination", &d.destination));
+    if let (Some(ack), Version::V1_2) = (&d.ack_id, version) {
+        fixed.push(("ack", ack));
+    }
+    if d.redelivered() {
+        fixed.push(("redelivered", "true"));
+    }
+    fixed.push(("delivery-count", &count));
+    let rest = d
+        .record
+        .headers
+        .iter()
+        .filter(|(k, _)| !RESERVED.contains(&k.as_str()))
+        .map(|(k, v)| (k.as_str(), v.as_str()));
+    let body = &d.record.body;
+    encode_head(
+        Command::Message,
+        fixed.into_iter().chain(rest),
+        body.len(),
+        version,
+        buf,
+    );
+    buf.extend_from_slice(body);
+    buf.put_u8(0);
+}

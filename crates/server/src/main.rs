@@ -1,0 +1,103 @@
+//! `stampede`: parses the command line, loads configuration, sets up logging and runs the server
+//! until SIGTERM or SIGINT.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use stampede_server::config::{self, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "stampede", version, about = "A STOMP message broker")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+    /// TOML configuration file (see broker.toml for every key).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Data directory; overrides storage.data_dir.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Log format; overrides log.format.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the broker (the default).
+    Serve,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stampede: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let (Some(Cmd::Serve) | None) = cli.command;
+    let mut loaded = config::load(cli.config.as_deref(), std::env::vars())?;
+    if let Some(dir) = cli.data_dir {
+        loaded.settings.storage.data_dir = dir;
+    }
+    if let Some(format) = cli.log_format {
+        loaded.settings.log.format = format;
+    }
+    init_logging(&loaded.settings.log)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(stampede_server::run(loaded, shutdown_signal()))?;
+    Ok(())
+}
+
+fn init_logging(log: &config::Log) -> anyhow::Result<()> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.is_empty() => EnvFilter::try_new(v),
+        _ => EnvFilter::try_new(&log.level),
+    }
+    .with_context(|| {
+        format!(
+            "configuration key `log.level`: invalid filter {:?}",
+            log.level
+        )
+    })?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => builder.init(),
+    }
+    Ok(())
+}
+
+/// Completes on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

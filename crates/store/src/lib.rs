@@ -1,0 +1,113 @@
+//! Persistence for queue messages. The broker describes every durable change as [`Op`]s and hands
+//! them to a [`Store`] in one [`Store::commit`] call; the store decides how to make them durable
+//! (group commit, fsync) and resolves the returned [`Ticket`] once they are.
+//!
+//! This crate knows nothing of STOMP: a message is an opaque [`MessageRecord`].
+//!
+//! ### Invariants
+//! - The ops of one `commit` call are applied atomically: after a crash either all or none of them
+//!   are visible to [`Store::recover`] (a transaction's COMMIT relies on this).
+//! - Commits to the same queue are applied in call order, so a `Delete` submitted after the `Put`
+//!   of the same message never resurrects it.
+//! - When a `Ticket` resolves `Ok`, the ops survive a process kill (and, for disk stores, power
+//!   loss): a RECEIPT is released only after that.
+//! - `recover` returns, per queue, every message put and not deleted, in sequence order, with the
+//!   last delivery count written for it.
+
+mod memory;
+mod record;
+
+pub use memory::MemoryStore;
+pub use record::MessageRecord;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use thiserror::Error;
+use tokio::sync::oneshot;
+
+/// Errors of the storage layer.
+#[derive(Debug, Error, Clone)]
+pub enum StoreError {
+    #[error("storage is closed")]
+    Closed,
+    #[error("storage i/o failed: {0}")]
+    Io(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// One durable change.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Stores message `seq` of `queue`.
+    Put {
+        queue: Arc<str>,
+        seq: u64,
+        record: Arc<MessageRecord>,
+    },
+    /// Removes message `seq` of `queue` (ACK, expiry, dead-lettering out of it).
+    Delete { queue: Arc<str>, seq: u64 },
+    /// Records how often message `seq` was delivered, so the count survives restarts.
+    SetDeliveries {
+        queue: Arc<str>,
+        seq: u64,
+        count: u32,
+    },
+}
+
+/// A message found at recovery.
+#[derive(Debug, Clone)]
+pub struct Recovered {
+    pub seq: u64,
+    pub record: Arc<MessageRecord>,
+    pub deliveries: u32,
+}
+
+/// Resolves when a commit is durable (or failed). A commit that needs no waiting is born ready.
+pub struct Ticket(TicketInner);
+
+enum TicketInner {
+    Ready(Option<Result<(), StoreError>>),
+    Pending(oneshot::Receiver<Result<(), StoreError>>),
+}
+
+impl Ticket {
+    pub fn ready(result: Result<(), StoreError>) -> Ticket {
+        Ticket(TicketInner::Ready(Some(result)))
+    }
+
+    /// A ticket and the sender its committer completes.
+    pub fn pending() -> (Ticket, oneshot::Sender<Result<(), StoreError>>) {
+        let (tx, rx) = oneshot::channel();
+        (Ticket(TicketInner::Pending(rx)), tx)
+    }
+}
+
+impl Future for Ticket {
+    type Output = Result<(), StoreError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.0 {
+            TicketInner::Ready(r) => Poll::Ready(r.take().unwrap_or(Err(StoreError::Closed))),
+            TicketInner::Pending(rx) => Pin::new(rx)
+                .poll(cx)
+                .map(|r| r.unwrap_or(Err(StoreError::Closed))),
+        }
+    }
+}
+
+/// Durable storage of queue messages. Implementations must never block the caller on i/o:
+/// `commit` only enqueues work and returns a [`Ticket`].
+pub trait Store: Send + Sync + 'static {
+    /// Applies `ops` atomically and durably; see the crate's invariants.
+    fn commit(&self, ops: Vec<Op>) -> Ticket;
+
+    /// Every stored message, grouped by queue name, each group in sequence order.
+    fn recover(&self) -> Result<Vec<(String, Vec<Recovered>)>, StoreError>;
+
+    /// Waits until everything committed so far is durable; used at shutdown.
+    fn flush(&self) -> Result<(), StoreError>;
+}
