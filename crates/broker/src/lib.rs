@@ -175,8 +175,8 @@ impl Broker {
         }
     }
 
-    /// Flushes the store; part of graceful shutdown.
-    pub fn flush(&self) -> Result<(), BrokerError> {
-        Ok(self.store.flush()?)
+    /// Resolves once everything committed so far is durable; part of graceful shutdown.
+    pub fn flush(&self) -> Ticket {
+        self.store.flush()
     }
 }

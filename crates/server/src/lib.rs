@@ -120,7 +120,7 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<(
     {
         warn!(grace = ?s.shutdown.grace, "connections still open after the grace period");
     }
-    broker.flush()?;
+    broker.flush().await.map_err(stampede_broker::BrokerError::from)?;
     info!("stopped");
     Ok(())
 }

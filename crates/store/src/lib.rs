@@ -12,13 +12,16 @@
 //! - When a `Ticket` resolves `Ok`, the ops survive a process kill (and, for disk stores, power
 //!   loss): a RECEIPT is released only after that.
 //! - `recover` returns, per queue, every message put and not deleted, in sequence order, with the
-//!   last delivery count written for it.
+//!   last delivery count written for it. A message put or deleted by a commit whose ticket never
+//!   resolved may or may not be there (never half of one commit).
 
 mod memory;
 mod record;
+mod sled;
 
 pub use memory::MemoryStore;
 pub use record::MessageRecord;
+pub use sled::{SledOptions, SledStore};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -105,9 +108,10 @@ pub trait Store: Send + Sync + 'static {
     /// Applies `ops` atomically and durably; see the crate's invariants.
     fn commit(&self, ops: Vec<Op>) -> Ticket;
 
-    /// Every stored message, grouped by queue name, each group in sequence order.
+    /// Every queue the store knows, with its stored messages in sequence order. Called once, at
+    /// start-up, before any commit.
     fn recover(&self) -> Result<Vec<(String, Vec<Recovered>)>, StoreError>;
 
-    /// Waits until everything committed so far is durable; used at shutdown.
-    fn flush(&self) -> Result<(), StoreError>;
+    /// Resolves once everything committed before the call is durable; used at shutdown.
+    fn flush(&self) -> Ticket;
 }

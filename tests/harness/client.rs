@@ -1,0 +1,168 @@
+//! A minimal STOMP client over the project's codec, for driving the broker frame by frame.
+
+use std::net::SocketAddr;
+
+use bytes::{Bytes, BytesMut};
+use futures::{SinkExt, StreamExt};
+use stampede_proto::{Command, Frame, Limits, StompCodec, Version};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+use crate::WAIT;
+
+pub struct Client {
+    framed: Framed<TcpStream, StompCodec>,
+    /// The CONNECTED frame the broker answered with.
+    pub connected: Frame,
+}
+
+fn codec() -> StompCodec {
+    StompCodec::new(Limits {
+        max_frame_size: 64 * 1024 * 1024,
+        ..Limits::default()
+    })
+}
+
+impl Client {
+    /// Connects with STOMP 1.2 and no heart-beats.
+    pub async fn connect(addr: SocketAddr) -> Client {
+        Client::connect_with(addr, &[("accept-version", "1.2"), ("host", "localhost")])
+            .await
+            .expect("CONNECTED")
+    }
+
+    /// Sends a CONNECT with exactly `headers`; `Err` carries the ERROR frame if refused.
+    pub async fn connect_with(addr: SocketAddr, headers: &[(&str, &str)]) -> Result<Client, Frame> {
+        let mut framed = Framed::new(TcpStream::connect(addr).await.expect("tcp connect"), codec());
+        let mut f = Frame::new(Command::Connect);
+        for (k, v) in headers {
+            f = f.header(k, *v);
+        }
+        framed.send(&f).await.expect("send CONNECT");
+        let reply = next(&mut framed).await.expect("reply to CONNECT");
+        if reply.command != Command::Connected {
+            return Err(reply);
+        }
+        let version = match reply.headers.get("version") {
+            Some("1.1") => Version::V1_1,
+            Some("1.2") => Version::V1_2,
+            _ => Version::V1_0,
+        };
+        framed.codec_mut().set_version(version);
+        Ok(Client {
+            framed,
+            connected: reply,
+        })
+    }
+
+    /// Opens a raw TCP connection (for malformed-input tests).
+    pub async fn raw(addr: SocketAddr) -> TcpStream {
+        TcpStream::connect(addr).await.expect("tcp connect")
+    }
+
+    pub async fn send_frame(&mut self, frame: Frame) {
+        self.framed.send(&frame).await.expect("send frame");
+    }
+
+    pub async fn write_raw(&mut self, bytes: &[u8]) {
+        self.framed.get_mut().write_all(bytes).await.expect("write");
+    }
+
+    /// The next frame; panics if none arrives in time or the connection closes.
+    pub async fn recv(&mut self) -> Frame {
+        next(&mut self.framed)
+            .await
+            .expect("connection closed while a frame was expected")
+    }
+
+    /// The next frame, or `None` if the broker closed the connection.
+    pub async fn recv_or_closed(&mut self) -> Option<Frame> {
+        next(&mut self.framed).await
+    }
+
+    /// Asserts the broker closes the connection (after any frames, which are returned).
+    pub async fn expect_closed(&mut self) -> Vec<Frame> {
+        let mut seen = Vec::new();
+        while let Some(f) = next(&mut self.framed).await {
+            seen.push(f);
+        }
+        seen
+    }
+
+    /// SEND with a receipt; waits for the RECEIPT.
+    pub async fn send(&mut self, destination: &str, body: impl Into<Bytes>) {
+        self.send_with(destination, body, &[]).await;
+    }
+
+    pub async fn send_with(&mut self, destination: &str, body: impl Into<Bytes>, headers: &[(&str, &str)]) {
+        let mut f = Frame::new(Command::Send)
+            .header("destination", destination)
+            .body(body);
+        for (k, v) in headers {
+            f = f.header(k, *v);
+        }
+        self.request(f).await;
+    }
+
+    /// Sends `frame` with a fresh receipt id and waits for its RECEIPT, failing on anything else.
+    pub async fn request(&mut self, frame: Frame) {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        let id = format!("rcpt-{}", N.fetch_add(1, Ordering::Relaxed));
+        self.send_frame(frame.header("receipt", id.clone())).await;
+        let reply = self.recv().await;
+        assert_eq!(reply.command, Command::Receipt, "expected RECEIPT, got {reply:?}");
+        assert_eq!(reply.headers.get("receipt-id"), Some(id.as_str()));
+    }
+
+    /// SUBSCRIBE with a receipt, so deliveries can be expected right after.
+    pub async fn subscribe(&mut self, destination: &str, id: &str, ack: &str) {
+        self.subscribe_with(destination, id, ack, &[]).await;
+    }
+
+    pub async fn subscribe_with(&mut self, destination: &str, id: &str, ack: &str, headers: &[(&str, &str)]) {
+        let mut f = Frame::new(Command::Subscribe)
+            .header("destination", destination)
+            .header("id", id)
+            .header("ack", ack);
+        for (k, v) in headers {
+            f = f.header(k, *v);
+        }
+        self.request(f).await;
+    }
+
+    /// The next frame, which must be a MESSAGE.
+    pub async fn message(&mut self) -> Frame {
+        let f = self.recv().await;
+        assert_eq!(f.command, Command::Message, "expected MESSAGE, got {f:?}");
+        f
+    }
+
+    /// Bodies of the next `n` MESSAGE frames.
+    pub async fn bodies(&mut self, n: usize) -> Vec<String> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(String::from_utf8_lossy(&self.message().await.body).into_owned());
+        }
+        out
+    }
+
+    /// Closes the socket without DISCONNECT.
+    pub fn drop_connection(self) {}
+}
+
+async fn next(framed: &mut Framed<TcpStream, StompCodec>) -> Option<Frame> {
+    match tokio::time::timeout(WAIT, framed.next()).await {
+        Err(_) => panic!("no frame within {WAIT:?}"),
+        Ok(None) | Ok(Some(Err(_))) => None,
+        Ok(Some(Ok(frame))) => Some(frame),
+    }
+}
+
+/// Encodes a frame for raw writes.
+pub fn encode(frame: &Frame, version: Version) -> BytesMut {
+    let mut buf = BytesMut::new();
+    stampede_proto::encode(frame, version, &mut buf);
+    buf
+}

@@ -1,0 +1,210 @@
+//! Starting, stopping and killing the real broker binary.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::WAIT;
+
+/// Locates the binary: `STAMPEDE_BIN`, else `stampede` next to the test executable's target dir.
+fn binary() -> PathBuf {
+    if let Ok(p) = std::env::var("STAMPEDE_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/e2e-<hash> → target/<profile>/stampede
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("stampede");
+    assert!(
+        bin.exists(),
+        "{} not found: build it with `cargo build --bin stampede` (or set STAMPEDE_BIN)",
+        bin.display()
+    );
+    bin
+}
+
+/// Log lines the broker printed, shared with the reader thread.
+#[derive(Default)]
+struct Logs {
+    lines: Mutex<Vec<String>>,
+    grew: Condvar,
+}
+
+/// Options for a broker under test.
+#[derive(Default)]
+pub struct ServerBuilder {
+    env: Vec<(String, String)>,
+    data_dir: Option<PathBuf>,
+}
+
+impl ServerBuilder {
+    /// Sets `STAMPEDE__<key>`; e.g. `env("PROTOCOL__HEARTBEAT", "1s")`.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((format!("STAMPEDE__{key}"), value.to_owned()));
+        self
+    }
+
+    /// Reuses a data directory (restart tests).
+    pub fn data_dir(mut self, dir: &Path) -> Self {
+        self.data_dir = Some(dir.to_owned());
+        self
+    }
+
+    pub fn start(self) -> Server {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let data_dir = self.data_dir.unwrap_or_else(|| temp.path().join("data"));
+        let mut cmd = Command::new(binary());
+        cmd.args(["serve", "--log-format", "json", "--data-dir"])
+            .arg(&data_dir)
+            .env("STAMPEDE__LISTENERS__STOMP__BIND", "127.0.0.1:0")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn stampede");
+        let logs = Arc::new(Logs::default());
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = logs.clone();
+        // Drains stdout for the broker's whole life so its pipe never fills.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = ready_addr(&line) {
+                    let _ = ready_tx.send(addr);
+                }
+                sink.lines.lock().unwrap().push(line);
+                sink.grew.notify_all();
+            }
+        });
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lines.lock().unwrap().push(line);
+                sink.grew.notify_all();
+            }
+        });
+        let addr = match ready_rx.recv_timeout(WAIT) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "broker did not report ready:\n{}",
+                    logs.lines.lock().unwrap().join("\n")
+                );
+            }
+        };
+        Server {
+            child,
+            addr,
+            logs,
+            data_dir,
+            _temp: temp,
+        }
+    }
+}
+
+fn ready_addr(line: &str) -> Option<SocketAddr> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    let fields = v.get("fields")?;
+    (fields.get("message")?.as_str()? == "ready")
+        .then(|| fields.get("stomp")?.as_str()?.parse().ok())
+        .flatten()
+}
+
+/// A running broker. Dropping it kills the process.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    logs: Arc<Logs>,
+    data_dir: PathBuf,
+    _temp: tempfile::TempDir,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        ServerBuilder::default().start()
+    }
+
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, then waits for exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.wait_exit()
+    }
+
+    /// SIGKILL: no flush, no goodbye.
+    pub fn kill(&mut self) {
+        self.signal(libc::SIGKILL);
+        let _ = self.wait_exit();
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, sig);
+        }
+    }
+
+    fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "broker did not exit");
+            // Process exit has no portable awaitable event from std; a short poll is the wait.
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits until a log line contains every one of `needles`; returns it.
+    pub fn wait_for_log(&self, needles: &[&str]) -> String {
+        let deadline = Instant::now() + WAIT;
+        let mut lines = self.logs.lines.lock().unwrap();
+        loop {
+            if let Some(l) = lines
+                .iter()
+                .find(|l| needles.iter().all(|n| l.contains(n)))
+            {
+                return l.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no log line with {needles:?}:\n{}",
+                lines.join("\n")
+            );
+            lines = self.logs.grew.wait_timeout(lines, left).unwrap().0;
+        }
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lines.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
