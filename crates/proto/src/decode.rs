@@ -196,6 +196,9 @@ fn skip_heartbeats(buf: &mut BytesMut) -> bool {
     buf.is_empty() || (buf.len() == 1 && buf[0] == b'\r')
 }
 
+/// Bytes in the longest command name (`UNSUBSCRIBE`).
+const LONGEST_COMMAND: usize = 11;
+
 /// Finds the end of the head (the byte after the blank line), checking line and header-count limits
 /// as lines complete. Resumes from `line_start`/`lines` so bytes are scanned once.
 fn scan_head(
@@ -206,6 +209,12 @@ fn scan_head(
 ) -> Result<Option<usize>, ProtoError> {
     loop {
         let Some(i) = memchr::memchr(b'\n', &buf[*line_start..]) else {
+            // A first line longer than any command (plus its CR) cannot become one: refuse now, so
+            // a client speaking another protocol (TLS, binary noise) gets its ERROR at once
+            // instead of after the connect timeout.
+            if *lines == 0 && buf.len() - *line_start > LONGEST_COMMAND + 1 {
+                return Err(unknown_command(&buf[*line_start..]));
+            }
             if buf.len() - *line_start > limits.max_header_line {
                 return Err(ProtoError::HeaderLineTooLong {
                     limit: limits.max_header_line,
@@ -215,6 +224,11 @@ fn scan_head(
         };
         let end = *line_start + i;
         let line = strip_cr(&buf[*line_start..end]);
+        // Likewise the command line is checked as soon as it ends, not once the head is complete
+        // (which for noise may be never).
+        if *lines == 0 && Command::parse(line).is_none() {
+            return Err(unknown_command(line));
+        }
         if line.len() > limits.max_header_line {
             return Err(ProtoError::HeaderLineTooLong {
                 limit: limits.max_header_line,
@@ -236,6 +250,12 @@ fn scan_head(
             });
         }
     }
+}
+
+/// The error for a line that is no command. Quotes at most 32 bytes: the text becomes an ERROR
+/// header, which must stay readable by clients with small header-line limits.
+fn unknown_command(line: &[u8]) -> ProtoError {
+    ProtoError::UnknownCommand(String::from_utf8_lossy(&line[..line.len().min(32)]).into_owned())
 }
 
 fn strip_cr(line: &[u8]) -> &[u8] {
@@ -335,7 +355,10 @@ mod tests {
     #[test]
     fn escapes_follow_the_negotiated_version() {
         let wire = b"SEND\nk:a\\cb\n\n\0";
-        assert_eq!(decode_all(wire, Version::V1_1).unwrap()[0].headers.get("k"), Some("a:b"));
+        assert_eq!(
+            decode_all(wire, Version::V1_1).unwrap()[0].headers.get("k"),
+            Some("a:b")
+        );
         assert_eq!(
             decode_all(wire, Version::V1_0).unwrap()[0].headers.get("k"),
             Some("a\\cb")
@@ -367,7 +390,11 @@ mod tests {
         for (wire, check) in cases {
             let mut d = Decoder::new(limits);
             let err = d.decode(&mut BytesMut::from(wire)).unwrap_err();
-            assert!(check(&err), "{err:?} for {:?}", String::from_utf8_lossy(wire));
+            assert!(
+                check(&err),
+                "{err:?} for {:?}",
+                String::from_utf8_lossy(wire)
+            );
         }
     }
 
@@ -410,6 +437,20 @@ mod tests {
             d.decode(&mut buf),
             Err(ProtoError::HeaderLineTooLong { .. })
         ));
+    }
+
+    #[test]
+    fn a_line_that_is_no_command_fails_before_the_head_ends() {
+        // Regression (e2e `garbage_as_the_first_frame_is_an_unknown_command`): noise without a
+        // blank line used to be buffered until the connect timeout.
+        let mut d = Decoder::new(Limits::default());
+        let mut buf = BytesMut::from(&b"\x16\x03\x01\nmore"[..]);
+        assert!(matches!(d.decode(&mut buf), Err(ProtoError::UnknownCommand(_))));
+        let mut d = Decoder::new(Limits::default());
+        let mut buf = BytesMut::from(&b"UNSUBSCRIBE\r"[..]);
+        assert!(d.decode(&mut buf).unwrap().is_none(), "a command may still arrive");
+        buf.extend_from_slice(b"x");
+        assert!(matches!(d.decode(&mut buf), Err(ProtoError::UnknownCommand(c)) if c.len() == 13));
     }
 
     #[test]
