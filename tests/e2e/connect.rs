@@ -6,14 +6,27 @@ use stampede_tests::{Client, Server};
 #[tokio::test]
 async fn negotiates_the_highest_common_version() {
     let server = Server::start();
-    for (accept, expected) in [("1.0,1.1,1.2", "1.2"), ("1.1", "1.1"), ("1.0", "1.0"), ("1.2,1.1", "1.2")] {
+    for (accept, expected) in [
+        ("1.0,1.1,1.2", "1.2"),
+        ("1.1", "1.1"),
+        ("1.0", "1.0"),
+        ("1.2,1.1", "1.2"),
+    ] {
         let c = Client::connect_with(server.addr, &[("accept-version", accept), ("host", "x")])
             .await
             .unwrap();
-        assert_eq!(c.connected.headers.get("version"), Some(expected), "accept {accept}");
+        assert_eq!(
+            c.connected.headers.get("version"),
+            Some(expected),
+            "accept {accept}"
+        );
     }
     let c = Client::connect_with(server.addr, &[]).await.unwrap();
-    assert_eq!(c.connected.headers.get("version"), Some("1.0"), "no accept-version is 1.0");
+    assert_eq!(
+        c.connected.headers.get("version"),
+        Some("1.0"),
+        "no accept-version is 1.0"
+    );
 }
 
 #[tokio::test]
@@ -24,7 +37,10 @@ async fn connected_names_server_session_and_heart_beat() {
     let server_header = a.connected.headers.get("server").unwrap();
     assert!(server_header.starts_with("Stampede/"), "{server_header}");
     assert_eq!(a.connected.headers.get("heart-beat"), Some("0,0"));
-    assert_ne!(a.connected.headers.get("session"), b.connected.headers.get("session"));
+    assert_ne!(
+        a.connected.headers.get("session"),
+        b.connected.headers.get("session")
+    );
 }
 
 #[tokio::test]
@@ -37,12 +53,19 @@ async fn stomp_frame_with_credentials_and_any_host_is_accepted_in_open_mode() {
         .header("login", "tenancy/user")
         .header("passcode", "c2VjcmV0");
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    raw.write_all(&stampede_tests::client::encode(&frame, stampede_proto::Version::V1_2))
-        .await
-        .unwrap();
+    raw.write_all(&stampede_tests::client::encode(
+        &frame,
+        stampede_proto::Version::V1_2,
+    ))
+    .await
+    .unwrap();
     let mut buf = vec![0u8; 512];
     let n = raw.read(&mut buf).await.unwrap();
-    assert!(buf[..n].starts_with(b"CONNECTED\n"), "{:?}", String::from_utf8_lossy(&buf[..n]));
+    assert!(
+        buf[..n].starts_with(b"CONNECTED\n"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
 }
 
 #[tokio::test]

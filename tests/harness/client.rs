@@ -34,7 +34,10 @@ impl Client {
 
     /// Sends a CONNECT with exactly `headers`; `Err` carries the ERROR frame if refused.
     pub async fn connect_with(addr: SocketAddr, headers: &[(&str, &str)]) -> Result<Client, Frame> {
-        let mut framed = Framed::new(TcpStream::connect(addr).await.expect("tcp connect"), codec());
+        let mut framed = Framed::new(
+            TcpStream::connect(addr).await.expect("tcp connect"),
+            codec(),
+        );
         let mut f = Frame::new(Command::Connect);
         for (k, v) in headers {
             f = f.header(k, *v);
@@ -95,7 +98,12 @@ impl Client {
         self.send_with(destination, body, &[]).await;
     }
 
-    pub async fn send_with(&mut self, destination: &str, body: impl Into<Bytes>, headers: &[(&str, &str)]) {
+    pub async fn send_with(
+        &mut self,
+        destination: &str,
+        body: impl Into<Bytes>,
+        headers: &[(&str, &str)],
+    ) {
         let mut f = Frame::new(Command::Send)
             .header("destination", destination)
             .body(body);
@@ -112,7 +120,11 @@ impl Client {
         let id = format!("rcpt-{}", N.fetch_add(1, Ordering::Relaxed));
         self.send_frame(frame.header("receipt", id.clone())).await;
         let reply = self.recv().await;
-        assert_eq!(reply.command, Command::Receipt, "expected RECEIPT, got {reply:?}");
+        assert_eq!(
+            reply.command,
+            Command::Receipt,
+            "expected RECEIPT, got {reply:?}"
+        );
         assert_eq!(reply.headers.get("receipt-id"), Some(id.as_str()));
     }
 
@@ -121,7 +133,13 @@ impl Client {
         self.subscribe_with(destination, id, ack, &[]).await;
     }
 
-    pub async fn subscribe_with(&mut self, destination: &str, id: &str, ack: &str, headers: &[(&str, &str)]) {
+    pub async fn subscribe_with(
+        &mut self,
+        destination: &str,
+        id: &str,
+        ack: &str,
+        headers: &[(&str, &str)],
+    ) {
         let mut f = Frame::new(Command::Subscribe)
             .header("destination", destination)
             .header("id", id)

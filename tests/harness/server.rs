@@ -44,7 +44,8 @@ pub struct ServerBuilder {
 impl ServerBuilder {
     /// Sets `STAMPEDE__<key>`; e.g. `env("PROTOCOL__HEARTBEAT", "1s")`.
     pub fn env(mut self, key: &str, value: &str) -> Self {
-        self.env.push((format!("STAMPEDE__{key}"), value.to_owned()));
+        self.env
+            .push((format!("STAMPEDE__{key}"), value.to_owned()));
         self
     }
 
@@ -181,10 +182,7 @@ impl Server {
         let deadline = Instant::now() + WAIT;
         let mut lines = self.logs.lines.lock().unwrap();
         loop {
-            if let Some(l) = lines
-                .iter()
-                .find(|l| needles.iter().all(|n| l.contains(n)))
-            {
+            if let Some(l) = lines.iter().find(|l| needles.iter().all(|n| l.contains(n))) {
                 return l.clone();
             }
             let left = deadline.saturating_duration_since(Instant::now());

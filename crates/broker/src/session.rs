@@ -84,7 +84,11 @@ impl Session {
         let (qid, seq, count) = parse_ack_token(&req.id).ok_or_else(unknown)?;
         let sub = match &req.subscription {
             Some(sid) => self.subs.get(sid).filter(|s| s.queue.id() == qid),
-            None => self.subs.values().find(|s| s.queue.id() == qid),
+            // Several subscriptions may consume one queue: pick the one holding the message.
+            None => self
+                .subs
+                .values()
+                .find(|s| s.queue.id() == qid && s.queue.inflight_count(s.consumer, seq).is_some()),
         }
         .ok_or_else(unknown)?;
         let current = sub

@@ -445,10 +445,16 @@ mod tests {
         // blank line used to be buffered until the connect timeout.
         let mut d = Decoder::new(Limits::default());
         let mut buf = BytesMut::from(&b"\x16\x03\x01\nmore"[..]);
-        assert!(matches!(d.decode(&mut buf), Err(ProtoError::UnknownCommand(_))));
+        assert!(matches!(
+            d.decode(&mut buf),
+            Err(ProtoError::UnknownCommand(_))
+        ));
         let mut d = Decoder::new(Limits::default());
         let mut buf = BytesMut::from(&b"UNSUBSCRIBE\r"[..]);
-        assert!(d.decode(&mut buf).unwrap().is_none(), "a command may still arrive");
+        assert!(
+            d.decode(&mut buf).unwrap().is_none(),
+            "a command may still arrive"
+        );
         buf.extend_from_slice(b"x");
         assert!(matches!(d.decode(&mut buf), Err(ProtoError::UnknownCommand(c)) if c.len() == 13));
     }

@@ -41,7 +41,8 @@ pub enum ServerError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
-    #[error("data directory {path}: {source}")]
+    // Names the key, as every start-up configuration error does (BEHAVIOUR.md "Ports and process").
+    #[error("configuration key `storage.data_dir` (or --data-dir): {path} must be a writable directory: {source}")]
     DataDir {
         path: std::path::PathBuf,
         source: std::io::Error,
@@ -120,7 +121,10 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<(
     {
         warn!(grace = ?s.shutdown.grace, "connections still open after the grace period");
     }
-    broker.flush().await.map_err(stampede_broker::BrokerError::from)?;
+    broker
+        .flush()
+        .await
+        .map_err(stampede_broker::BrokerError::from)?;
     info!("stopped");
     Ok(())
 }

@@ -69,6 +69,9 @@ pub struct Recovered {
     pub deliveries: u32,
 }
 
+/// What [`Store::recover`] returns: every known queue by name, its messages in sequence order.
+pub type RecoveredQueues = Vec<(String, Vec<Recovered>)>;
+
 /// Resolves when a commit is durable (or failed). A commit that needs no waiting is born ready.
 pub struct Ticket(TicketInner);
 
@@ -110,7 +113,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every queue the store knows, with its stored messages in sequence order. Called once, at
     /// start-up, before any commit.
-    fn recover(&self) -> Result<Vec<(String, Vec<Recovered>)>, StoreError>;
+    fn recover(&self) -> Result<RecoveredQueues, StoreError>;
 
     /// Resolves once everything committed before the call is durable; used at shutdown.
     fn flush(&self) -> Ticket;

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use parking_lot::Mutex;
 
-use crate::{Op, Recovered, Store, StoreError, Ticket};
+use crate::{Op, Recovered, RecoveredQueues, Store, StoreError, Ticket};
 
 /// Keeps committed ops in maps so `recover` behaves like a disk store's within one process.
 #[derive(Default)]
@@ -49,7 +49,7 @@ impl Store for MemoryStore {
         Ticket::ready(Ok(()))
     }
 
-    fn recover(&self) -> Result<Vec<(String, Vec<Recovered>)>, StoreError> {
+    fn recover(&self) -> Result<RecoveredQueues, StoreError> {
         let queues = self.queues.lock();
         Ok(queues
             .iter()

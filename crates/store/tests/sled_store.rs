@@ -30,7 +30,9 @@ fn del(q: &str, seq: u64) -> Op {
     }
 }
 
-fn summary(store: &SledStore) -> Vec<(String, Vec<(u64, Vec<u8>, u32)>)> {
+type Summary = Vec<(String, Vec<(u64, Vec<u8>, u32)>)>;
+
+fn summary(store: &SledStore) -> Summary {
     let mut got: Vec<_> = store
         .recover()
         .unwrap()

@@ -132,7 +132,7 @@ mod tests {
             .unwrap()
             .await
             .unwrap();
-        assert!(store.recover().unwrap().is_empty());
+        assert_eq!(stored(&store), 0);
         assert!(
             s.ack(ack_req(&d.message_id)).is_err(),
             "second ack of the same message"
@@ -162,6 +162,28 @@ mod tests {
             dead.record.header("x-original-destination"),
             Some("/queue/orders")
         );
+    }
+
+    #[tokio::test]
+    async fn ack_without_subscription_finds_the_holder_among_subscriptions_of_one_queue() {
+        let (broker, store) = broker();
+        let (mut s, mut rx) = session(&broker);
+        s.subscribe(sub_frame("q", "a", AckMode::ClientIndividual))
+            .unwrap();
+        s.subscribe(sub_frame("q", "b", AckMode::ClientIndividual))
+            .unwrap();
+        for b in ["1", "2"] {
+            s.send(send_frame("q", b)).unwrap().await.unwrap();
+        }
+        let got = deliveries(&mut rx);
+        assert_ne!(got[0].subscription, got[1].subscription);
+        for d in &got {
+            s.ack(ack_req(d.ack_id.as_deref().unwrap()))
+                .unwrap()
+                .await
+                .unwrap();
+        }
+        assert!(store.recover().unwrap().iter().all(|(_, m)| m.is_empty()));
     }
 
     #[tokio::test]

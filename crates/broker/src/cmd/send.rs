@@ -35,7 +35,7 @@ mod tests {
             .unwrap()
             .await
             .unwrap();
-        assert_eq!(store.recover().unwrap()[0].1.len(), 1);
+        assert_eq!(stored(&store), 1);
         s.subscribe(sub_frame("/queue/a", "1", stampede_proto::AckMode::Auto))
             .unwrap();
         assert_eq!(bodies(&mut rx), ["hello"]);
@@ -60,7 +60,7 @@ mod tests {
             .unwrap();
         assert_eq!(bodies(&mut ra), ["after"]);
         assert_eq!(bodies(&mut rb), ["after"]);
-        assert!(store.recover().unwrap().is_empty());
+        assert_eq!(stored(&store), 0);
     }
 
     #[test]

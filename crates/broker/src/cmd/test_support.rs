@@ -76,3 +76,8 @@ pub fn bodies(rx: &mut mpsc::UnboundedReceiver<Outgoing>) -> Vec<String> {
         })
         .collect()
 }
+
+/// Messages the store holds, over all queues.
+pub fn stored(store: &MemoryStore) -> usize {
+    store.recover().unwrap().iter().map(|(_, m)| m.len()).sum()
+}

@@ -3,6 +3,8 @@
 //! commit (atomic on disk) and only then makes the messages visible. ABORT discards the SENDs and
 //! leaves ACKed messages unsettled.
 
+use std::collections::HashSet;
+
 use stampede_store::Ticket;
 
 use crate::cmd::ack::{publish_staged, settle_ack, settle_nack, Staged};
@@ -42,6 +44,7 @@ impl Session {
             .into_iter()
             .map(|op| self.validate(op))
             .collect::<Result<Vec<_>, _>>()?;
+        check_settles(&ready)?;
         let mut store_ops = Vec::new();
         let mut staged: Vec<Staged> = Vec::new();
         let mut topic_sends = Vec::new();
@@ -81,6 +84,28 @@ impl Session {
     }
 }
 
+/// Fails unless every ACK and NACK of a transaction can be applied, so that a COMMIT applies all
+/// or nothing: each must name a message still in flight that no earlier op of the same
+/// transaction settles (a repeat, or a message an earlier cumulative ACK already covers).
+fn check_settles(ready: &[Ready]) -> Result<(), BrokerError> {
+    let mut claimed = HashSet::new();
+    for op in ready {
+        let (Ready::Ack(t) | Ready::Nack(t, _)) = op else {
+            continue;
+        };
+        let unknown = || BrokerError::UnknownMessage(crate::message_id(t.queue.id(), t.seq));
+        let seqs = t
+            .queue
+            .settle_preview(t.consumer, t.seq, t.cumulative)
+            .map_err(|_| unknown())?;
+        if claimed.contains(&(t.queue.id(), t.seq)) {
+            return Err(unknown());
+        }
+        claimed.extend(seqs.into_iter().map(|s| (t.queue.id(), s)));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use crate::cmd::test_support::*;
@@ -104,7 +129,7 @@ mod tests {
                 .unwrap();
         }
         assert!(bodies(&mut rx).is_empty());
-        assert!(store.recover().unwrap().is_empty());
+        assert_eq!(stored(&store), 0);
         s.commit("t").unwrap().await.unwrap();
         assert_eq!(bodies(&mut rx), ["1", "2", "3"]);
     }
@@ -146,9 +171,60 @@ mod tests {
         let mut ack = ack_req(&d.message_id);
         ack.transaction = Some("t".into());
         s.ack(ack).unwrap().await.unwrap();
-        assert_eq!(store.recover().unwrap().len(), 1);
+        assert_eq!(stored(&store), 1);
         s.commit("t").unwrap().await.unwrap();
-        assert!(store.recover().unwrap().is_empty());
+        assert_eq!(stored(&store), 0);
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_applies_nothing() {
+        let (broker, store) = broker();
+        let (mut s, mut rx) = session(&broker);
+        for b in ["1", "2"] {
+            s.send(send_frame("q", b)).unwrap().await.unwrap();
+        }
+        s.subscribe(sub_frame("q", "1", AckMode::Client)).unwrap();
+        let d = deliveries(&mut rx);
+        let in_t = |i: usize, requeue: bool| {
+            let mut req = ack_req(d[i].ack_id.as_deref().unwrap());
+            req.transaction = Some("t".into());
+            req.requeue = requeue;
+            req
+        };
+        s.begin("t").unwrap();
+        // NACK 1 to the DLQ, ACK 2 (cumulative, so it covers 1 too), then ACK 1 again: the last
+        // cannot apply, so the COMMIT must apply none of them.
+        s.nack(in_t(0, false)).unwrap().await.unwrap();
+        s.ack(in_t(1, true)).unwrap().await.unwrap();
+        s.ack(in_t(0, true)).unwrap().await.unwrap();
+        s.send(in_tx(send_frame("q", "3"), "t"))
+            .unwrap()
+            .await
+            .unwrap();
+        assert!(s.commit("t").is_err());
+        assert_eq!(broker.queue("q").depth(), (0, 2, 1), "both still in flight");
+        let dlq = broker.find_queue("DLQ.q").map(|q| q.depth());
+        assert_eq!(dlq.unwrap_or_default(), (0, 0, 0), "nothing dead-lettered");
+        assert_eq!(stored(&store), 2, "nothing deleted or added");
+    }
+
+    #[tokio::test]
+    async fn acks_of_each_message_in_order_commit_in_client_mode() {
+        let (broker, store) = broker();
+        let (mut s, mut rx) = session(&broker);
+        for b in ["1", "2"] {
+            s.send(send_frame("q", b)).unwrap().await.unwrap();
+        }
+        s.subscribe(sub_frame("q", "1", AckMode::Client)).unwrap();
+        s.begin("t").unwrap();
+        for d in deliveries(&mut rx) {
+            let mut req = ack_req(d.ack_id.as_deref().unwrap());
+            req.transaction = Some("t".into());
+            s.ack(req).unwrap().await.unwrap();
+        }
+        s.commit("t").unwrap().await.unwrap();
+        assert_eq!(broker.queue("q").depth(), (0, 0, 1));
+        assert_eq!(stored(&store), 0);
     }
 
     #[test]

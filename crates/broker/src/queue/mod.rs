@@ -268,6 +268,31 @@ impl Queue {
         ops
     }
 
+    /// The messages an ACK or NACK of `seq` by `consumer` would settle, without settling them:
+    /// `seq` alone, or with `cumulative` every message delivered to `consumer` up to it.
+    pub fn settle_preview(
+        &self,
+        consumer: ConsumerId,
+        seq: u64,
+        cumulative: bool,
+    ) -> Result<Vec<u64>, NotInFlight> {
+        let st = self.state.lock();
+        let dispatch_no = match st.inflight.get(&seq) {
+            Some(i) if i.consumer == consumer => i.dispatch_no,
+            _ => return Err(NotInFlight),
+        };
+        let c = st
+            .consumers
+            .iter()
+            .find(|c| c.spec.id == consumer)
+            .ok_or(NotInFlight)?;
+        Ok(if cumulative {
+            c.unacked.range(..=dispatch_no).map(|(_, s)| *s).collect()
+        } else {
+            vec![seq]
+        })
+    }
+
     /// Delivery count of message `seq` if it is in flight to `consumer`.
     pub fn inflight_count(&self, consumer: ConsumerId, seq: u64) -> Option<u32> {
         let st = self.state.lock();

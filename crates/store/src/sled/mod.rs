@@ -20,7 +20,7 @@ use std::thread::JoinHandle;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-use crate::{Op, Recovered, Store, StoreError, Ticket};
+use crate::{Op, Recovered, RecoveredQueues, Store, StoreError, Ticket};
 use codec::{BodyRef, TAG_DELIVERIES, TAG_MESSAGE, TAG_QUEUE};
 use segments::Segments;
 
@@ -55,7 +55,7 @@ struct Job {
 pub struct SledStore {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     committer: Mutex<Option<JoinHandle<()>>>,
-    recovered: Mutex<Option<Vec<(String, Vec<Recovered>)>>>,
+    recovered: Mutex<Option<RecoveredQueues>>,
     segments_dir: std::path::PathBuf,
 }
 
@@ -128,7 +128,7 @@ impl Store for SledStore {
         }
     }
 
-    fn recover(&self) -> Result<Vec<(String, Vec<Recovered>)>, StoreError> {
+    fn recover(&self) -> Result<RecoveredQueues, StoreError> {
         Ok(self.recovered.lock().take().unwrap_or_default())
     }
 
@@ -148,11 +148,10 @@ impl Drop for SledStore {
 }
 
 /// Reads every queue name, delivery count and message; bodies in segments are read back.
-#[allow(clippy::type_complexity)]
 fn recover(
     tree: &sled::Tree,
     segments: &mut Segments,
-) -> Result<(HashMap<Arc<str>, u64>, Vec<(String, Vec<Recovered>)>), StoreError> {
+) -> Result<(HashMap<Arc<str>, u64>, RecoveredQueues), StoreError> {
     let mut names: HashMap<u64, Arc<str>> = HashMap::new();
     for kv in tree.scan_prefix([TAG_QUEUE]) {
         let (k, v) = kv.map_err(io)?;
