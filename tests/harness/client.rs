@@ -15,6 +15,10 @@ pub struct Client {
     framed: Framed<TcpStream, StompCodec>,
     /// The CONNECTED frame the broker answered with.
     pub connected: Frame,
+    /// MESSAGE frames that arrived while a RECEIPT was awaited. The broker may legally dispatch
+    /// a message (to a SUBSCRIBE's backlog, after an ACK frees credit) before it answers the frame
+    /// that caused it; they are handed out by the next `recv` instead of failing the test.
+    pending: std::collections::VecDeque<Frame>,
 }
 
 fn codec() -> StompCodec {
@@ -56,6 +60,7 @@ impl Client {
         Ok(Client {
             framed,
             connected: reply,
+            pending: Default::default(),
         })
     }
 
@@ -74,19 +79,22 @@ impl Client {
 
     /// The next frame; panics if none arrives in time or the connection closes.
     pub async fn recv(&mut self) -> Frame {
-        next(&mut self.framed)
+        self.recv_or_closed()
             .await
             .expect("connection closed while a frame was expected")
     }
 
     /// The next frame, or `None` if the broker closed the connection.
     pub async fn recv_or_closed(&mut self) -> Option<Frame> {
-        next(&mut self.framed).await
+        match self.pending.pop_front() {
+            Some(f) => Some(f),
+            None => next(&mut self.framed).await,
+        }
     }
 
     /// Asserts the broker closes the connection (after any frames, which are returned).
     pub async fn expect_closed(&mut self) -> Vec<Frame> {
-        let mut seen = Vec::new();
+        let mut seen: Vec<Frame> = self.pending.drain(..).collect();
         while let Some(f) = next(&mut self.framed).await {
             seen.push(f);
         }
@@ -119,7 +127,15 @@ impl Client {
         static N: AtomicU64 = AtomicU64::new(0);
         let id = format!("rcpt-{}", N.fetch_add(1, Ordering::Relaxed));
         self.send_frame(frame.header("receipt", id.clone())).await;
-        let reply = self.recv().await;
+        let reply = loop {
+            let f = next(&mut self.framed)
+                .await
+                .expect("connection closed while a RECEIPT was expected");
+            if f.command != Command::Message {
+                break f;
+            }
+            self.pending.push_back(f);
+        };
         assert_eq!(
             reply.command,
             Command::Receipt,
