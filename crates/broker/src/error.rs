@@ -18,6 +18,12 @@ pub enum BrokerError {
     DuplicateTransaction(String),
     #[error("no open transaction {0:?} on this connection")]
     UnknownTransaction(String),
+    #[error("queue {queue:?} is full ({limit} = {value})")]
+    QueueFull {
+        queue: String,
+        limit: &'static str,
+        value: u64,
+    },
     #[error("message could not be stored: {0}")]
     Store(#[from] StoreError),
 }

@@ -10,7 +10,9 @@ mod clock;
 mod cmd;
 mod delivery;
 mod destination;
+mod effects;
 mod error;
+mod policy;
 mod queue;
 mod session;
 mod topic;
@@ -18,8 +20,10 @@ mod topic;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use delivery::{AutoSettle, Delivery, Outbox, Outgoing};
 pub use destination::Destination;
+pub use effects::{DeadLetter, DeathReason, Effects};
 pub use error::BrokerError;
-pub use queue::{message_id, ConsumerId, ConsumerSpec, Queue, QueueKind};
+pub use policy::{glob_match, QueuePolicy, QueueSettings, SettingsOverride};
+pub use queue::{message_id, ConsumerId, ConsumerSpec, Pulled, Queue, QueueKind, QueueStats};
 pub use session::Session;
 pub use topic::Topic;
 
@@ -28,6 +32,7 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use stampede_store::{MessageRecord, Op, Store, Ticket};
+use tracing::info;
 
 /// Broker-wide settings.
 #[derive(Debug, Clone)]
@@ -51,6 +56,7 @@ impl Default for BrokerConfig {
 /// so no operation serialises the whole broker.
 pub struct Broker {
     config: BrokerConfig,
+    policy: QueuePolicy,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     queues: DashMap<String, Arc<Queue>>,
@@ -68,9 +74,15 @@ pub struct Recovery {
 }
 
 impl Broker {
-    pub fn new(config: BrokerConfig, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Arc<Broker> {
+    pub fn new(
+        config: BrokerConfig,
+        policy: QueuePolicy,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Broker> {
         Arc::new(Broker {
             config,
+            policy,
             store,
             clock,
             queues: DashMap::new(),
@@ -85,29 +97,66 @@ impl Broker {
         &self.config
     }
 
-    /// Rebuilds queues from the store. Call before accepting connections.
+    /// Rebuilds queues from the store: messages become visible again (in-flight ones too) with
+    /// their delivery counts. Call before accepting connections.
     pub fn recover(&self) -> Result<Recovery, BrokerError> {
         let mut found = Recovery::default();
+        let mut fx = Effects::new();
         for (name, messages) in self.store.recover()? {
             let queue = self.queue(&name);
             found.queues += 1;
             found.messages += messages.len();
             for m in messages {
-                queue.restore(m.seq, m.record, m.deliveries);
+                queue.restore(m.seq, m.record, m.deliveries, &mut fx);
             }
         }
+        drop(self.apply(fx));
         Ok(found)
     }
 
-    /// The durable queue `name`, created on first use.
+    /// The durable queue `name`, created on first use with the settings its name selects.
     pub fn queue(&self, name: &str) -> Arc<Queue> {
         if let Some(q) = self.queues.get(name) {
             return q.clone();
         }
         self.queues
             .entry(name.to_owned())
-            .or_insert_with(|| Queue::new(name, self.queue_id(), QueueKind::Durable))
+            .or_insert_with(|| {
+                let (settings, pattern) = self.policy.settings_for(name);
+                info!(
+                    queue = name,
+                    pattern,
+                    visibility_timeout_ms =
+                        settings.visibility_timeout.map(|d| d.as_millis() as u64),
+                    max_deliveries = settings.max_deliveries,
+                    dead_letter_queue = settings.dead_letter_queue_of(name),
+                    retention_s = settings.retention.as_secs(),
+                    max_messages = settings.max_messages,
+                    max_bytes = settings.max_bytes,
+                    "queue created"
+                );
+                Queue::new(
+                    name,
+                    self.queue_id(),
+                    QueueKind::Durable,
+                    settings,
+                    self.clock.clone(),
+                )
+            })
             .clone()
+    }
+
+    /// A queue private to one topic subscription.
+    pub(crate) fn transient_queue(&self, name: &str) -> Arc<Queue> {
+        let kind = QueueKind::Transient {
+            max_ready: self.config.topic_subscriber_buffer,
+        };
+        let settings = QueueSettings {
+            visibility_timeout: None,
+            max_deliveries: None,
+            ..QueueSettings::default()
+        };
+        Queue::new(name, self.queue_id(), kind, settings, self.clock.clone())
     }
 
     /// An existing queue, without creating it.
@@ -155,22 +204,90 @@ impl Broker {
         self.store.commit(ops)
     }
 
-    /// Delivers `record` to `destination`: stored then published for a queue, copied to the current
-    /// subscribers for a topic. The ticket resolves when the message is durable.
-    pub(crate) fn route(&self, destination: &Destination, record: Arc<MessageRecord>) -> Ticket {
+    /// Carries out `fx`: dead letters are staged into their queues, every store op is submitted as
+    /// one commit, and only then do staged messages become visible. Publishing can have effects of
+    /// its own (delivery counts, expired messages), applied the same way; dead-letter queues do not
+    /// dead-letter, so this ends. The ticket covers the first commit: the one a receipt waits for.
+    pub fn apply(&self, mut fx: Effects) -> Ticket {
+        let mut first: Option<Ticket> = None;
+        loop {
+            for dead in std::mem::take(&mut fx.dead) {
+                let dlq = self.queue(&dead.dead_letter_queue);
+                let mut headers = dead.record.headers.clone();
+                headers.retain(|(k, _)| k != "x-original-destination" && k != "x-death-reason");
+                headers.push((
+                    "x-original-destination".into(),
+                    format!("/queue/{}", dead.source),
+                ));
+                headers.push(("x-death-reason".into(), dead.reason.as_str().into()));
+                let record = Arc::new(MessageRecord {
+                    headers,
+                    ..(*dead.record).clone()
+                });
+                if let Some(source) = self.find_queue(&dead.source) {
+                    source.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                }
+                let seq = dlq.next_seq();
+                fx.ops.extend(dlq.put_op(seq, &record));
+                fx.publish.push((dlq, seq, record));
+            }
+            let ticket = self.commit(std::mem::take(&mut fx.ops));
+            if first.is_none() {
+                first = Some(ticket);
+            }
+            let publish = std::mem::take(&mut fx.publish);
+            if publish.is_empty() {
+                break;
+            }
+            for (queue, seq, record) in publish {
+                queue.publish(seq, record, &mut fx);
+            }
+            if fx.is_empty() {
+                break;
+            }
+        }
+        first.unwrap_or_else(|| Ticket::ready(Ok(())))
+    }
+
+    /// Stages `record` for `destination` in `fx`: a put and a publish for a queue (refused when
+    /// the queue is full), a copy to every current subscriber for a topic.
+    pub(crate) fn route(
+        &self,
+        destination: &Destination,
+        record: Arc<MessageRecord>,
+        fx: &mut Effects,
+    ) -> Result<(), BrokerError> {
         match destination {
             Destination::Queue(name) => {
                 let queue = self.queue(name);
+                queue
+                    .check_capacity(record.size())
+                    .map_err(|full| BrokerError::QueueFull {
+                        queue: name.clone(),
+                        limit: full.limit,
+                        value: full.value,
+                    })?;
                 let seq = queue.next_seq();
-                let ticket = self.commit(queue.put_op(seq, &record).into_iter().collect());
-                queue.publish(seq, record);
-                ticket
+                fx.ops.extend(queue.put_op(seq, &record));
+                fx.publish.push((queue, seq, record));
             }
             Destination::Topic(name) => {
                 if let Some(topic) = self.topics.get(name).map(|t| t.clone()) {
-                    topic.publish(&record);
+                    topic.publish(&record, fx);
                 }
-                Ticket::ready(Ok(()))
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies timeouts, expiry and retention on every queue. The server calls this on a timer.
+    pub fn tick(&self) {
+        let queues: Vec<Arc<Queue>> = self.queues.iter().map(|e| e.value().clone()).collect();
+        for queue in queues {
+            let mut fx = Effects::new();
+            queue.tick(&mut fx);
+            if !fx.is_empty() {
+                drop(self.apply(fx));
             }
         }
     }

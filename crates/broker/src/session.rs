@@ -9,6 +9,7 @@ use stampede_proto::{AckMode, AckRequest, SendFrame};
 use stampede_store::MessageRecord;
 
 use crate::delivery::Outbox;
+use crate::effects::Effects;
 use crate::queue::{parse_ack_token, ConsumerId, Queue};
 use crate::topic::Topic;
 use crate::{Broker, BrokerError};
@@ -73,9 +74,11 @@ impl Session {
     /// unsettled messages return to their queues for redelivery.
     pub fn close(&mut self) {
         self.transactions.clear();
+        let mut fx = Effects::new();
         for (_, sub) in self.subs.drain() {
-            detach(sub);
+            detach(sub, &mut fx);
         }
+        drop(self.broker.apply(fx));
     }
 
     /// Finds the in-flight delivery an ACK/NACK names.
@@ -107,6 +110,31 @@ impl Session {
         })
     }
 
+    /// Like [`Session::resolve`], but an ACK/NACK of a delivery this connection held until its
+    /// visibility timeout took it back resolves to `None`: the consumer was slow, not wrong, and
+    /// the message is already on its way to another delivery.
+    pub(crate) fn resolve_live(&self, req: &AckRequest) -> Result<Option<Target>, BrokerError> {
+        match self.resolve(req) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) => {
+                let timed_out = parse_ack_token(&req.id).is_some_and(|(qid, seq, _)| {
+                    self.subs
+                        .iter()
+                        .filter(|(id, _)| req.subscription.as_ref().is_none_or(|s| s == *id))
+                        .any(|(_, s)| {
+                            s.queue.id() == qid && s.queue.timed_out_from(s.consumer, seq)
+                        })
+                });
+                if timed_out {
+                    tracing::debug!(id = %req.id, "late settle of a delivery whose visibility timed out");
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
     /// Builds the stored record of a SEND.
     pub(crate) fn record(&self, send: SendFrame) -> Arc<MessageRecord> {
         let expires_at_ms = send
@@ -133,9 +161,9 @@ impl Drop for Session {
     }
 }
 
-pub(crate) fn detach(sub: Sub) {
+pub(crate) fn detach(sub: Sub, fx: &mut Effects) {
     if let Some(topic) = &sub.topic {
         topic.detach(&sub.queue);
     }
-    sub.queue.remove_consumer(sub.consumer);
+    sub.queue.remove_consumer(sub.consumer, fx);
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use stampede_store::MessageRecord;
 
+use crate::effects::Effects;
 use crate::queue::Queue;
 
 /// A named topic and the queues of its current subscribers.
@@ -29,11 +30,11 @@ impl Topic {
 
     /// Copies `record` to every subscriber; the body is shared, not copied. Returns the number of
     /// subscribers reached.
-    pub fn publish(&self, record: &Arc<MessageRecord>) -> usize {
+    pub fn publish(&self, record: &Arc<MessageRecord>, fx: &mut Effects) -> usize {
         let subs = self.subscribers.read();
         for q in subs.iter() {
             let seq = q.next_seq();
-            q.publish(seq, record.clone());
+            q.publish(seq, record.clone(), fx);
         }
         subs.len()
     }

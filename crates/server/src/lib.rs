@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use stampede_broker::{Broker, BrokerConfig, SystemClock};
 use stampede_proto::Limits;
-use stampede_store::MemoryStore;
+use stampede_store::{SledOptions, SledStore};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -49,6 +49,11 @@ pub enum ServerError {
     },
     #[error("recovery failed: {0}")]
     Recovery(#[from] stampede_broker::BrokerError),
+    #[error("cannot open the store in {path}: {source}")]
+    Store {
+        path: std::path::PathBuf,
+        source: stampede_store::StoreError,
+    },
 }
 
 /// Runs the broker until `shutdown` completes, then closes connections within the grace period.
@@ -56,20 +61,7 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<(
     let s = &loaded.settings;
     let started = Instant::now();
     prepare_data_dir(&s.storage.data_dir)?;
-    warn!(
-        data_dir = %s.storage.data_dir.display(),
-        "storage is in memory in this version: messages do not survive a restart"
-    );
-    let store = Arc::new(MemoryStore::new());
-    let broker = Broker::new(
-        BrokerConfig {
-            default_prefetch: s.broker.default_prefetch,
-            topic_subscriber_buffer: s.broker.topic_subscriber_buffer,
-        },
-        store,
-        Arc::new(SystemClock),
-    );
-    let recovery = broker.recover()?;
+    let (broker, recovery) = open_broker(&loaded).await?;
     info!(
         queues = recovery.queues,
         messages = recovery.messages,
@@ -108,12 +100,14 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<(
         tracker: tracker.clone(),
     };
     let accept_task = tokio::spawn(acceptor.run(token.clone()));
+    let timer = tokio::spawn(run_timer(broker.clone(), token.clone()));
     info!(stomp = %bound, startup_ms = started.elapsed().as_millis() as u64, "ready");
 
     shutdown.await;
     info!("shutting down");
     token.cancel();
     let _ = accept_task.await;
+    let _ = timer.await;
     tracker.close();
     if tokio::time::timeout(s.shutdown.grace, tracker.wait())
         .await
@@ -127,6 +121,51 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<(
         .map_err(stampede_broker::BrokerError::from)?;
     info!("stopped");
     Ok(())
+}
+
+/// How often visibility deadlines, `expires` times and retention are checked: the precision of
+/// every queue timeout.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Opens the store and rebuilds the broker from it, off the async workers (sled blocks).
+async fn open_broker(
+    loaded: &Loaded,
+) -> Result<(Arc<Broker>, stampede_broker::Recovery), ServerError> {
+    let s = &loaded.settings;
+    let dir = s.storage.data_dir.clone();
+    let options = SledOptions {
+        cache_capacity: s.storage.cache_capacity as u64,
+        inline_limit: s.storage.large_body_threshold,
+        ..SledOptions::default()
+    };
+    let config = BrokerConfig {
+        default_prefetch: s.broker.default_prefetch,
+        topic_subscriber_buffer: s.broker.topic_subscriber_buffer,
+    };
+    let policy = loaded.policy.clone();
+    let opened = tokio::task::spawn_blocking(move || {
+        let store = SledStore::open(&dir, options).map_err(|source| ServerError::Store {
+            path: dir.clone(),
+            source,
+        })?;
+        let broker = Broker::new(config, policy, Arc::new(store), Arc::new(SystemClock));
+        let recovery = broker.recover()?;
+        Ok::<_, ServerError>((broker, recovery))
+    })
+    .await;
+    opened.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+/// Drives queue timeouts until shutdown.
+async fn run_timer(broker: Arc<Broker>, shutdown: CancellationToken) {
+    let mut interval = tokio::time::interval(TICK);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => broker.tick(),
+            _ = shutdown.cancelled() => return,
+        }
+    }
 }
 
 /// Creates the data directory and proves it writable, so a bad path fails at start, not at the

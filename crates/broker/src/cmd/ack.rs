@@ -1,35 +1,37 @@
 //! ACK and NACK. `client` subscriptions settle cumulatively, `client-individual` one message;
-//! NACK returns messages to the queue at once, or with `requeue: false` moves them to the queue's
-//! dead-letter queue (`DLQ.<queue>`) with `x-original-destination` and `x-death-reason`.
-
-use std::sync::Arc;
+//! NACK returns messages to the queue at once (counting a delivery), or with `requeue: false`
+//! dead-letters them (`x-death-reason: nack`) in the same store commit that removes them.
 
 use stampede_proto::AckRequest;
-use stampede_store::{MessageRecord, Op, Ticket};
+use stampede_store::Ticket;
 
-use crate::queue::Queue;
-
+use crate::effects::Effects;
 use crate::session::{Target, TxOp};
 use crate::{BrokerError, Session};
 
 impl Session {
     pub fn ack(&mut self, req: AckRequest) -> Result<Ticket, BrokerError> {
-        let target = self.resolve(&req)?;
+        let Some(target) = self.resolve_live(&req)? else {
+            return Ok(Ticket::ready(Ok(())));
+        };
         if let Some(tx) = req.transaction.clone() {
             return self.defer(&tx, TxOp::Ack(req));
         }
-        let ops = settle_ack(&target)?;
-        Ok(self.broker.commit(ops))
+        let mut fx = Effects::new();
+        settle(&target, None, &mut fx)?;
+        Ok(self.broker.apply(fx))
     }
 
     pub fn nack(&mut self, req: AckRequest) -> Result<Ticket, BrokerError> {
-        let target = self.resolve(&req)?;
+        let Some(target) = self.resolve_live(&req)? else {
+            return Ok(Ticket::ready(Ok(())));
+        };
         if let Some(tx) = req.transaction.clone() {
             return self.defer(&tx, TxOp::Nack(req));
         }
-        let mut ops = Vec::new();
-        let dead = settle_nack(&target, req.requeue, &mut ops)?;
-        Ok(self.dead_letter(&target, dead, ops))
+        let mut fx = Effects::new();
+        settle(&target, Some(req.requeue), &mut fx)?;
+        Ok(self.broker.apply(fx))
     }
 
     fn defer(&mut self, tx: &str, op: TxOp) -> Result<Ticket, BrokerError> {
@@ -39,78 +41,15 @@ impl Session {
             .push(op);
         Ok(Ticket::ready(Ok(())))
     }
-
-    /// Moves `dead` into the dead-letter queue of `target`'s queue; the deletes from the source in
-    /// `ops` and the puts into the DLQ commit together.
-    pub(crate) fn dead_letter(
-        &self,
-        target: &Target,
-        dead: Vec<Arc<MessageRecord>>,
-        mut ops: Vec<Op>,
-    ) -> Ticket {
-        let staged = self.stage_dead_letters(&target.queue, dead, &mut ops);
-        let ticket = self.broker.commit(ops);
-        publish_staged(staged);
-        ticket
-    }
-
-    /// Prepares dead letters of `source` for its DLQ: adds their puts to `ops` and returns what to
-    /// publish once those are submitted.
-    pub(crate) fn stage_dead_letters(
-        &self,
-        source: &Queue,
-        dead: Vec<Arc<MessageRecord>>,
-        ops: &mut Vec<Op>,
-    ) -> Vec<Staged> {
-        if dead.is_empty() {
-            return Vec::new();
-        }
-        let source = source.name();
-        let dlq = self.broker.queue(&format!("DLQ.{source}"));
-        dead.into_iter()
-            .map(|record| {
-                let mut headers = record.headers.clone();
-                headers.retain(|(k, _)| k != "x-original-destination" && k != "x-death-reason");
-                headers.push(("x-original-destination".into(), format!("/queue/{source}")));
-                headers.push(("x-death-reason".into(), "nack".into()));
-                let record = Arc::new(MessageRecord {
-                    headers,
-                    ..(*record).clone()
-                });
-                let seq = dlq.next_seq();
-                ops.extend(dlq.put_op(seq, &record));
-                (dlq.clone(), seq, record)
-            })
-            .collect()
-    }
 }
 
-/// A message whose store op is prepared and that becomes visible once the op is submitted.
-pub(crate) type Staged = (Arc<Queue>, u64, Arc<MessageRecord>);
-
-pub(crate) fn publish_staged(staged: Vec<Staged>) {
-    for (queue, seq, record) in staged {
-        queue.publish(seq, record);
-    }
-}
-
-pub(crate) fn settle_ack(t: &Target) -> Result<Vec<Op>, BrokerError> {
-    t.queue
-        .ack(t.consumer, t.seq, t.cumulative)
-        .map_err(|_| BrokerError::UnknownMessage(crate::message_id(t.queue.id(), t.seq)))
-}
-
-pub(crate) fn settle_nack(
-    t: &Target,
-    requeue: bool,
-    ops: &mut Vec<Op>,
-) -> Result<Vec<Arc<MessageRecord>>, BrokerError> {
-    let out = t
-        .queue
-        .nack(t.consumer, t.seq, t.cumulative, requeue)
-        .map_err(|_| BrokerError::UnknownMessage(crate::message_id(t.queue.id(), t.seq)))?;
-    ops.extend(out.ops);
-    Ok(out.dead)
+/// ACKs (`nack == None`) or NACKs (`Some(requeue)`) what `t` names, recording effects in `fx`.
+pub(crate) fn settle(t: &Target, nack: Option<bool>, fx: &mut Effects) -> Result<(), BrokerError> {
+    let result = match nack {
+        None => t.queue.ack(t.consumer, t.seq, t.cumulative, fx),
+        Some(requeue) => t.queue.nack(t.consumer, t.seq, t.cumulative, requeue, fx),
+    };
+    result.map_err(|_| BrokerError::UnknownMessage(crate::message_id(t.queue.id(), t.seq)))
 }
 
 #[cfg(test)]
@@ -141,7 +80,7 @@ mod tests {
 
     #[tokio::test]
     async fn nack_without_requeue_dead_letters_with_reason() {
-        let (broker, _) = broker();
+        let (broker, store) = broker();
         let (mut s, mut rx) = session(&broker);
         s.send(send_frame("/queue/orders", "m"))
             .unwrap()
@@ -154,6 +93,7 @@ mod tests {
         req.requeue = false;
         s.nack(req).unwrap().await.unwrap();
         assert_eq!(broker.queue("orders").depth(), (0, 0, 1));
+        assert_eq!(stored(&store), 1, "moved, not copied");
         s.subscribe(sub_frame("/queue/DLQ.orders", "2", AckMode::Auto))
             .unwrap();
         let dead = deliveries(&mut rx).pop().unwrap();
@@ -165,25 +105,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn ack_without_subscription_finds_the_holder_among_subscriptions_of_one_queue() {
-        let (broker, store) = broker();
+    async fn dead_letter_routing_key_header_picks_the_dead_letter_queue() {
+        let (broker, _) = broker();
         let (mut s, mut rx) = session(&broker);
-        s.subscribe(sub_frame("q", "a", AckMode::ClientIndividual))
-            .unwrap();
-        s.subscribe(sub_frame("q", "b", AckMode::ClientIndividual))
-            .unwrap();
-        for b in ["1", "2"] {
-            s.send(send_frame("q", b)).unwrap().await.unwrap();
-        }
-        let got = deliveries(&mut rx);
-        assert_ne!(got[0].subscription, got[1].subscription);
-        for d in &got {
-            s.ack(ack_req(d.ack_id.as_deref().unwrap()))
-                .unwrap()
-                .await
-                .unwrap();
-        }
-        assert!(store.recover().unwrap().iter().all(|(_, m)| m.is_empty()));
+        s.send(send_frame("work", "m")).unwrap().await.unwrap();
+        let mut sub = sub_frame("work", "1", AckMode::ClientIndividual);
+        sub.headers
+            .push("x-dead-letter-routing-key", "/queue/parked");
+        s.subscribe(sub).unwrap();
+        let d = deliveries(&mut rx).pop().unwrap();
+        let mut req = ack_req(d.ack_id.as_deref().unwrap());
+        req.requeue = false;
+        s.nack(req).unwrap().await.unwrap();
+        assert_eq!(broker.queue("parked").depth(), (1, 0, 0));
     }
 
     #[tokio::test]
@@ -205,5 +139,31 @@ mod tests {
             .unwrap()
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_late_ack_after_the_visibility_timeout_is_harmless() {
+        let (broker, clock, store) = broker_with_clock(|p| {
+            p.defaults.visibility_timeout = Some(std::time::Duration::from_secs(5));
+        });
+        let (mut s, mut rx) = session(&broker);
+        s.send(send_frame("q", "m")).unwrap().await.unwrap();
+        s.subscribe(sub_frame("q", "1", AckMode::ClientIndividual))
+            .unwrap();
+        let first = deliveries(&mut rx).pop().unwrap();
+        clock.advance(5_000);
+        broker.tick();
+        let again = deliveries(&mut rx)
+            .pop()
+            .expect("redelivered after the timeout");
+        assert_eq!(again.delivery_count, 2);
+        s.ack(ack_req(first.ack_id.as_deref().unwrap()))
+            .expect("late ack is not an error");
+        assert_eq!(stored(&store), 1, "the late ack settles nothing");
+        s.ack(ack_req(again.ack_id.as_deref().unwrap()))
+            .unwrap()
+            .await
+            .unwrap();
+        assert_eq!(stored(&store), 0);
     }
 }

@@ -4,6 +4,7 @@
 use stampede_proto::SendFrame;
 use stampede_store::Ticket;
 
+use crate::effects::Effects;
 use crate::session::TxOp;
 use crate::{BrokerError, Destination, Session};
 
@@ -19,13 +20,16 @@ impl Session {
             return Ok(Ticket::ready(Ok(())));
         }
         let record = self.record(send);
-        Ok(self.broker.route(&destination, record))
+        let mut fx = Effects::new();
+        self.broker.route(&destination, record, &mut fx)?;
+        Ok(self.broker.apply(fx))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use crate::cmd::test_support::*;
+    use stampede_proto::AckMode;
 
     #[tokio::test]
     async fn send_to_queue_is_stored_and_delivered() {
@@ -36,7 +40,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(stored(&store), 1);
-        s.subscribe(sub_frame("/queue/a", "1", stampede_proto::AckMode::Auto))
+        s.subscribe(sub_frame("/queue/a", "1", AckMode::Auto))
             .unwrap();
         assert_eq!(bodies(&mut rx), ["hello"]);
     }
@@ -50,9 +54,9 @@ mod tests {
             .unwrap()
             .await
             .unwrap();
-        a.subscribe(sub_frame("/topic/t", "1", stampede_proto::AckMode::Auto))
+        a.subscribe(sub_frame("/topic/t", "1", AckMode::Auto))
             .unwrap();
-        b.subscribe(sub_frame("/topic/t", "x", stampede_proto::AckMode::Auto))
+        b.subscribe(sub_frame("/topic/t", "x", AckMode::Auto))
             .unwrap();
         a.send(send_frame("/topic/t", "after"))
             .unwrap()
@@ -68,5 +72,18 @@ mod tests {
         let (broker, _) = broker();
         let (mut s, _rx) = session(&broker);
         assert!(s.send(send_frame("/exchange/x", "b")).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_with_an_error_naming_the_limit() {
+        let (broker, store) = broker_with(|p| {
+            p.defaults.max_messages = Some(2);
+        });
+        let (mut s, _rx) = session(&broker);
+        s.send(send_frame("q", "1")).unwrap().await.unwrap();
+        s.send(send_frame("q", "2")).unwrap().await.unwrap();
+        let err = s.send(send_frame("q", "3")).err().expect("full");
+        assert!(err.to_string().contains("max_messages"), "{err}");
+        assert_eq!(stored(&store), 2);
     }
 }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use stampede_proto::{AckMode, Subscribe};
 
-use crate::queue::{ConsumerSpec, Queue, QueueKind};
+use crate::effects::Effects;
+use crate::queue::ConsumerSpec;
 use crate::session::{detach, Sub};
 use crate::{BrokerError, Destination, Session};
 
@@ -18,14 +19,17 @@ impl Session {
             Destination::Queue(name) => (self.broker.queue(&name), None),
             Destination::Topic(name) => {
                 let topic = self.broker.topic(&name);
-                let kind = QueueKind::Transient {
-                    max_ready: self.broker.config().topic_subscriber_buffer,
-                };
-                let own = Queue::new(&name, self.broker.queue_id(), kind);
+                let own = self.broker.transient_queue(&name);
                 topic.attach(own.clone());
                 (own, Some(topic))
             }
         };
+        // RabbitMQ's header for where this queue's dead letters go.
+        if let Some(dlq) = req.headers.get("x-dead-letter-routing-key") {
+            if let Ok(Destination::Queue(name)) = Destination::parse(dlq) {
+                queue.set_dead_letter_queue(&name);
+            }
+        }
         let consumer = self.broker.consumer_id();
         let prefetch = req
             .prefetch
@@ -39,14 +43,19 @@ impl Session {
                 topic,
             },
         );
-        queue.add_consumer(ConsumerSpec {
-            id: consumer,
-            subscription: Arc::from(req.id.as_str()),
-            destination: Arc::from(req.destination.as_str()),
-            ack: req.ack,
-            prefetch,
-            outbox: self.outbox.clone(),
-        });
+        let mut fx = Effects::new();
+        queue.add_consumer(
+            ConsumerSpec {
+                id: consumer,
+                subscription: Arc::from(req.id.as_str()),
+                destination: Arc::from(req.destination.as_str()),
+                ack: req.ack,
+                prefetch,
+                outbox: self.outbox.clone(),
+            },
+            &mut fx,
+        );
+        drop(self.broker.apply(fx));
         Ok(())
     }
 
@@ -55,7 +64,9 @@ impl Session {
             .subs
             .remove(id)
             .ok_or_else(|| BrokerError::UnknownSubscription(id.to_owned()))?;
-        detach(sub);
+        let mut fx = Effects::new();
+        detach(sub, &mut fx);
+        drop(self.broker.apply(fx));
         Ok(())
     }
 

@@ -7,16 +7,33 @@ use stampede_proto::{AckMode, AckRequest, Headers, SendFrame, Subscribe};
 pub use stampede_store::{MemoryStore, Store};
 use tokio::sync::mpsc;
 
-use crate::{Broker, BrokerConfig, Delivery, Outgoing, Session, SystemClock};
+use crate::{Broker, BrokerConfig, Delivery, Effects, ManualClock, Outgoing, QueuePolicy, Session};
 
 pub fn broker() -> (Arc<Broker>, Arc<MemoryStore>) {
+    broker_with(|_| {})
+}
+
+/// A broker whose queue policy `tune` adjusts.
+pub fn broker_with(tune: impl FnOnce(&mut QueuePolicy)) -> (Arc<Broker>, Arc<MemoryStore>) {
+    let (broker, _, store) = broker_with_clock(tune);
+    (broker, store)
+}
+
+/// Like [`broker_with`], on a clock the test moves.
+pub fn broker_with_clock(
+    tune: impl FnOnce(&mut QueuePolicy),
+) -> (Arc<Broker>, Arc<ManualClock>, Arc<MemoryStore>) {
     let store = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let mut policy = QueuePolicy::default();
+    tune(&mut policy);
     let broker = Broker::new(
         BrokerConfig::default(),
+        policy,
         store.clone(),
-        Arc::new(SystemClock),
+        clock.clone(),
     );
-    (broker, store)
+    (broker, clock, store)
 }
 
 pub fn session(broker: &Arc<Broker>) -> (Session, mpsc::UnboundedReceiver<Outgoing>) {
@@ -70,7 +87,8 @@ pub fn bodies(rx: &mut mpsc::UnboundedReceiver<Outgoing>) -> Vec<String> {
         .into_iter()
         .map(|d| {
             if let Some(s) = &d.auto_settle {
-                s.queue.settle_written(s.consumer, &[s.seq]);
+                s.queue
+                    .settle_written(s.consumer, &[s.seq], &mut Effects::new());
             }
             String::from_utf8(d.record.body.to_vec()).unwrap()
         })

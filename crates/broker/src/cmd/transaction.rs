@@ -5,18 +5,20 @@
 
 use std::collections::HashSet;
 
+use stampede_proto::SendFrame;
 use stampede_store::Ticket;
 
-use crate::cmd::ack::{publish_staged, settle_ack, settle_nack, Staged};
+use crate::cmd::ack::settle;
+use crate::effects::Effects;
 use crate::session::{Target, TxOp};
 use crate::{BrokerError, Destination, Session};
 
-/// A transaction op, validated and ready to apply.
+/// A transaction op, validated and ready to apply. `Settle` carries `None` for an ACK and
+/// `Some(requeue)` for a NACK; a settle of a delivery that timed out meanwhile is dropped.
 enum Ready {
-    Queue(std::sync::Arc<crate::Queue>, stampede_proto::SendFrame),
-    Topic(std::sync::Arc<crate::Topic>, stampede_proto::SendFrame),
-    Ack(Target),
-    Nack(Target, bool),
+    Send(Destination, SendFrame),
+    Settle(Target, Option<bool>),
+    Nothing,
 }
 
 impl Session {
@@ -45,41 +47,53 @@ impl Session {
             .map(|op| self.validate(op))
             .collect::<Result<Vec<_>, _>>()?;
         check_settles(&ready)?;
-        let mut store_ops = Vec::new();
-        let mut staged: Vec<Staged> = Vec::new();
-        let mut topic_sends = Vec::new();
+        self.check_capacity(&ready)?;
+        let mut fx = Effects::new();
         for op in ready {
             match op {
-                Ready::Queue(queue, send) => {
+                Ready::Send(destination, send) => {
                     let record = self.record(send);
-                    let seq = queue.next_seq();
-                    store_ops.extend(queue.put_op(seq, &record));
-                    staged.push((queue, seq, record));
+                    self.broker.route(&destination, record, &mut fx)?;
                 }
-                Ready::Topic(topic, send) => topic_sends.push((topic, self.record(send))),
-                Ready::Ack(t) => store_ops.extend(settle_ack(&t)?),
-                Ready::Nack(t, requeue) => {
-                    let dead = settle_nack(&t, requeue, &mut store_ops)?;
-                    staged.extend(self.stage_dead_letters(&t.queue, dead, &mut store_ops));
-                }
+                Ready::Settle(t, nack) => settle(&t, nack, &mut fx)?,
+                Ready::Nothing => {}
             }
         }
-        let ticket = self.broker.commit(store_ops);
-        publish_staged(staged);
-        for (topic, record) in topic_sends {
-            topic.publish(&record);
+        Ok(self.broker.apply(fx))
+    }
+
+    /// Refuses the whole COMMIT up front if a send would overfill its queue.
+    fn check_capacity(&self, ready: &[Ready]) -> Result<(), BrokerError> {
+        for op in ready {
+            if let Ready::Send(Destination::Queue(name), send) = op {
+                let size = send.body.len()
+                    + send
+                        .headers
+                        .iter()
+                        .map(|(k, v)| k.len() + v.len() + 2)
+                        .sum::<usize>();
+                self.broker
+                    .queue(name)
+                    .check_capacity(size)
+                    .map_err(|full| BrokerError::QueueFull {
+                        queue: name.clone(),
+                        limit: full.limit,
+                        value: full.value,
+                    })?;
+            }
         }
-        Ok(ticket)
+        Ok(())
     }
 
     fn validate(&self, op: TxOp) -> Result<Ready, BrokerError> {
         Ok(match op {
-            TxOp::Send(send) => match Destination::parse(&send.destination)? {
-                Destination::Queue(name) => Ready::Queue(self.broker.queue(&name), send),
-                Destination::Topic(name) => Ready::Topic(self.broker.topic(&name), send),
-            },
-            TxOp::Ack(req) => Ready::Ack(self.resolve(&req)?),
-            TxOp::Nack(req) => Ready::Nack(self.resolve(&req)?, req.requeue),
+            TxOp::Send(send) => Ready::Send(Destination::parse(&send.destination)?, send),
+            TxOp::Ack(req) => self
+                .resolve_live(&req)?
+                .map_or(Ready::Nothing, |t| Ready::Settle(t, None)),
+            TxOp::Nack(req) => self
+                .resolve_live(&req)?
+                .map_or(Ready::Nothing, |t| Ready::Settle(t, Some(req.requeue))),
         })
     }
 }
@@ -90,7 +104,7 @@ impl Session {
 fn check_settles(ready: &[Ready]) -> Result<(), BrokerError> {
     let mut claimed = HashSet::new();
     for op in ready {
-        let (Ready::Ack(t) | Ready::Nack(t, _)) = op else {
+        let Ready::Settle(t, _) = op else {
             continue;
         };
         let unknown = || BrokerError::UnknownMessage(crate::message_id(t.queue.id(), t.seq));

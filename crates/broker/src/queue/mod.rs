@@ -1,25 +1,35 @@
-//! One queue's state machine: ready (FIFO by sequence number) → in flight (delivered to one
-//! consumer, awaiting ACK/NACK) → settled. Dispatch is credit-based: a consumer receives at most
-//! `prefetch` messages it has not settled.
+//! One queue's state machine (the OCI Queue model): ready (FIFO by sequence number) → in flight
+//! (delivered, hidden until its visibility deadline) → settled, or back to ready, or to the
+//! dead-letter queue once `max_deliveries` is used up. STOMP subscriptions (pushed, credit-based)
+//! and pull consumers (GetMessages-style receipts) are two front ends on the same machine.
 //!
-//! Each queue has its own lock; no operation takes a broker-wide lock. The lock is never held
-//! across an `.await`: dispatch only pushes onto unbounded outboxes, which never blocks.
+//! Each queue has its own lock; nothing here takes a broker-wide lock, and the lock is never held
+//! across an `.await` (dispatch only pushes onto unbounded outboxes). Operations record their
+//! consequences in an [`Effects`] which the caller applies once the lock is released.
 //!
 //! Durability ordering: a message's `Put` is submitted to the store before [`Queue::publish`] makes
-//! it visible, so no consumer can ACK (and `Delete`) a message whose `Put` is not yet queued ahead.
+//! it visible, so no consumer can ACK (and `Delete`) a message whose `Put` is not queued ahead.
 
-use std::collections::{BTreeMap, HashMap};
+mod state;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_time;
+
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use stampede_proto::AckMode;
 use stampede_store::{MessageRecord, Op};
 
+use crate::clock::Clock;
 use crate::delivery::{AutoSettle, Delivery, Outbox, Outgoing};
-
-#[cfg(test)]
-mod tests;
+use crate::effects::{DeathReason, Effects};
+use crate::policy::QueueSettings;
+use state::{Consumer, Ctx, Entry, Holder, Inflight, State};
 
 /// Identifies one subscription's consumer across all queues; unique for the broker's lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -47,80 +57,87 @@ pub enum QueueKind {
     Transient { max_ready: usize },
 }
 
-/// A message waiting or in flight.
-#[derive(Debug, Clone)]
-struct Entry {
-    record: Arc<MessageRecord>,
-    /// Deliveries so far; the next delivery is number `deliveries + 1`.
-    deliveries: u32,
-}
-
-#[derive(Debug)]
-struct Inflight {
-    entry: Entry,
-    consumer: ConsumerId,
-    /// Position in the consumer's delivery order, for cumulative (client-mode) ACKs.
-    dispatch_no: u64,
-}
-
-#[derive(Debug)]
-struct Consumer {
-    spec: ConsumerSpec,
-    credit: u32,
-    next_dispatch: u64,
-    /// Unsettled deliveries in the order they were made: dispatch number → sequence number.
-    unacked: BTreeMap<u64, u64>,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    ready: BTreeMap<u64, Entry>,
-    inflight: HashMap<u64, Inflight>,
-    consumers: Vec<Consumer>,
-    /// Round-robin position among consumers.
-    cursor: usize,
-}
-
 /// Counters a queue keeps for observability.
 #[derive(Debug, Default)]
 pub struct QueueStats {
     pub enqueued: AtomicU64,
     pub delivered: AtomicU64,
     pub acked: AtomicU64,
+    /// Deliveries whose visibility timeout passed.
+    pub timed_out: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    /// Removed by retention or `expires`.
+    pub expired: AtomicU64,
+    /// Dropped from a transient queue over its bound.
     pub dropped: AtomicU64,
 }
 
-/// A named FIFO queue.
-#[derive(Debug)]
-pub struct Queue {
-    name: Arc<str>,
-    /// Short numeric id that prefixes message ids, so an ACK names its queue without a lookup.
-    id: u64,
-    kind: QueueKind,
-    next_seq: AtomicU64,
-    state: Mutex<State>,
-    pub stats: QueueStats,
-}
-
-/// Outcome of a NACK: the store ops to commit and the messages to dead-letter.
-#[derive(Debug, Default)]
-pub struct NackOutcome {
-    pub ops: Vec<Op>,
-    pub dead: Vec<Arc<MessageRecord>>,
+/// A message handed to a pull consumer.
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    pub seq: u64,
+    pub record: Arc<MessageRecord>,
+    pub delivery_count: u32,
+    /// Names this delivery for [`Queue::delete`] and [`Queue::extend`].
+    pub receipt: String,
 }
 
 /// A settle request named a message this consumer does not hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotInFlight;
 
+/// A queue refused a message because it is full.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Full {
+    pub limit: &'static str,
+    pub value: u64,
+}
+
+/// A named FIFO queue.
+pub struct Queue {
+    name: Arc<str>,
+    /// Short numeric id that prefixes message ids, so an ACK names its queue without a lookup.
+    id: u64,
+    kind: QueueKind,
+    settings: QueueSettings,
+    clock: Arc<dyn Clock>,
+    next_seq: AtomicU64,
+    state: Mutex<State>,
+    pub stats: QueueStats,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("name", &self.name)
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
 impl Queue {
-    pub fn new(name: &str, id: u64, kind: QueueKind) -> Arc<Queue> {
+    pub fn new(
+        name: &str,
+        id: u64,
+        kind: QueueKind,
+        settings: QueueSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Queue> {
+        let dead_letter_queue = match kind {
+            QueueKind::Durable => settings.dead_letter_queue_of(name),
+            QueueKind::Transient { .. } => None,
+        };
         Arc::new(Queue {
             name: Arc::from(name),
             id,
             kind,
+            settings,
+            clock,
             next_seq: AtomicU64::new(1),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                dead_letter_queue,
+                ..State::default()
+            }),
             stats: QueueStats::default(),
         })
     }
@@ -133,13 +150,55 @@ impl Queue {
         self.id
     }
 
+    pub fn settings(&self) -> &QueueSettings {
+        &self.settings
+    }
+
     pub fn is_durable(&self) -> bool {
         self.kind == QueueKind::Durable
+    }
+
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            name: &self.name,
+            durable: self.is_durable(),
+            max_deliveries: self.settings.max_deliveries,
+        }
+    }
+
+    /// Routes this queue's dead letters to `queue` instead (the `x-dead-letter-routing-key`
+    /// SUBSCRIBE header). Ignored for transient queues and for a queue naming itself.
+    pub fn set_dead_letter_queue(&self, queue: &str) {
+        if self.is_durable() && queue != &*self.name {
+            self.state.lock().dead_letter_queue = Some(queue.to_owned());
+        }
     }
 
     /// Allocates the sequence number of the next message; pair with [`Queue::publish`].
     pub fn next_seq(&self) -> u64 {
         self.next_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Refuses a message of `size` bytes if it would take the queue past a configured limit.
+    pub fn check_capacity(&self, size: usize) -> Result<(), Full> {
+        let st = self.state.lock();
+        if let Some(max) = self.settings.max_messages {
+            if (st.ready.len() + st.inflight.len()) as u64 >= max {
+                return Err(Full {
+                    limit: "max_messages",
+                    value: max,
+                });
+            }
+        }
+        if let Some(max) = self.settings.max_bytes {
+            if st.bytes + size as u64 > max {
+                return Err(Full {
+                    limit: "max_bytes",
+                    value: max,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The store op that persists message `seq`, if this queue is durable.
@@ -151,146 +210,137 @@ impl Queue {
         })
     }
 
-    fn delete_op(&self, seq: u64) -> Option<Op> {
-        self.is_durable().then(|| Op::Delete {
-            queue: self.name.clone(),
-            seq,
-        })
-    }
-
     /// Makes message `seq` visible and dispatches it if a consumer has credit.
-    pub fn publish(self: &Arc<Self>, seq: u64, record: Arc<MessageRecord>) {
-        self.restore(seq, record, 0);
+    pub fn publish(self: &Arc<Self>, seq: u64, record: Arc<MessageRecord>, fx: &mut Effects) {
+        self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
+        self.restore(seq, record, 0, fx);
     }
 
-    /// Makes a message visible with the deliveries it already had (recovery, requeue).
-    pub fn restore(self: &Arc<Self>, seq: u64, record: Arc<MessageRecord>, deliveries: u32) {
+    /// Makes a message visible with the deliveries it already had (recovery).
+    pub fn restore(
+        self: &Arc<Self>,
+        seq: u64,
+        record: Arc<MessageRecord>,
+        deliveries: u32,
+        fx: &mut Effects,
+    ) {
         self.next_seq.fetch_max(seq + 1, Ordering::Relaxed);
-        self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
         let mut st = self.state.lock();
-        st.ready.insert(seq, Entry { record, deliveries });
+        st.bytes += record.size() as u64;
+        st.insert_ready(seq, Entry { record, deliveries });
         if let QueueKind::Transient { max_ready } = self.kind {
             while st.ready.len() > max_ready {
-                st.ready.pop_first();
-                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                if let Some((seq, entry)) = st.take_ready() {
+                    st.forget(&self.ctx(), seq, &entry, fx);
+                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
-        self.dispatch(&mut st);
+        self.dispatch(&mut st, fx);
     }
 
     /// Attaches a consumer and hands it what it has credit for.
-    pub fn add_consumer(self: &Arc<Self>, spec: ConsumerSpec) {
+    pub fn add_consumer(self: &Arc<Self>, spec: ConsumerSpec, fx: &mut Effects) {
         let mut st = self.state.lock();
         st.consumers.push(Consumer {
             credit: spec.prefetch.max(1),
             spec,
             next_dispatch: 0,
             unacked: BTreeMap::new(),
+            expired: VecDeque::new(),
         });
-        self.dispatch(&mut st);
+        self.dispatch(&mut st, fx);
     }
 
     /// Detaches a consumer. Its unsettled messages return to the queue at their original position
-    /// (ahead of newer ones) and will be flagged redelivered.
-    pub fn remove_consumer(self: &Arc<Self>, id: ConsumerId) {
+    /// (ahead of newer ones), flagged redelivered, or are dead-lettered if out of deliveries.
+    pub fn remove_consumer(self: &Arc<Self>, id: ConsumerId, fx: &mut Effects) {
         let mut st = self.state.lock();
         let Some(pos) = st.consumers.iter().position(|c| c.spec.id == id) else {
             return;
         };
         let consumer = st.consumers.remove(pos);
+        let ctx = self.ctx();
         for seq in consumer.unacked.into_values() {
-            if let Some(inflight) = st.inflight.remove(&seq) {
-                st.ready.insert(seq, inflight.entry);
+            if let Some(inflight) = st.take_inflight(seq) {
+                st.requeue(&ctx, seq, inflight.entry, fx);
             }
         }
         if st.cursor >= st.consumers.len() {
             st.cursor = 0;
         }
-        self.dispatch(&mut st);
+        self.dispatch(&mut st, fx);
     }
 
     /// Settles message `seq` held by `consumer` (and, when `cumulative`, every message delivered to
-    /// it before). Returns the store ops that delete them.
+    /// it before).
     pub fn ack(
         self: &Arc<Self>,
         consumer: ConsumerId,
         seq: u64,
         cumulative: bool,
-    ) -> Result<Vec<Op>, NotInFlight> {
+        fx: &mut Effects,
+    ) -> Result<(), NotInFlight> {
         let mut st = self.state.lock();
-        let settled = take_settled(&mut st, consumer, seq, cumulative)?;
+        let settled = st.take_settled(consumer, seq, cumulative)?;
         self.stats
             .acked
             .fetch_add(settled.len() as u64, Ordering::Relaxed);
-        let ops = settled
-            .iter()
-            .filter_map(|(seq, _)| self.delete_op(*seq))
-            .collect();
-        self.dispatch(&mut st);
-        Ok(ops)
+        let ctx = self.ctx();
+        for (seq, entry) in settled {
+            st.forget(&ctx, seq, &entry, fx);
+        }
+        self.dispatch(&mut st, fx);
+        Ok(())
     }
 
-    /// Returns message `seq` (and, when `cumulative`, earlier ones) to the queue at once, or with
-    /// `requeue == false` removes them for dead-lettering.
+    /// Returns message `seq` (and, when `cumulative`, earlier ones) to the queue at once — each
+    /// return counts as a delivery — or with `requeue == false` dead-letters them.
     pub fn nack(
         self: &Arc<Self>,
         consumer: ConsumerId,
         seq: u64,
         cumulative: bool,
         requeue: bool,
-    ) -> Result<NackOutcome, NotInFlight> {
+        fx: &mut Effects,
+    ) -> Result<(), NotInFlight> {
         let mut st = self.state.lock();
-        let settled = take_settled(&mut st, consumer, seq, cumulative)?;
-        let mut out = NackOutcome::default();
+        let settled = st.take_settled(consumer, seq, cumulative)?;
+        let ctx = self.ctx();
         for (seq, entry) in settled {
             if requeue {
-                st.ready.insert(seq, entry);
+                st.requeue(&ctx, seq, entry, fx);
             } else {
-                out.ops.extend(self.delete_op(seq));
-                out.dead.push(entry.record);
+                st.dead_letter(&ctx, seq, entry, DeathReason::Nack, fx);
             }
         }
-        self.dispatch(&mut st);
-        Ok(out)
+        self.dispatch(&mut st, fx);
+        Ok(())
     }
 
-    /// Settles auto-ack deliveries once the connection has written them.
-    pub fn settle_written(self: &Arc<Self>, consumer: ConsumerId, seqs: &[u64]) -> Vec<Op> {
-        let mut st = self.state.lock();
-        let mut ops = Vec::new();
-        for &seq in seqs {
-            if let Ok(settled) = take_settled(&mut st, consumer, seq, false) {
-                self.stats.acked.fetch_add(1, Ordering::Relaxed);
-                ops.extend(settled.iter().filter_map(|(s, _)| self.delete_op(*s)));
-            }
-        }
-        self.dispatch(&mut st);
-        ops
-    }
-
-    /// The messages an ACK or NACK of `seq` by `consumer` would settle, without settling them:
-    /// `seq` alone, or with `cumulative` every message delivered to `consumer` up to it.
+    /// What an ACK/NACK would settle, without settling (a transaction validates before COMMIT).
     pub fn settle_preview(
         &self,
         consumer: ConsumerId,
         seq: u64,
         cumulative: bool,
     ) -> Result<Vec<u64>, NotInFlight> {
-        let st = self.state.lock();
-        let dispatch_no = match st.inflight.get(&seq) {
-            Some(i) if i.consumer == consumer => i.dispatch_no,
-            _ => return Err(NotInFlight),
-        };
-        let c = st
-            .consumers
-            .iter()
-            .find(|c| c.spec.id == consumer)
-            .ok_or(NotInFlight)?;
-        Ok(if cumulative {
-            c.unacked.range(..=dispatch_no).map(|(_, s)| *s).collect()
-        } else {
-            vec![seq]
-        })
+        self.state.lock().settle_preview(consumer, seq, cumulative)
+    }
+
+    /// Settles auto-ack deliveries once the connection has written them.
+    pub fn settle_written(self: &Arc<Self>, consumer: ConsumerId, seqs: &[u64], fx: &mut Effects) {
+        let mut st = self.state.lock();
+        let ctx = self.ctx();
+        for &seq in seqs {
+            if let Ok(settled) = st.take_settled(consumer, seq, false) {
+                self.stats.acked.fetch_add(1, Ordering::Relaxed);
+                for (seq, entry) in settled {
+                    st.forget(&ctx, seq, &entry, fx);
+                }
+            }
+        }
+        self.dispatch(&mut st, fx);
     }
 
     /// Delivery count of message `seq` if it is in flight to `consumer`.
@@ -298,8 +348,130 @@ impl Queue {
         let st = self.state.lock();
         st.inflight
             .get(&seq)
-            .filter(|i| i.consumer == consumer)
+            .filter(|i| matches!(i.holder, Holder::Consumer { id, .. } if id == consumer))
             .map(|i| i.entry.deliveries)
+    }
+
+    /// True if `consumer` held `seq` until its visibility timeout took it back: a late ACK of it is
+    /// a slow consumer, not a protocol error.
+    pub fn timed_out_from(&self, consumer: ConsumerId, seq: u64) -> bool {
+        let st = self.state.lock();
+        st.consumers
+            .iter()
+            .find(|c| c.spec.id == consumer)
+            .is_some_and(|c| c.expired.contains(&seq))
+    }
+
+    /// Applies what time has done: visibility deadlines that passed, `expires` times and retention.
+    pub fn tick(self: &Arc<Self>, fx: &mut Effects) {
+        let now = self.clock.now_ms();
+        let retention = self.settings.retention.as_millis() as u64;
+        let mut st = self.state.lock();
+        let ctx = self.ctx();
+        let mut changed = false;
+        while let Some(&(deadline, seq)) = st.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            if let Some(entry) = st.expire_delivery(seq) {
+                self.stats.timed_out.fetch_add(1, Ordering::Relaxed);
+                st.requeue(&ctx, seq, entry, fx);
+                changed = true;
+            }
+        }
+        while let Some(&(at, seq)) = st.expiring.first() {
+            if at > now {
+                break;
+            }
+            if let Some(entry) = st.remove_ready(seq) {
+                self.stats.expired.fetch_add(1, Ordering::Relaxed);
+                st.dead_letter(&ctx, seq, entry, DeathReason::Expired, fx);
+            }
+        }
+        while let Some((&seq, entry)) = st.ready.first_key_value() {
+            if entry.record.enqueued_at_ms.saturating_add(retention) > now {
+                break;
+            }
+            if let Some(entry) = st.remove_ready(seq) {
+                self.stats.expired.fetch_add(1, Ordering::Relaxed);
+                st.forget(&ctx, seq, &entry, fx);
+            }
+        }
+        if changed {
+            self.dispatch(&mut st, fx);
+        }
+    }
+
+    /// Hands up to `max` visible messages to a pull consumer and hides them for `visibility` (the
+    /// queue's own timeout when `None`). Each comes with a receipt for [`Queue::delete`].
+    pub fn pull(
+        self: &Arc<Self>,
+        max: usize,
+        visibility: Option<Duration>,
+        fx: &mut Effects,
+    ) -> Vec<Pulled> {
+        let now = self.clock.now_ms();
+        let visibility = visibility.or(self.settings.visibility_timeout);
+        let mut st = self.state.lock();
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some((seq, mut entry)) = self.next_live(&mut st, now, fx) else {
+                break;
+            };
+            entry.deliveries += 1;
+            self.record_delivery(seq, &entry, fx);
+            out.push(Pulled {
+                seq,
+                record: entry.record.clone(),
+                delivery_count: entry.deliveries,
+                receipt: ack_token(self.id, seq, entry.deliveries),
+            });
+            let deadline = visibility.map(|v| now + v.as_millis() as u64);
+            st.insert_inflight(
+                seq,
+                Inflight {
+                    entry,
+                    holder: Holder::Pull,
+                    deadline,
+                },
+            );
+        }
+        out
+    }
+
+    /// Deletes a pulled message by its receipt.
+    pub fn delete(&self, receipt: &str, fx: &mut Effects) -> Result<(), NotInFlight> {
+        let mut st = self.state.lock();
+        let seq = self.pulled_seq(&st, receipt)?;
+        let inflight = st.take_inflight(seq).ok_or(NotInFlight)?;
+        self.stats.acked.fetch_add(1, Ordering::Relaxed);
+        st.forget(&self.ctx(), seq, &inflight.entry, fx);
+        Ok(())
+    }
+
+    /// Hides a pulled message for `visibility` from now (0 makes it visible at the next tick).
+    pub fn extend(&self, receipt: &str, visibility: Duration) -> Result<(), NotInFlight> {
+        let now = self.clock.now_ms();
+        let mut st = self.state.lock();
+        let seq = self.pulled_seq(&st, receipt)?;
+        let mut inflight = st.take_inflight(seq).ok_or(NotInFlight)?;
+        inflight.deadline = Some(now + visibility.as_millis() as u64);
+        st.insert_inflight(seq, inflight);
+        Ok(())
+    }
+
+    fn pulled_seq(&self, st: &State, receipt: &str) -> Result<u64, NotInFlight> {
+        let (qid, seq, count) = parse_ack_token(receipt).ok_or(NotInFlight)?;
+        match st.inflight.get(&seq) {
+            Some(i)
+                if qid == self.id
+                    && i.holder == Holder::Pull
+                    && count.is_none_or(|c| c == i.entry.deliveries) =>
+            {
+                Ok(seq)
+            }
+            _ => Err(NotInFlight),
+        }
     }
 
     /// (waiting, in flight, consumers) right now.
@@ -308,9 +480,46 @@ impl Queue {
         (st.ready.len(), st.inflight.len(), st.consumers.len())
     }
 
-    /// Hands ready messages to consumers with credit, round-robin, until one side runs out.
-    fn dispatch(self: &Arc<Self>, st: &mut State) {
-        while !st.ready.is_empty() {
+    /// The next waiting message that has not expired; expired ones met on the way are removed.
+    fn next_live(&self, st: &mut State, now: u64, fx: &mut Effects) -> Option<(u64, Entry)> {
+        let retention = self.settings.retention.as_millis() as u64;
+        loop {
+            let (seq, entry) = st.take_ready()?;
+            if entry.record.expires_at_ms.is_some_and(|at| at <= now) {
+                self.stats.expired.fetch_add(1, Ordering::Relaxed);
+                st.dead_letter(&self.ctx(), seq, entry, DeathReason::Expired, fx);
+            } else if entry.record.enqueued_at_ms.saturating_add(retention) <= now {
+                self.stats.expired.fetch_add(1, Ordering::Relaxed);
+                st.forget(&self.ctx(), seq, &entry, fx);
+            } else {
+                return Some((seq, entry));
+            }
+        }
+    }
+
+    /// Persists a delivery count, so `max_deliveries` holds across restarts.
+    fn record_delivery(&self, seq: u64, entry: &Entry, fx: &mut Effects) {
+        self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+        if self.is_durable() {
+            fx.ops.push(Op::SetDeliveries {
+                queue: self.name.clone(),
+                seq,
+                count: entry.deliveries,
+            });
+        }
+    }
+
+    /// Hands waiting messages to consumers with credit, round-robin, until one side runs out.
+    fn dispatch(self: &Arc<Self>, st: &mut State, fx: &mut Effects) {
+        if st.consumers.is_empty() || st.ready.is_empty() {
+            return;
+        }
+        let now = self.clock.now_ms();
+        let visibility = self
+            .settings
+            .visibility_timeout
+            .map(|v| v.as_millis() as u64);
+        loop {
             let n = st.consumers.len();
             let Some(idx) = (0..n)
                 .map(|i| (st.cursor + i) % n)
@@ -318,10 +527,10 @@ impl Queue {
             else {
                 return;
             };
-            st.cursor = (idx + 1) % n;
-            let Some((seq, mut entry)) = st.ready.pop_first() else {
+            let Some((seq, mut entry)) = self.next_live(st, now, fx) else {
                 return;
             };
+            st.cursor = (idx + 1) % n;
             entry.deliveries += 1;
             let consumer = &mut st.consumers[idx];
             let delivery = self.delivery(consumer, seq, &entry);
@@ -334,21 +543,29 @@ impl Queue {
                 // The connection is gone and will detach this consumer; until then it gets nothing.
                 consumer.credit = 0;
                 entry.deliveries -= 1;
-                st.ready.insert(seq, entry);
+                st.insert_ready(seq, entry);
                 continue;
             }
             consumer.credit -= 1;
             let dispatch_no = consumer.next_dispatch;
             consumer.next_dispatch += 1;
             consumer.unacked.insert(dispatch_no, seq);
-            let id = consumer.spec.id;
-            self.stats.delivered.fetch_add(1, Ordering::Relaxed);
-            st.inflight.insert(
+            let holder = Holder::Consumer {
+                id: consumer.spec.id,
+                dispatch_no,
+            };
+            if consumer.spec.ack != AckMode::Auto {
+                self.record_delivery(seq, &entry, fx);
+            } else {
+                self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            let deadline = visibility.map(|v| now + v);
+            st.insert_inflight(
                 seq,
                 Inflight {
                     entry,
-                    consumer: id,
-                    dispatch_no,
+                    holder,
+                    deadline,
                 },
             );
         }
@@ -361,7 +578,7 @@ impl Queue {
             subscription: spec.subscription.clone(),
             destination: spec.destination.clone(),
             message_id: message_id(self.id, seq),
-            ack_id: (!auto).then(|| format!("{}-{seq}-{}", self.id, entry.deliveries)),
+            ack_id: (!auto).then(|| ack_token(self.id, seq, entry.deliveries)),
             record: entry.record.clone(),
             delivery_count: entry.deliveries,
             auto_settle: auto.then(|| AutoSettle {
@@ -378,6 +595,11 @@ pub fn message_id(queue_id: u64, seq: u64) -> String {
     format!("{queue_id}-{seq}")
 }
 
+/// A per-delivery token: `<queue id>-<seq>-<delivery count>`.
+pub fn ack_token(queue_id: u64, seq: u64, deliveries: u32) -> String {
+    format!("{queue_id}-{seq}-{deliveries}")
+}
+
 /// Parses a `message-id` or `ack` token into (queue id, seq, delivery count if given).
 pub fn parse_ack_token(token: &str) -> Option<(u64, u64, Option<u32>)> {
     let mut parts = token.split('-');
@@ -388,37 +610,4 @@ pub fn parse_ack_token(token: &str) -> Option<(u64, u64, Option<u32>)> {
         None => None,
     };
     parts.next().is_none().then_some((qid, seq, count))
-}
-
-/// Removes `seq` (and earlier deliveries when `cumulative`) from `consumer`'s unsettled set and
-/// from the in-flight table, restoring the consumer's credit.
-fn take_settled(
-    st: &mut State,
-    consumer: ConsumerId,
-    seq: u64,
-    cumulative: bool,
-) -> Result<Vec<(u64, Entry)>, NotInFlight> {
-    let dispatch_no = match st.inflight.get(&seq) {
-        Some(i) if i.consumer == consumer => i.dispatch_no,
-        _ => return Err(NotInFlight),
-    };
-    let c = st
-        .consumers
-        .iter_mut()
-        .find(|c| c.spec.id == consumer)
-        .ok_or(NotInFlight)?;
-    let seqs: Vec<u64> = if cumulative {
-        let rest = c.unacked.split_off(&(dispatch_no + 1));
-        std::mem::replace(&mut c.unacked, rest)
-            .into_values()
-            .collect()
-    } else {
-        c.unacked.remove(&dispatch_no);
-        vec![seq]
-    };
-    c.credit += seqs.len() as u32;
-    Ok(seqs
-        .into_iter()
-        .filter_map(|s| st.inflight.remove(&s).map(|i| (s, i.entry)))
-        .collect())
 }

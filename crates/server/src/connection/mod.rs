@@ -69,6 +69,7 @@ pub async fn serve<S>(
             let _ = ctl_tx.send(Control::Close);
             let writer = Writer {
                 socket: wr,
+                broker: broker.clone(),
                 outbox: out_rx,
                 control: ctl_rx,
                 version: Version::V1_0,
@@ -89,6 +90,7 @@ pub async fn serve<S>(
     let writer = tokio::spawn(
         Writer {
             socket: wr,
+            broker: broker.clone(),
             outbox: out_rx,
             control: ctl_rx,
             version,

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
-use stampede_broker::{AutoSettle, Delivery, Outgoing};
+use std::sync::Arc;
+
+use stampede_broker::{AutoSettle, Broker, Delivery, Effects, Outgoing};
 use stampede_proto::{encode, encode_head, Command, Version};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -43,6 +45,8 @@ pub enum WriterEnd {
 
 pub struct Writer<W> {
     pub socket: W,
+    /// Applies the effects of settling auto-ack deliveries.
+    pub broker: Arc<Broker>,
     pub outbox: mpsc::UnboundedReceiver<Outgoing>,
     pub control: mpsc::UnboundedReceiver<Control>,
     pub version: Version,
@@ -96,7 +100,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             if self.flush(&mut buf).await.is_err() {
                 return WriterEnd::Failed;
             }
-            settle(&mut settles);
+            settle(&self.broker, &mut settles);
         }
     }
 
@@ -130,7 +134,11 @@ async fn sleep_opt(deadline: Option<Instant>) {
 }
 
 /// Settles written auto-ack deliveries, one queue call per run of the same queue and consumer.
-fn settle(settles: &mut Vec<AutoSettle>) {
+fn settle(broker: &Broker, settles: &mut Vec<AutoSettle>) {
+    if settles.is_empty() {
+        return;
+    }
+    let mut fx = Effects::new();
     let mut seqs = Vec::new();
     let mut iter = settles.drain(..).peekable();
     while let Some(s) = iter.next() {
@@ -141,9 +149,10 @@ fn settle(settles: &mut Vec<AutoSettle>) {
         {
             seqs.push(next.seq);
         }
-        // Auto-ack deletes need no waiting: nobody is owed a receipt for them.
-        drop(s.queue.settle_written(s.consumer, &seqs));
+        s.queue.settle_written(s.consumer, &seqs, &mut fx);
     }
+    // Auto-ack deletes need no waiting: nobody is owed a receipt for them.
+    drop(broker.apply(fx));
 }
 
 /// Writes a MESSAGE frame straight from the stored record.

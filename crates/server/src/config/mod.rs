@@ -6,12 +6,17 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod queues;
+
+use std::collections::HashMap;
+
 use config::{Config, Environment, File, FileFormat};
 use serde::{Deserialize, Deserializer};
+use stampede_broker::QueuePolicy;
 use thiserror::Error;
 
 /// The documented defaults; also the lowest configuration layer.
-pub const DEFAULTS: &str = include_str!("../../../broker.toml");
+pub const DEFAULTS: &str = include_str!("../../../../broker.toml");
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -31,6 +36,8 @@ pub struct Settings {
     pub broker: BrokerSection,
     pub shutdown: Shutdown,
     pub log: Log,
+    #[serde(default)]
+    pub queues: HashMap<String, queues::QueueSection>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -50,6 +57,10 @@ pub struct StompListener {
 #[serde(deny_unknown_fields)]
 pub struct Storage {
     pub data_dir: PathBuf,
+    #[serde(deserialize_with = "size")]
+    pub cache_capacity: usize,
+    #[serde(deserialize_with = "size")]
+    pub large_body_threshold: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -107,6 +118,7 @@ pub enum LogFormat {
 pub struct Loaded {
     pub settings: Settings,
     pub stomp_addr: SocketAddr,
+    pub policy: QueuePolicy,
 }
 
 /// Reads the layers. `file` is `--config`; `env` is the process environment (a parameter so tests
@@ -133,7 +145,7 @@ pub fn load(
     validate(settings)
 }
 
-fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key,
         problem: problem.into(),
@@ -194,9 +206,22 @@ fn validate(settings: Settings) -> Result<Loaded, ConfigError> {
             "must be at least 1",
         ));
     }
+    let st = &settings.storage;
+    if !(1024..128 * 1024).contains(&st.large_body_threshold) {
+        // sled turns values over ~128 KiB into blob files that leak under churn (ENGINE.md).
+        return Err(invalid(
+            "storage.large_body_threshold",
+            "must be at least 1KiB and below 128KiB",
+        ));
+    }
+    if st.cache_capacity < 1024 * 1024 {
+        return Err(invalid("storage.cache_capacity", "must be at least 1MiB"));
+    }
+    let policy = queues::policy(&settings.queues)?;
     Ok(Loaded {
         settings,
         stomp_addr,
+        policy,
     })
 }
 
@@ -249,6 +274,14 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
             ))
         }),
     }
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
+fn opt_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    size(d).map(Some)
 }
 
 fn size<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
