@@ -44,12 +44,21 @@ pub struct DeadLetter {
 /// A message whose store op is in `ops` and that becomes visible once they are submitted.
 pub type Staged = (Arc<Queue>, u64, Arc<MessageRecord>);
 
+/// A queue asks for its next waiting messages from the store.
+#[derive(Debug)]
+pub struct PageIn {
+    pub queue: Arc<Queue>,
+    pub after: u64,
+    pub max: usize,
+}
+
 /// Accumulated effects of one or more queue operations.
 #[derive(Debug, Default)]
 pub struct Effects {
     pub ops: Vec<Op>,
     pub dead: Vec<DeadLetter>,
     pub publish: Vec<Staged>,
+    pub page_in: Vec<PageIn>,
 }
 
 impl Effects {
@@ -58,6 +67,9 @@ impl Effects {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty() && self.dead.is_empty() && self.publish.is_empty()
+        self.ops.is_empty()
+            && self.dead.is_empty()
+            && self.publish.is_empty()
+            && self.page_in.is_empty()
     }
 }

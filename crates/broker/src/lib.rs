@@ -23,12 +23,14 @@ pub use destination::Destination;
 pub use effects::{DeadLetter, DeathReason, Effects};
 pub use error::BrokerError;
 pub use policy::{glob_match, QueuePolicy, QueueSettings, SettingsOverride};
-pub use queue::{message_id, ConsumerId, ConsumerSpec, Pulled, Queue, QueueKind, QueueStats};
+pub use queue::{
+    message_id, ConsumerId, ConsumerSpec, Pulled, Queue, QueueKind, QueueStats, Window,
+};
 pub use session::Session;
 pub use topic::Topic;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use dashmap::DashMap;
 use stampede_store::{MessageRecord, Op, Store, Ticket};
@@ -41,6 +43,8 @@ pub struct BrokerConfig {
     pub default_prefetch: u32,
     /// Waiting messages kept per non-durable topic subscriber before the oldest are dropped.
     pub topic_subscriber_buffer: usize,
+    /// Waiting messages a durable queue keeps in memory; the rest are read from the store.
+    pub window: Window,
 }
 
 impl Default for BrokerConfig {
@@ -48,6 +52,7 @@ impl Default for BrokerConfig {
         BrokerConfig {
             default_prefetch: 1000,
             topic_subscriber_buffer: 100_000,
+            window: Window::default(),
         }
     }
 }
@@ -55,6 +60,8 @@ impl Default for BrokerConfig {
 /// The registry of destinations. Lookups go through sharded maps; each queue then has its own lock,
 /// so no operation serialises the whole broker.
 pub struct Broker {
+    /// Handed to store reads, whose completion re-enters the broker from the store's thread.
+    me: Weak<Broker>,
     config: BrokerConfig,
     policy: QueuePolicy,
     store: Arc<dyn Store>,
@@ -80,7 +87,8 @@ impl Broker {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> Arc<Broker> {
-        Arc::new(Broker {
+        Arc::new_cyclic(|me| Broker {
+            me: me.clone(),
             config,
             policy,
             store,
@@ -102,13 +110,11 @@ impl Broker {
     pub fn recover(&self) -> Result<Recovery, BrokerError> {
         let mut found = Recovery::default();
         let mut fx = Effects::new();
-        for (name, messages) in self.store.recover()? {
-            let queue = self.queue(&name);
+        for stored in self.store.recover(self.config.window.messages)? {
+            let queue = self.queue(&stored.name);
             found.queues += 1;
-            found.messages += messages.len();
-            for m in messages {
-                queue.restore(m.seq, m.record, m.deliveries, &mut fx);
-            }
+            found.messages += stored.messages as usize;
+            queue.recover(stored, &mut fx);
         }
         drop(self.apply(fx));
         Ok(found)
@@ -140,6 +146,7 @@ impl Broker {
                     self.queue_id(),
                     QueueKind::Durable,
                     settings,
+                    self.config.window,
                     self.clock.clone(),
                 )
             })
@@ -156,7 +163,14 @@ impl Broker {
             max_deliveries: None,
             ..QueueSettings::default()
         };
-        Queue::new(name, self.queue_id(), kind, settings, self.clock.clone())
+        Queue::new(
+            name,
+            self.queue_id(),
+            kind,
+            settings,
+            Window::default(),
+            self.clock.clone(),
+        )
     }
 
     /// An existing queue, without creating it.
@@ -235,6 +249,9 @@ impl Broker {
             if first.is_none() {
                 first = Some(ticket);
             }
+            for page in std::mem::take(&mut fx.page_in) {
+                self.page_in(page);
+            }
             let publish = std::mem::take(&mut fx.publish);
             if publish.is_empty() {
                 break;
@@ -247,6 +264,23 @@ impl Broker {
             }
         }
         first.unwrap_or_else(|| Ticket::ready(Ok(())))
+    }
+
+    /// Reads a queue's next waiting messages from the store; the read is queued behind every
+    /// commit submitted so far, so it sees each message the queue counted as paged.
+    fn page_in(&self, page: effects::PageIn) {
+        let me = self.me.clone();
+        let queue = page.queue.clone();
+        let done = Box::new(move |read| {
+            let Some(broker) = me.upgrade() else {
+                return;
+            };
+            let mut fx = Effects::new();
+            queue.paged_in(read, &mut fx);
+            drop(broker.apply(fx));
+        });
+        let name: Arc<str> = Arc::from(page.queue.name());
+        self.store.read(name, page.after, page.max, done);
     }
 
     /// Stages `record` for `destination` in `fx`: a put and a publish for a queue (refused when

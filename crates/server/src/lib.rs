@@ -141,6 +141,10 @@ async fn open_broker(
     let config = BrokerConfig {
         default_prefetch: s.broker.default_prefetch,
         topic_subscriber_buffer: s.broker.topic_subscriber_buffer,
+        window: stampede_broker::Window {
+            messages: s.broker.queue_memory_window,
+            bytes: s.broker.queue_memory_window_bytes as u64,
+        },
     };
     let policy = loaded.policy.clone();
     let opened = tokio::task::spawn_blocking(move || {

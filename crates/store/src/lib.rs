@@ -11,9 +11,11 @@
 //!   of the same message never resurrects it.
 //! - When a `Ticket` resolves `Ok`, the ops survive a process kill (and, for disk stores, power
 //!   loss): a RECEIPT is released only after that.
-//! - `recover` returns, per queue, every message put and not deleted, in sequence order, with the
-//!   last delivery count written for it. A message put or deleted by a commit whose ticket never
-//!   resolved may or may not be there (never half of one commit).
+//! - `recover` returns, per queue, the oldest messages put and not deleted (up to the head size
+//!   asked for), in sequence order, with the last delivery count written for each, plus the number
+//!   and bytes of all of them. A message put or deleted by a commit whose ticket never resolved may
+//!   or may not be there (never half of one commit).
+//! - `read` sees every commit submitted before it, whether or not its ticket has resolved yet.
 
 mod memory;
 mod record;
@@ -51,8 +53,13 @@ pub enum Op {
         seq: u64,
         record: Arc<MessageRecord>,
     },
-    /// Removes message `seq` of `queue` (ACK, expiry, dead-lettering out of it).
-    Delete { queue: Arc<str>, seq: u64 },
+    /// Removes message `seq` of `queue` (ACK, expiry, dead-lettering out of it). `bytes` is its
+    /// [`MessageRecord::size`], for the queue's stored totals.
+    Delete {
+        queue: Arc<str>,
+        seq: u64,
+        bytes: u64,
+    },
     /// Records how often message `seq` was delivered, so the count survives restarts.
     SetDeliveries {
         queue: Arc<str>,
@@ -69,8 +76,25 @@ pub struct Recovered {
     pub deliveries: u32,
 }
 
-/// What [`Store::recover`] returns: every known queue by name, its messages in sequence order.
-pub type RecoveredQueues = Vec<(String, Vec<Recovered>)>;
+/// One queue as [`Store::recover`] finds it.
+#[derive(Debug, Clone, Default)]
+pub struct RecoveredQueue {
+    pub name: String,
+    /// The oldest stored messages, in sequence order.
+    pub head: Vec<Recovered>,
+    /// All stored messages, `head` included.
+    pub messages: u64,
+    /// Their total [`MessageRecord::size`].
+    pub bytes: u64,
+    /// One past the highest sequence number ever stored for the queue.
+    pub next_seq: u64,
+}
+
+/// Every queue the store knows.
+pub type RecoveredQueues = Vec<RecoveredQueue>;
+
+/// Receives the result of a [`Store::read`]; runs on the store's own thread, so it must not block.
+pub type ReadDone = Box<dyn FnOnce(Result<Vec<Recovered>, StoreError>) + Send>;
 
 /// Resolves when a commit is durable (or failed). A commit that needs no waiting is born ready.
 pub struct Ticket(TicketInner);
@@ -111,9 +135,13 @@ pub trait Store: Send + Sync + 'static {
     /// Applies `ops` atomically and durably; see the crate's invariants.
     fn commit(&self, ops: Vec<Op>) -> Ticket;
 
-    /// Every queue the store knows, with its stored messages in sequence order. Called once, at
+    /// Every queue the store knows, with at most `head` of its oldest messages. Called once, at
     /// start-up, before any commit.
-    fn recover(&self) -> Result<RecoveredQueues, StoreError>;
+    fn recover(&self, head: usize) -> Result<RecoveredQueues, StoreError>;
+
+    /// Reads up to `max` messages of `queue` with a sequence number above `after`, in order, and
+    /// hands them to `done`. Sees every commit submitted before the call.
+    fn read(&self, queue: Arc<str>, after: u64, max: usize, done: ReadDone);
 
     /// Resolves once everything committed before the call is durable; used at shutdown.
     fn flush(&self) -> Ticket;

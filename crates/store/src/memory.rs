@@ -5,12 +5,21 @@ use std::collections::{BTreeMap, HashMap};
 
 use parking_lot::Mutex;
 
-use crate::{Op, Recovered, RecoveredQueues, Store, StoreError, Ticket};
+use std::sync::Arc;
+
+use crate::{Op, ReadDone, Recovered, RecoveredQueue, RecoveredQueues, Store, StoreError, Ticket};
 
 /// Keeps committed ops in maps so `recover` behaves like a disk store's within one process.
 #[derive(Default)]
 pub struct MemoryStore {
-    queues: Mutex<HashMap<String, BTreeMap<u64, Recovered>>>,
+    queues: Mutex<HashMap<String, Stored>>,
+}
+
+#[derive(Default)]
+struct Stored {
+    messages: BTreeMap<u64, Recovered>,
+    bytes: u64,
+    next_seq: u64,
 }
 
 impl MemoryStore {
@@ -25,7 +34,10 @@ impl Store for MemoryStore {
         for op in ops {
             match op {
                 Op::Put { queue, seq, record } => {
-                    queues.entry(queue.to_string()).or_default().insert(
+                    let q = queues.entry(queue.to_string()).or_default();
+                    q.bytes += record.size() as u64;
+                    q.next_seq = q.next_seq.max(seq + 1);
+                    q.messages.insert(
                         seq,
                         Recovered {
                             seq,
@@ -34,13 +46,18 @@ impl Store for MemoryStore {
                         },
                     );
                 }
-                Op::Delete { queue, seq } => {
+                Op::Delete { queue, seq, bytes } => {
                     if let Some(q) = queues.get_mut(&*queue) {
-                        q.remove(&seq);
+                        if q.messages.remove(&seq).is_some() {
+                            q.bytes = q.bytes.saturating_sub(bytes);
+                        }
                     }
                 }
                 Op::SetDeliveries { queue, seq, count } => {
-                    if let Some(m) = queues.get_mut(&*queue).and_then(|q| q.get_mut(&seq)) {
+                    if let Some(m) = queues
+                        .get_mut(&*queue)
+                        .and_then(|q| q.messages.get_mut(&seq))
+                    {
                         m.deliveries = count;
                     }
                 }
@@ -49,12 +66,35 @@ impl Store for MemoryStore {
         Ticket::ready(Ok(()))
     }
 
-    fn recover(&self) -> Result<RecoveredQueues, StoreError> {
+    fn recover(&self, head: usize) -> Result<RecoveredQueues, StoreError> {
         let queues = self.queues.lock();
         Ok(queues
             .iter()
-            .map(|(name, msgs)| (name.clone(), msgs.values().cloned().collect()))
+            .map(|(name, q)| RecoveredQueue {
+                name: name.clone(),
+                head: q.messages.values().take(head).cloned().collect(),
+                messages: q.messages.len() as u64,
+                bytes: q.bytes,
+                next_seq: q.next_seq,
+            })
             .collect())
+    }
+
+    fn read(&self, queue: Arc<str>, after: u64, max: usize, done: ReadDone) {
+        let found = {
+            let queues = self.queues.lock();
+            queues
+                .get(&*queue)
+                .map(|q| {
+                    q.messages
+                        .range(after + 1..)
+                        .take(max)
+                        .map(|(_, m)| m.clone())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        done(Ok(found));
     }
 
     fn flush(&self) -> Ticket {
@@ -94,6 +134,7 @@ mod tests {
             Op::Delete {
                 queue: q.clone(),
                 seq: 2,
+                bytes: 1,
             },
             Op::SetDeliveries {
                 queue: q.clone(),
@@ -103,9 +144,20 @@ mod tests {
         ])
         .await
         .unwrap();
-        let got = s.recover().unwrap();
+        let got = s.recover(1).unwrap();
         assert_eq!(got.len(), 1);
-        let msgs: Vec<_> = got[0].1.iter().map(|m| (m.seq, m.deliveries)).collect();
-        assert_eq!(msgs, [(1, 0), (3, 4)]);
+        let msgs: Vec<_> = got[0].head.iter().map(|m| (m.seq, m.deliveries)).collect();
+        assert_eq!(msgs, [(1, 0)], "only the head asked for");
+        assert_eq!((got[0].messages, got[0].next_seq), (2, 4));
+        let (tx, rx) = std::sync::mpsc::channel();
+        s.read(q.clone(), 1, 10, Box::new(move |r| tx.send(r).unwrap()));
+        let rest: Vec<_> = rx
+            .recv()
+            .unwrap()
+            .unwrap()
+            .iter()
+            .map(|m| (m.seq, m.deliveries))
+            .collect();
+        assert_eq!(rest, [(3, 4)]);
     }
 }

@@ -27,6 +27,7 @@ fn del(q: &str, seq: u64) -> Op {
     Op::Delete {
         queue: Arc::from(q),
         seq,
+        bytes: 0,
     }
 }
 
@@ -34,15 +35,16 @@ type Summary = Vec<(String, Vec<(u64, Vec<u8>, u32)>)>;
 
 fn summary(store: &SledStore) -> Summary {
     let mut got: Vec<_> = store
-        .recover()
+        .recover(usize::MAX)
         .unwrap()
         .into_iter()
-        .map(|(q, msgs)| {
-            let msgs = msgs
+        .map(|q| {
+            let msgs = q
+                .head
                 .into_iter()
                 .map(|m| (m.seq, m.record.body.to_vec(), m.deliveries))
                 .collect();
-            (q, msgs)
+            (q.name, msgs)
         })
         .collect();
     got.sort();
@@ -54,7 +56,7 @@ async fn committed_ops_survive_reopen_with_counts_and_order() {
     let dir = tempfile::tempdir().unwrap();
     {
         let s = SledStore::open(dir.path(), SledOptions::default()).unwrap();
-        assert!(s.recover().unwrap().is_empty());
+        assert!(s.recover(10).unwrap().is_empty());
         s.commit(vec![
             put("a", 1, b"one"),
             put("a", 2, b"two"),
@@ -85,8 +87,28 @@ async fn committed_ops_survive_reopen_with_counts_and_order() {
             ("b".into(), vec![(1, b"x".to_vec(), 0)]),
         ]
     );
-    let first = s.recover().unwrap();
-    assert!(first.is_empty(), "recover hands its data over once");
+    let totals: Vec<_> = s
+        .recover(1)
+        .unwrap()
+        .into_iter()
+        .map(|q| (q.name, q.head.len(), q.messages, q.next_seq))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(totals, [("a".into(), 1, 2, 4), ("b".into(), 1, 1, 2)]);
+}
+
+#[tokio::test]
+async fn read_sees_commits_submitted_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+    let ticket = s.commit((1..=5).map(|n| put("q", n, b"m")).collect());
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Submitted before the commit's ticket is awaited: the read must still see all five.
+    s.read(Arc::from("q"), 2, 2, Box::new(move |r| tx.send(r).unwrap()));
+    ticket.await.unwrap();
+    let got: Vec<u64> = rx.recv().unwrap().unwrap().iter().map(|m| m.seq).collect();
+    assert_eq!(got, [3, 4]);
 }
 
 #[tokio::test]
@@ -103,8 +125,8 @@ async fn headers_and_expiry_round_trip() {
         .unwrap();
     }
     let s = SledStore::open(dir.path(), SledOptions::default()).unwrap();
-    let got = s.recover().unwrap();
-    let r = &got[0].1[0].record;
+    let got = s.recover(10).unwrap();
+    let r = &got[0].head[0].record;
     assert_eq!(r.header("h"), Some("a:b\nc"));
     assert_eq!((r.enqueued_at_ms, r.expires_at_ms), (7, Some(9)));
     assert_eq!(&r.body[..], b"b\0dy");
@@ -135,6 +157,7 @@ async fn large_bodies_live_in_segments_and_disk_stays_bounded_under_churn() {
             Op::Delete {
                 queue: q.clone(),
                 seq: seq - 100,
+                bytes: 0,
             },
         ])
         .await
@@ -152,10 +175,10 @@ async fn large_bodies_live_in_segments_and_disk_stays_bounded_under_churn() {
     );
     drop(s);
     let s = SledStore::open(dir.path(), options).unwrap();
-    let got = s.recover().unwrap();
-    assert_eq!(got[0].1.len(), 100);
-    assert_eq!(got[0].1[0].seq, 1000);
-    assert!(got[0].1.iter().all(|m| m.record.body == body));
+    let got = s.recover(1000).unwrap();
+    assert_eq!(got[0].head.len(), 100);
+    assert_eq!(got[0].head[0].seq, 1000);
+    assert!(got[0].head.iter().all(|m| m.record.body == body));
 }
 
 fn dir_size(path: &std::path::Path) -> u64 {
@@ -198,9 +221,8 @@ async fn corrupt_record_is_reported_not_ignored() {
         tree.insert(key, &b"\x09garbage"[..]).unwrap();
         db.flush().unwrap();
     }
-    let err = SledStore::open(dir.path(), SledOptions::default())
-        .err()
-        .expect("must fail");
+    let s = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+    let err = s.recover(10).expect_err("must fail");
     assert!(
         matches!(err, stampede_store::StoreError::Corrupt(_)),
         "{err:?}"

@@ -86,4 +86,74 @@ mod tests {
         assert!(err.to_string().contains("max_messages"), "{err}");
         assert_eq!(stored(&store), 2);
     }
+
+    #[tokio::test]
+    async fn a_backlog_beyond_the_window_stays_in_the_store_and_drains_in_order() {
+        let (broker, store) = broker_with_window(10);
+        let (mut s, mut rx) = session(&broker);
+        for n in 0..25 {
+            s.send(send_frame("q", &n.to_string()))
+                .unwrap()
+                .await
+                .unwrap();
+        }
+        assert_eq!(broker.queue("q").depth(), (25, 0, 0));
+        assert_eq!(stored(&store), 25);
+        let mut sub = sub_frame("q", "1", AckMode::ClientIndividual);
+        sub.prefetch = Some(4);
+        s.subscribe(sub).unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < 25 {
+            let batch = deliveries(&mut rx);
+            assert!(!batch.is_empty(), "stalled after {seen:?}");
+            for d in batch {
+                seen.push(String::from_utf8(d.record.body.to_vec()).unwrap());
+                s.ack(ack_req(d.ack_id.as_deref().unwrap()))
+                    .unwrap()
+                    .await
+                    .unwrap();
+            }
+        }
+        let want: Vec<String> = (0..25).map(|n| n.to_string()).collect();
+        assert_eq!(seen, want);
+        assert_eq!(stored(&store), 0);
+    }
+
+    #[tokio::test]
+    async fn recovery_loads_only_the_head_and_counts_the_rest() {
+        let (broker, store) = broker_with_window(10);
+        let (mut s, _rx) = session(&broker);
+        for n in 0..25 {
+            s.send(send_frame("q", &n.to_string()))
+                .unwrap()
+                .await
+                .unwrap();
+        }
+        drop(s);
+        let config = crate::BrokerConfig {
+            window: crate::Window {
+                messages: 10,
+                bytes: u64::MAX,
+            },
+            ..crate::BrokerConfig::default()
+        };
+        let again = crate::Broker::new(
+            config,
+            crate::QueuePolicy::default(),
+            store.clone(),
+            std::sync::Arc::new(crate::ManualClock::new(1_000_000)),
+        );
+        let found = again.recover().unwrap();
+        assert_eq!((found.queues, found.messages), (1, 25));
+        assert_eq!(again.queue("q").depth(), (25, 0, 0));
+        let (mut s2, mut rx2) = session(&again);
+        s2.subscribe(sub_frame("q", "1", AckMode::Auto)).unwrap();
+        let mut got = Vec::new();
+        while got.len() < 25 {
+            let b = bodies(&mut rx2);
+            assert!(!b.is_empty(), "stalled after {got:?}");
+            got.extend(b);
+        }
+        assert_eq!(got, (0..25).map(|n| n.to_string()).collect::<Vec<_>>());
+    }
 }

@@ -19,6 +19,25 @@ pub fn broker_with(tune: impl FnOnce(&mut QueuePolicy)) -> (Arc<Broker>, Arc<Mem
     (broker, store)
 }
 
+/// A broker keeping at most `messages` waiting messages per queue in memory.
+pub fn broker_with_window(messages: usize) -> (Arc<Broker>, Arc<MemoryStore>) {
+    let store = Arc::new(MemoryStore::new());
+    let config = BrokerConfig {
+        window: crate::Window {
+            messages,
+            bytes: u64::MAX,
+        },
+        ..BrokerConfig::default()
+    };
+    let broker = Broker::new(
+        config,
+        QueuePolicy::default(),
+        store.clone(),
+        Arc::new(ManualClock::new(1_000_000)),
+    );
+    (broker, store)
+}
+
 /// Like [`broker_with`], on a clock the test moves.
 pub fn broker_with_clock(
     tune: impl FnOnce(&mut QueuePolicy),
@@ -97,5 +116,10 @@ pub fn bodies(rx: &mut mpsc::UnboundedReceiver<Outgoing>) -> Vec<String> {
 
 /// Messages the store holds, over all queues.
 pub fn stored(store: &MemoryStore) -> usize {
-    store.recover().unwrap().iter().map(|(_, m)| m.len()).sum()
+    store
+        .recover(0)
+        .unwrap()
+        .iter()
+        .map(|q| q.messages as usize)
+        .sum()
 }

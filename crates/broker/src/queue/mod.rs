@@ -27,7 +27,7 @@ use stampede_store::{MessageRecord, Op};
 
 use crate::clock::Clock;
 use crate::delivery::{AutoSettle, Delivery, Outbox, Outgoing};
-use crate::effects::{DeathReason, Effects};
+use crate::effects::{DeathReason, Effects, PageIn};
 use crate::policy::QueueSettings;
 use state::{Consumer, Ctx, Entry, Holder, Inflight, State};
 
@@ -55,6 +55,23 @@ pub enum QueueKind {
     /// In memory only (a non-durable topic subscription); keeps at most `max_ready` waiting
     /// messages and drops the oldest beyond that, so one stalled subscriber cannot exhaust memory.
     Transient { max_ready: usize },
+}
+
+/// How many waiting messages a durable queue keeps in memory; the rest stay in the store until
+/// the queue drains below half of this ("heads in memory, the rest on disk").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub messages: usize,
+    pub bytes: u64,
+}
+
+impl Default for Window {
+    fn default() -> Self {
+        Window {
+            messages: 10_000,
+            bytes: 16 * 1024 * 1024,
+        }
+    }
 }
 
 /// Counters a queue keeps for observability.
@@ -100,6 +117,7 @@ pub struct Queue {
     id: u64,
     kind: QueueKind,
     settings: QueueSettings,
+    window: Window,
     clock: Arc<dyn Clock>,
     next_seq: AtomicU64,
     state: Mutex<State>,
@@ -121,6 +139,7 @@ impl Queue {
         id: u64,
         kind: QueueKind,
         settings: QueueSettings,
+        window: Window,
         clock: Arc<dyn Clock>,
     ) -> Arc<Queue> {
         let dead_letter_queue = match kind {
@@ -132,6 +151,7 @@ impl Queue {
             id,
             kind,
             settings,
+            window,
             clock,
             next_seq: AtomicU64::new(1),
             state: Mutex::new(State {
@@ -183,7 +203,7 @@ impl Queue {
     pub fn check_capacity(&self, size: usize) -> Result<(), Full> {
         let st = self.state.lock();
         if let Some(max) = self.settings.max_messages {
-            if (st.ready.len() + st.inflight.len()) as u64 >= max {
+            if (st.ready.len() + st.inflight.len()) as u64 + st.paged.count >= max {
                 return Err(Full {
                     limit: "max_messages",
                     value: max,
@@ -210,24 +230,32 @@ impl Queue {
         })
     }
 
-    /// Makes message `seq` visible and dispatches it if a consumer has credit.
+    /// Makes message `seq` visible and dispatches it if a consumer has credit. Beyond the memory
+    /// window a durable queue keeps only the count: the message is read back from the store when
+    /// the queue has drained enough.
     pub fn publish(self: &Arc<Self>, seq: u64, record: Arc<MessageRecord>, fx: &mut Effects) {
         self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
-        self.restore(seq, record, 0, fx);
-    }
-
-    /// Makes a message visible with the deliveries it already had (recovery).
-    pub fn restore(
-        self: &Arc<Self>,
-        seq: u64,
-        record: Arc<MessageRecord>,
-        deliveries: u32,
-        fx: &mut Effects,
-    ) {
         self.next_seq.fetch_max(seq + 1, Ordering::Relaxed);
         let mut st = self.state.lock();
-        st.bytes += record.size() as u64;
-        st.insert_ready(seq, Entry { record, deliveries });
+        let size = record.size() as u64;
+        st.bytes += size;
+        let beyond_window = st.paged.count > 0
+            || st.ready.len() >= self.window.messages
+            || st.memory_bytes() >= self.window.bytes;
+        if self.is_durable() && beyond_window {
+            st.paged.count += 1;
+            st.paged.bytes += size;
+            self.maybe_page_in(&mut st, fx);
+            return;
+        }
+        st.insert_ready(
+            seq,
+            Entry {
+                record,
+                deliveries: 0,
+            },
+        );
+        st.paged.cursor = st.paged.cursor.max(seq);
         if let QueueKind::Transient { max_ready } = self.kind {
             while st.ready.len() > max_ready {
                 if let Some((seq, entry)) = st.take_ready() {
@@ -237,6 +265,82 @@ impl Queue {
             }
         }
         self.dispatch(&mut st, fx);
+    }
+
+    /// Rebuilds the queue at start-up from the head the store returned and its totals.
+    pub fn recover(self: &Arc<Self>, stored: stampede_store::RecoveredQueue, fx: &mut Effects) {
+        self.next_seq.fetch_max(stored.next_seq, Ordering::Relaxed);
+        let mut st = self.state.lock();
+        let mut head_bytes = 0;
+        for m in &stored.head {
+            head_bytes += m.record.size() as u64;
+            st.paged.cursor = st.paged.cursor.max(m.seq);
+        }
+        st.bytes = stored.bytes.max(head_bytes);
+        st.paged.count = stored.messages.saturating_sub(stored.head.len() as u64);
+        st.paged.bytes = st.bytes - head_bytes;
+        for m in stored.head {
+            let entry = Entry {
+                record: m.record,
+                deliveries: m.deliveries,
+            };
+            st.insert_ready(m.seq, entry);
+        }
+        self.dispatch(&mut st, fx);
+    }
+
+    /// Takes in what a [`PageIn`] read from the store.
+    pub fn paged_in(
+        self: &Arc<Self>,
+        read: Result<Vec<stampede_store::Recovered>, stampede_store::StoreError>,
+        fx: &mut Effects,
+    ) {
+        let mut st = self.state.lock();
+        st.paged.reading = false;
+        let messages = match read {
+            Ok(m) => m,
+            Err(e) => {
+                // Retried at the next dispatch or tick.
+                tracing::error!(queue = %self.name, error = %e, "reading waiting messages from the store failed");
+                return;
+            }
+        };
+        if messages.is_empty() && st.paged.count > 0 {
+            tracing::warn!(queue = %self.name, missing = st.paged.count, "store holds fewer waiting messages than counted");
+            st.bytes = st.bytes.saturating_sub(st.paged.bytes);
+            st.paged.count = 0;
+            st.paged.bytes = 0;
+        }
+        for m in messages {
+            if m.seq <= st.paged.cursor {
+                continue;
+            }
+            let size = m.record.size() as u64;
+            st.paged.cursor = m.seq;
+            st.paged.count = st.paged.count.saturating_sub(1);
+            st.paged.bytes = st.paged.bytes.saturating_sub(size);
+            let entry = Entry {
+                record: m.record,
+                deliveries: m.deliveries,
+            };
+            st.insert_ready(m.seq, entry);
+        }
+        self.dispatch(&mut st, fx);
+    }
+
+    /// Asks for the next paged messages once the in-memory head has drained below half the window.
+    fn maybe_page_in(self: &Arc<Self>, st: &mut State, fx: &mut Effects) {
+        let low =
+            st.ready.len() < self.window.messages / 2 && st.memory_bytes() < self.window.bytes / 2;
+        if st.paged.count == 0 || st.paged.reading || !low {
+            return;
+        }
+        st.paged.reading = true;
+        fx.page_in.push(PageIn {
+            queue: self.clone(),
+            after: st.paged.cursor,
+            max: self.window.messages - st.ready.len(),
+        });
     }
 
     /// Attaches a consumer and hands it what it has credit for.
@@ -399,6 +503,8 @@ impl Queue {
         }
         if changed {
             self.dispatch(&mut st, fx);
+        } else {
+            self.maybe_page_in(&mut st, fx);
         }
     }
 
@@ -436,6 +542,7 @@ impl Queue {
                 },
             );
         }
+        self.maybe_page_in(&mut st, fx);
         out
     }
 
@@ -477,7 +584,11 @@ impl Queue {
     /// (waiting, in flight, consumers) right now.
     pub fn depth(&self) -> (usize, usize, usize) {
         let st = self.state.lock();
-        (st.ready.len(), st.inflight.len(), st.consumers.len())
+        (
+            st.ready.len() + st.paged.count as usize,
+            st.inflight.len(),
+            st.consumers.len(),
+        )
     }
 
     /// The next waiting message that has not expired; expired ones met on the way are removed.
@@ -511,6 +622,11 @@ impl Queue {
 
     /// Hands waiting messages to consumers with credit, round-robin, until one side runs out.
     fn dispatch(self: &Arc<Self>, st: &mut State, fx: &mut Effects) {
+        self.dispatch_ready(st, fx);
+        self.maybe_page_in(st, fx);
+    }
+
+    fn dispatch_ready(self: &Arc<Self>, st: &mut State, fx: &mut Effects) {
         if st.consumers.is_empty() || st.ready.is_empty() {
             return;
         }

@@ -65,6 +65,19 @@ pub(super) struct State {
     pub bytes: u64,
     /// Where dead letters go; `None` drops them (transient queues, dead-letter queues).
     pub dead_letter_queue: Option<String>,
+    pub paged: Paged,
+}
+
+/// Waiting messages kept only in the store, beyond the in-memory window. Every one of them has a
+/// higher sequence number than every waiting message in memory, so FIFO holds across the boundary.
+#[derive(Debug, Default)]
+pub(super) struct Paged {
+    pub count: u64,
+    pub bytes: u64,
+    /// Highest sequence number already brought into memory; paged messages lie above it.
+    pub cursor: u64,
+    /// A read from the store is under way.
+    pub reading: bool,
 }
 
 /// What the state needs to know about its queue to record effects.
@@ -75,10 +88,11 @@ pub(super) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    pub fn delete_op(&self, seq: u64) -> Option<Op> {
+    pub fn delete_op(&self, seq: u64, bytes: u64) -> Option<Op> {
         self.durable.then(|| Op::Delete {
             queue: self.name.clone(),
             seq,
+            bytes,
         })
     }
 }
@@ -124,8 +138,14 @@ impl State {
 
     /// A message leaves the queue for good (settled, expired, dead-lettered).
     pub fn forget(&mut self, ctx: &Ctx, seq: u64, entry: &Entry, fx: &mut Effects) {
-        self.bytes = self.bytes.saturating_sub(entry.record.size() as u64);
-        fx.ops.extend(ctx.delete_op(seq));
+        let size = entry.record.size() as u64;
+        self.bytes = self.bytes.saturating_sub(size);
+        fx.ops.extend(ctx.delete_op(seq, size));
+    }
+
+    /// Bytes of the messages held in memory.
+    pub fn memory_bytes(&self) -> u64 {
+        self.bytes.saturating_sub(self.paged.bytes)
     }
 
     /// Removes a message from the queue and hands it to the dead-letter queue, if there is one.

@@ -9,6 +9,7 @@ fn queue(kind: QueueKind) -> Arc<Queue> {
         1,
         kind,
         QueueSettings::default(),
+        Window::default(),
         Arc::new(ManualClock::new(0)),
     )
 }

@@ -22,7 +22,14 @@ fn fixture(tune: impl FnOnce(&mut QueueSettings)) -> Fixture {
     };
     tune(&mut settings);
     let clock = Arc::new(ManualClock::new(T0));
-    let q = Queue::new("work", 7, QueueKind::Durable, settings, clock.clone());
+    let q = Queue::new(
+        "work",
+        7,
+        QueueKind::Durable,
+        settings,
+        Window::default(),
+        clock.clone(),
+    );
     Fixture { q, clock }
 }
 

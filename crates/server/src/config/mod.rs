@@ -90,6 +90,9 @@ pub struct Protocol {
 pub struct BrokerSection {
     pub default_prefetch: u32,
     pub topic_subscriber_buffer: usize,
+    pub queue_memory_window: usize,
+    #[serde(deserialize_with = "size")]
+    pub queue_memory_window_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -199,6 +202,15 @@ fn validate(settings: Settings) -> Result<Loaded, ConfigError> {
     }
     if settings.broker.default_prefetch == 0 {
         return Err(invalid("broker.default_prefetch", "must be at least 1"));
+    }
+    if settings.broker.queue_memory_window < 2 {
+        return Err(invalid("broker.queue_memory_window", "must be at least 2"));
+    }
+    if settings.broker.queue_memory_window_bytes < 64 * 1024 {
+        return Err(invalid(
+            "broker.queue_memory_window_bytes",
+            "must be at least 64KiB",
+        ));
     }
     if settings.broker.topic_subscriber_buffer == 0 {
         return Err(invalid(

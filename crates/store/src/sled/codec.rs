@@ -5,6 +5,8 @@
 //! - `M qid seq` → a message record
 //! - `D qid seq` → its delivery count (u32), written only once it is non-zero
 //! - `Q qid`     → the queue's name
+//! - `C qid`     → the queue's totals: stored messages (u64) and their bytes (u64)
+//! - `S qid seq` → the segment (u64) holding the message's body, for bodies kept in segments
 //!
 //! Values start with a version byte so the format can evolve.
 
@@ -15,6 +17,8 @@ use crate::{MessageRecord, StoreError};
 pub const TAG_MESSAGE: u8 = b'M';
 pub const TAG_DELIVERIES: u8 = b'D';
 pub const TAG_QUEUE: u8 = b'Q';
+pub const TAG_TOTALS: u8 = b'C';
+pub const TAG_SEGMENT: u8 = b'S';
 
 const VERSION: u8 = 1;
 const BODY_INLINE: u8 = 0;
@@ -28,11 +32,30 @@ pub fn message_key(tag: u8, qid: u64, seq: u64) -> [u8; 17] {
     k
 }
 
-pub fn queue_key(qid: u64) -> [u8; 9] {
+pub fn queue_key(tag: u8, qid: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
-    k[0] = TAG_QUEUE;
+    k[0] = tag;
     k[1..9].copy_from_slice(&qid.to_be_bytes());
     k
+}
+
+/// The queue id of a 9-byte `Q` or `C` key.
+pub fn parse_queue_key(k: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(k.get(1..9)?.try_into().ok()?))
+}
+
+pub fn encode_totals(messages: u64, bytes: u64) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    v[..8].copy_from_slice(&messages.to_be_bytes());
+    v[8..].copy_from_slice(&bytes.to_be_bytes());
+    v
+}
+
+pub fn decode_totals(v: &[u8]) -> Option<(u64, u64)> {
+    Some((
+        u64::from_be_bytes(v.get(..8)?.try_into().ok()?),
+        u64::from_be_bytes(v.get(8..16)?.try_into().ok()?),
+    ))
 }
 
 /// Splits a 17-byte message or deliveries key into (qid, seq).

@@ -1,18 +1,22 @@
 //! The durable [`Store`] on sled 0.34, with group commit.
 //!
-//! One committer thread owns all writes. It takes every commit that is pending, applies them as one
-//! sled `Batch` (atomic), appends large bodies to segment files, makes segments and sled durable
-//! (segments first, since records point into them), and only then resolves every ticket of that
-//! round. sled's `flush()` covers the whole database, so one committer calling it once per round
-//! is what turns N producers' fsyncs into one (ENGINE.md: one committer reaches ~58k msg/s with 128
-//! producers where concurrent flushers stay near 15k). Tokio workers never touch sled: `commit`
-//! only sends to the committer's channel.
+//! One committer thread owns the database. It takes every job that is pending, applies all their
+//! commits as one sled `Batch` (atomic), appends large bodies to segment files, makes segments and
+//! sled durable (segments first, since records point into them), and only then resolves every
+//! ticket of that round; reads queued in the same round are served after it, so a read sees every
+//! commit submitted before it. sled's `flush()` covers the whole database, so one committer calling
+//! it once per round is what turns N producers' fsyncs into one (ENGINE.md: one committer reaches
+//! ~58k msg/s with 128 producers where concurrent flushers stay near 15k). Tokio workers never
+//! touch sled: `commit` and `read` only send to the committer's channel.
+//!
+//! Opening never scans the messages: queue names, per-queue totals and the index of segment bodies
+//! are small, and [`Store::recover`] reads only the head of each queue.
 
 mod codec;
 mod segments;
 
-use std::collections::HashMap;
-use std::path::Path;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -20,8 +24,11 @@ use std::thread::JoinHandle;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-use crate::{Op, Recovered, RecoveredQueues, Store, StoreError, Ticket};
-use codec::{BodyRef, TAG_DELIVERIES, TAG_MESSAGE, TAG_QUEUE};
+use crate::{
+    MessageRecord, Op, ReadDone, Recovered, RecoveredQueue, RecoveredQueues, Store, StoreError,
+    Ticket,
+};
+use codec::{BodyRef, TAG_DELIVERIES, TAG_MESSAGE, TAG_QUEUE, TAG_SEGMENT, TAG_TOTALS};
 use segments::Segments;
 
 /// Tuning of the sled store.
@@ -32,7 +39,7 @@ pub struct SledOptions {
     /// Bodies larger than this go to segment files instead of sled (must stay below sled's
     /// ~128 KiB blob threshold).
     pub inline_limit: usize,
-    /// Most commits folded into one round.
+    /// Most jobs folded into one round.
     pub max_batch: usize,
 }
 
@@ -46,26 +53,41 @@ impl Default for SledOptions {
     }
 }
 
-struct Job {
-    ops: Vec<Op>,
-    done: oneshot::Sender<Result<(), StoreError>>,
+enum Job {
+    Commit {
+        ops: Vec<Op>,
+        done: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Read {
+        queue: Arc<str>,
+        after: u64,
+        max: usize,
+        done: ReadDone,
+    },
+    Recover {
+        head: usize,
+        done: mpsc::Sender<Result<RecoveredQueues, StoreError>>,
+    },
 }
 
 /// sled-backed store; see the module docs.
 pub struct SledStore {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     committer: Mutex<Option<JoinHandle<()>>>,
-    recovered: Mutex<Option<RecoveredQueues>>,
-    segments_dir: std::path::PathBuf,
+    segments_dir: PathBuf,
 }
 
 fn io(e: impl std::fmt::Display) -> StoreError {
     StoreError::Io(e.to_string())
 }
 
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_owned())
+}
+
 impl SledStore {
-    /// Opens (or creates) the store under `dir` and reads everything back for [`Store::recover`].
-    /// Blocking: call before serving, or from a blocking context.
+    /// Opens (or creates) the store under `dir`. Blocking: call before serving, or from a
+    /// blocking context.
     pub fn open(dir: &Path, options: SledOptions) -> Result<SledStore, StoreError> {
         let db = sled::Config::new()
             .path(dir.join("sled"))
@@ -76,11 +98,37 @@ impl SledStore {
         let tree = db.open_tree("messages").map_err(io)?;
         let segments_dir = dir.join("segments");
         let mut segments = Segments::open(&segments_dir).map_err(io)?;
-        let (names, recovered) = recover(&tree, &mut segments)?;
+        let mut names = HashMap::new();
+        for kv in tree.scan_prefix([TAG_QUEUE]) {
+            let (k, v) = kv.map_err(io)?;
+            let qid = codec::parse_queue_key(&k).ok_or_else(|| corrupt("queue key"))?;
+            let name = String::from_utf8(v.to_vec()).map_err(|_| corrupt("queue name"))?;
+            names.insert(Arc::<str>::from(name), qid);
+        }
+        let mut totals = HashMap::new();
+        for kv in tree.scan_prefix([TAG_TOTALS]) {
+            let (k, v) = kv.map_err(io)?;
+            let qid = codec::parse_queue_key(&k).ok_or_else(|| corrupt("totals key"))?;
+            totals.insert(
+                qid,
+                codec::decode_totals(&v).ok_or_else(|| corrupt("totals"))?,
+            );
+        }
+        for kv in tree.scan_prefix([TAG_SEGMENT]) {
+            let (k, v) = kv.map_err(io)?;
+            let (qid, seq) = codec::parse_message_key(&k).ok_or_else(|| corrupt("segment key"))?;
+            let id = v
+                .as_ref()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .map_err(|_| corrupt("segment id"))?;
+            segments.note(qid, seq, id);
+        }
         segments.remove_unreferenced().map_err(io)?;
         let committer = Committer {
             next_qid: names.values().max().map_or(1, |m| m + 1),
             names,
+            totals,
             db,
             tree,
             segments,
@@ -94,7 +142,6 @@ impl SledStore {
         Ok(SledStore {
             jobs: Mutex::new(Some(tx)),
             committer: Mutex::new(Some(handle)),
-            recovered: Mutex::new(Some(recovered)),
             segments_dir,
         })
     }
@@ -112,24 +159,40 @@ impl SledStore {
         }
         Ok((files, bytes))
     }
+
+    fn send(&self, job: Job) -> Result<(), Job> {
+        match self.jobs.lock().as_ref() {
+            Some(tx) => tx.send(job).map_err(|e| e.0),
+            None => Err(job),
+        }
+    }
 }
 
 impl Store for SledStore {
     fn commit(&self, ops: Vec<Op>) -> Ticket {
         let (ticket, done) = Ticket::pending();
-        let sent = match self.jobs.lock().as_ref() {
-            Some(tx) => tx.send(Job { ops, done }).is_ok(),
-            None => false,
-        };
-        if sent {
-            ticket
-        } else {
-            Ticket::ready(Err(StoreError::Closed))
+        match self.send(Job::Commit { ops, done }) {
+            Ok(()) => ticket,
+            Err(_) => Ticket::ready(Err(StoreError::Closed)),
         }
     }
 
-    fn recover(&self) -> Result<RecoveredQueues, StoreError> {
-        Ok(self.recovered.lock().take().unwrap_or_default())
+    fn recover(&self, head: usize) -> Result<RecoveredQueues, StoreError> {
+        let (done, rx) = mpsc::channel();
+        self.send(Job::Recover { head, done })
+            .map_err(|_| StoreError::Closed)?;
+        rx.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    fn read(&self, queue: Arc<str>, after: u64, max: usize, done: ReadDone) {
+        if let Err(Job::Read { done, .. }) = self.send(Job::Read {
+            queue,
+            after,
+            max,
+            done,
+        }) {
+            done(Err(StoreError::Closed));
+        }
     }
 
     fn flush(&self) -> Ticket {
@@ -147,71 +210,12 @@ impl Drop for SledStore {
     }
 }
 
-/// Reads every queue name, delivery count and message; bodies in segments are read back.
-fn recover(
-    tree: &sled::Tree,
-    segments: &mut Segments,
-) -> Result<(HashMap<Arc<str>, u64>, RecoveredQueues), StoreError> {
-    let mut names: HashMap<u64, Arc<str>> = HashMap::new();
-    for kv in tree.scan_prefix([TAG_QUEUE]) {
-        let (k, v) = kv.map_err(io)?;
-        let qid = u64::from_be_bytes(
-            k.get(1..9)
-                .and_then(|s| s.try_into().ok())
-                .ok_or_else(|| StoreError::Corrupt("queue key".into()))?,
-        );
-        let name =
-            String::from_utf8(v.to_vec()).map_err(|_| StoreError::Corrupt("queue name".into()))?;
-        names.insert(qid, Arc::from(name));
-    }
-    let mut counts: HashMap<(u64, u64), u32> = HashMap::new();
-    for kv in tree.scan_prefix([TAG_DELIVERIES]) {
-        let (k, v) = kv.map_err(io)?;
-        let key = codec::parse_message_key(&k)
-            .ok_or_else(|| StoreError::Corrupt("deliveries key".into()))?;
-        let n = v.as_ref().try_into().map(u32::from_be_bytes).unwrap_or(0);
-        counts.insert(key, n);
-    }
-    let mut queues: Vec<(u64, Vec<Recovered>)> = Vec::new();
-    for kv in tree.scan_prefix([TAG_MESSAGE]) {
-        let (k, v) = kv.map_err(io)?;
-        let (qid, seq) = codec::parse_message_key(&k)
-            .ok_or_else(|| StoreError::Corrupt("message key".into()))?;
-        let (mut record, body) = codec::decode_record(&v)?;
-        if let BodyRef::Segment { id, offset, len } = body {
-            record.body = segments.read(qid, seq, id, offset, len).map_err(io)?;
-        }
-        if queues.last().is_none_or(|(q, _)| *q != qid) {
-            queues.push((qid, Vec::new()));
-        }
-        if let Some((_, msgs)) = queues.last_mut() {
-            msgs.push(Recovered {
-                seq,
-                record: Arc::new(record),
-                deliveries: counts.get(&(qid, seq)).copied().unwrap_or(0),
-            });
-        }
-    }
-    let mut out = Vec::with_capacity(names.len());
-    for (qid, msgs) in queues {
-        let name = names
-            .get(&qid)
-            .ok_or_else(|| StoreError::Corrupt(format!("messages of unknown queue {qid}")))?;
-        out.push((name.to_string(), msgs));
-    }
-    for name in names.values() {
-        if !out.iter().any(|(n, _)| n.as_str() == &**name) {
-            out.push((name.to_string(), Vec::new()));
-        }
-    }
-    let by_name = names.into_iter().map(|(id, n)| (n, id)).collect();
-    Ok((by_name, out))
-}
-
 /// State owned by the committer thread.
 struct Committer {
     names: HashMap<Arc<str>, u64>,
     next_qid: u64,
+    /// (messages, bytes) stored per queue id.
+    totals: HashMap<u64, (u64, u64)>,
     db: sled::Db,
     tree: sled::Tree,
     segments: Segments,
@@ -228,24 +232,67 @@ impl Committer {
                     Err(_) => break,
                 }
             }
-            let result = self.round(&jobs);
+            let mut waiting = Vec::new();
+            let mut later = Vec::new();
+            let mut ops: Vec<&Op> = Vec::new();
+            for job in &jobs {
+                if let Job::Commit { ops: o, .. } = job {
+                    ops.extend(o.iter());
+                }
+            }
+            let result = self.round(&ops);
             for job in jobs {
-                let _ = job.done.send(result.clone());
+                match job {
+                    Job::Commit { done, .. } => waiting.push(done),
+                    other => later.push(other),
+                }
+            }
+            for done in waiting {
+                let _ = done.send(result.clone());
             }
             if result.is_ok() {
                 if let Err(e) = self.segments.remove_emptied() {
                     tracing::warn!(error = %e, "could not delete an empty segment");
                 }
             }
+            for job in later {
+                self.serve(job);
+            }
         }
         let _ = self.db.flush();
     }
 
+    fn serve(&mut self, job: Job) {
+        match job {
+            Job::Read {
+                queue,
+                after,
+                max,
+                done,
+            } => {
+                let qid = self.names.get(&queue).copied();
+                done(qid.map_or(Ok(Vec::new()), |qid| self.read(qid, after, max)));
+            }
+            Job::Recover { head, done } => {
+                let _ = done.send(self.recover(head));
+            }
+            Job::Commit { .. } => unreachable!("commits are applied in the round"),
+        }
+    }
+
     /// Applies one round: stage every op, make segments durable, apply the batch, flush.
-    fn round(&mut self, jobs: &[Job]) -> Result<(), StoreError> {
+    fn round(&mut self, ops: &[&Op]) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
-        for op in jobs.iter().flat_map(|j| j.ops.iter()) {
-            self.stage(op, &mut batch)?;
+        let mut touched = HashSet::new();
+        for op in ops {
+            self.stage(op, &mut batch, &mut touched)?;
+        }
+        for qid in touched {
+            let (n, bytes) = self.totals.get(&qid).copied().unwrap_or_default();
+            batch.insert(
+                &codec::queue_key(TAG_TOTALS, qid)[..],
+                &codec::encode_totals(n, bytes)[..],
+            );
         }
         self.segments.sync().map_err(io)?;
         self.tree.apply_batch(batch).map_err(io)?;
@@ -259,28 +306,49 @@ impl Committer {
         }
         let id = self.next_qid;
         self.next_qid += 1;
-        batch.insert(&codec::queue_key(id)[..], name.as_bytes());
+        batch.insert(&codec::queue_key(TAG_QUEUE, id)[..], name.as_bytes());
         self.names.insert(name.clone(), id);
         id
     }
 
-    fn stage(&mut self, op: &Op, batch: &mut sled::Batch) -> Result<(), StoreError> {
+    fn stage(
+        &mut self,
+        op: &Op,
+        batch: &mut sled::Batch,
+        touched: &mut HashSet<u64>,
+    ) -> Result<(), StoreError> {
         match op {
             Op::Put { queue, seq, record } => {
                 let qid = self.qid(queue, batch);
                 let body = if record.body.len() > self.options.inline_limit {
-                    self.segments.append(qid, *seq, &record.body).map_err(io)?
+                    let body = self.segments.append(qid, *seq, &record.body).map_err(io)?;
+                    if let BodyRef::Segment { id, .. } = body {
+                        batch.insert(
+                            &codec::message_key(TAG_SEGMENT, qid, *seq)[..],
+                            &id.to_be_bytes()[..],
+                        );
+                    }
+                    body
                 } else {
                     BodyRef::Inline
                 };
                 let key = codec::message_key(TAG_MESSAGE, qid, *seq);
                 batch.insert(&key[..], codec::encode_record(record, body));
+                let t = self.totals.entry(qid).or_default();
+                t.0 += 1;
+                t.1 += record.size() as u64;
+                touched.insert(qid);
             }
-            Op::Delete { queue, seq } => {
+            Op::Delete { queue, seq, bytes } => {
                 let qid = self.qid(queue, batch);
                 batch.remove(&codec::message_key(TAG_MESSAGE, qid, *seq)[..]);
                 batch.remove(&codec::message_key(TAG_DELIVERIES, qid, *seq)[..]);
+                batch.remove(&codec::message_key(TAG_SEGMENT, qid, *seq)[..]);
                 self.segments.release(qid, *seq);
+                let t = self.totals.entry(qid).or_default();
+                t.0 = t.0.saturating_sub(1);
+                t.1 = t.1.saturating_sub(*bytes);
+                touched.insert(qid);
             }
             Op::SetDeliveries { queue, seq, count } => {
                 let qid = self.qid(queue, batch);
@@ -289,5 +357,66 @@ impl Committer {
             }
         }
         Ok(())
+    }
+
+    /// Up to `max` messages of queue `qid` after `after`, bodies and delivery counts included.
+    fn read(&self, qid: u64, after: u64, max: usize) -> Result<Vec<Recovered>, StoreError> {
+        let from = codec::message_key(TAG_MESSAGE, qid, after.saturating_add(1));
+        let to = codec::message_key(TAG_MESSAGE, qid, u64::MAX);
+        let mut out = Vec::new();
+        for kv in self.tree.range(from..=to).take(max) {
+            let (k, v) = kv.map_err(io)?;
+            let (_, seq) = codec::parse_message_key(&k).ok_or_else(|| corrupt("message key"))?;
+            out.push(self.load(qid, seq, &v)?);
+        }
+        Ok(out)
+    }
+
+    fn load(&self, qid: u64, seq: u64, raw: &[u8]) -> Result<Recovered, StoreError> {
+        let (mut record, body): (MessageRecord, BodyRef) = codec::decode_record(raw)?;
+        if let BodyRef::Segment { id, offset, len } = body {
+            record.body = self.segments.read(id, offset, len).map_err(io)?;
+        }
+        let deliveries = self
+            .tree
+            .get(codec::message_key(TAG_DELIVERIES, qid, seq))
+            .map_err(io)?
+            .and_then(|v| v.as_ref().try_into().ok().map(u32::from_be_bytes))
+            .unwrap_or(0);
+        Ok(Recovered {
+            seq,
+            record: Arc::new(record),
+            deliveries,
+        })
+    }
+
+    fn recover(&self, head: usize) -> Result<RecoveredQueues, StoreError> {
+        let mut out = Vec::with_capacity(self.names.len());
+        for (name, &qid) in &self.names {
+            let last = self
+                .tree
+                .scan_prefix(codec::queue_key(TAG_MESSAGE, qid))
+                .next_back()
+                .transpose()
+                .map_err(io)?;
+            let next_seq = match last {
+                Some((k, _)) => {
+                    codec::parse_message_key(&k)
+                        .ok_or_else(|| corrupt("message key"))?
+                        .1
+                        + 1
+                }
+                None => 1,
+            };
+            let (messages, bytes) = self.totals.get(&qid).copied().unwrap_or_default();
+            out.push(RecoveredQueue {
+                name: name.to_string(),
+                head: self.read(qid, 0, head)?,
+                messages,
+                bytes,
+                next_seq,
+            });
+        }
+        Ok(out)
     }
 }

@@ -147,21 +147,18 @@ impl Segments {
         }
     }
 
-    /// Reads a body back (recovery).
-    pub fn read(
-        &mut self,
-        qid: u64,
-        seq: u64,
-        id: u64,
-        offset: u64,
-        len: u32,
-    ) -> std::io::Result<Bytes> {
+    /// Reads a body back.
+    pub fn read(&self, id: u64, offset: u64, len: u32) -> std::io::Result<Bytes> {
         let file = File::open(self.path(id))?;
         let mut buf = vec![0u8; len as usize];
         file.read_exact_at(&mut buf, offset)?;
+        Ok(Bytes::from(buf))
+    }
+
+    /// At open: message (qid, seq) keeps its body in segment `id`.
+    pub fn note(&mut self, qid: u64, seq: u64, id: u64) {
         *self.live.entry(id).or_default() += 1;
         self.owner.insert((qid, seq), id);
-        Ok(Bytes::from(buf))
     }
 
     /// After recovery: deletes segment files no stored message refers to (left by deletes that
