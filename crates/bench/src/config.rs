@@ -1,0 +1,258 @@
+//! The command line, which is also the library's configuration: the smoke test builds a [`Config`]
+//! with `Config::parse_from`, so it exercises the same flags a user types. Cross-flag rules live
+//! in [`Config::validate`], which runs before any connection is opened.
+
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use stampede_proto::AckMode;
+
+use crate::payload::STAMP_LEN;
+use crate::BenchError;
+
+/// A STOMP 1.2 load generator for any broker (Stampede, RabbitMQ, ActiveMQ).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "stampede-bench", version)]
+pub struct Config {
+    /// Broker address, host:port.
+    #[arg(long, default_value = "127.0.0.1:61613")]
+    pub url: String,
+    #[arg(long, default_value = "guest")]
+    pub login: String,
+    #[arg(long, default_value = "guest")]
+    pub passcode: String,
+    /// CONNECT `host` header. RabbitMQ reads it as the virtual host, so "/" is its default vhost;
+    /// Stampede and ActiveMQ ignore it.
+    #[arg(long, default_value = "/")]
+    pub vhost: String,
+    /// Producer connections.
+    #[arg(long, default_value_t = 1)]
+    pub producers: u16,
+    /// Consumer connections (0: nobody consumes, e.g. for persistent ingest runs).
+    #[arg(long, default_value_t = 1)]
+    pub consumers: u16,
+    /// Body size in bytes (at least 20: the stamp with producer, sequence and send time).
+    #[arg(long, default_value_t = 20)]
+    pub size: usize,
+    /// /queue/NAME (each message to one consumer) or /topic/NAME (to every consumer). Default: a
+    /// fresh /queue/bench-<random>.
+    #[arg(long)]
+    pub destination: Option<String>,
+    #[arg(long, value_enum, default_value_t = AckArg::Auto)]
+    pub ack: AckArg,
+    /// Unacknowledged messages per subscription (sent as prefetch-count and
+    /// activemq.prefetchSize). Default: the broker's.
+    #[arg(long)]
+    pub prefetch: Option<u32>,
+    /// Send `persistent:true`.
+    #[arg(long)]
+    pub persistent: bool,
+    /// Ask for a RECEIPT every K sends (every K transactions with --tx). 1 = synchronous: wait for
+    /// each receipt before the next send. 0 = none, only the closing DISCONNECT receipt.
+    #[arg(long, default_value_t = 0)]
+    pub receipt_every: u64,
+    /// Messages a producer may have sent beyond its last RECEIPT (with --receipt-every). Default:
+    /// K×tx for K = 1 (synchronous), else max(1024, 4×K×tx).
+    #[arg(long)]
+    pub window: Option<u64>,
+    /// Send in transactions of N messages (BEGIN, N×SEND, COMMIT).
+    #[arg(long, default_value_t = 0)]
+    pub tx: u64,
+    /// Open-loop mode: total messages/s across all producers, on a fixed schedule. Latency is
+    /// measured from the scheduled time, so a stalled broker cannot hide its backlog.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Messages per producer (default 100000 unless --duration is given).
+    #[arg(long, conflicts_with = "duration")]
+    pub messages: Option<u64>,
+    /// Send for this many seconds instead of a count; with --idle-connections, how long to hold.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Seconds at the start whose messages are excluded from latency and rates.
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup: f64,
+    /// Load first, then drain: consumers subscribe only after every producer has finished.
+    #[arg(long)]
+    pub drain: bool,
+    /// Once producers are done, consumers give up after this many seconds without a message.
+    #[arg(long, default_value_t = 10.0)]
+    pub drain_timeout: f64,
+    /// Longest wait for any single broker answer (CONNECTED, RECEIPT, a write) before failing.
+    #[arg(long, default_value_t = 30.0)]
+    pub timeout: f64,
+    /// Open N idle connections (CONNECT, no heart-beat), hold them for --duration seconds (default
+    /// 10) and report how many succeeded and stayed open. No messages are sent.
+    #[arg(long)]
+    pub idle_connections: Option<u32>,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress line, even on a terminal.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// `--ack` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AckArg {
+    Auto,
+    Client,
+    ClientIndividual,
+}
+
+impl From<AckArg> for AckMode {
+    fn from(a: AckArg) -> AckMode {
+        match a {
+            AckArg::Auto => AckMode::Auto,
+            AckArg::Client => AckMode::Client,
+            AckArg::ClientIndividual => AckMode::ClientIndividual,
+        }
+    }
+}
+
+/// When producers stop.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Stop {
+    /// After this many messages each.
+    Count(u64),
+    /// After this long.
+    After(Duration),
+}
+
+impl Config {
+    /// Rejects combinations that would make a run meaningless or hang.
+    pub fn validate(&self) -> Result<(), BenchError> {
+        let bad = |m: &str| Err(BenchError::Config(m.to_owned()));
+        if self.idle_connections.is_some() {
+            return Ok(());
+        }
+        if self.size < STAMP_LEN {
+            return bad("--size must be at least 20 bytes (the message stamp)");
+        }
+        if self.producers == 0 {
+            return bad("--producers must be at least 1");
+        }
+        if let Some(d) = &self.destination {
+            if !d.starts_with('/') {
+                return bad("--destination must start with / (e.g. /queue/a or /topic/a)");
+            }
+        }
+        if self.drain && self.is_topic() {
+            return bad("--drain needs a queue: a topic keeps nothing for late subscribers");
+        }
+        if self.drain && self.warmup > 0.0 {
+            return bad("--drain measures the whole backlog; it takes no --warmup");
+        }
+        if self.drain && self.consumers == 0 {
+            return bad("--drain needs at least one consumer");
+        }
+        if matches!(self.rate, Some(r) if !(r.is_finite() && r > 0.0)) {
+            return bad("--rate must be a positive number of messages per second");
+        }
+        if matches!(self.duration, Some(d) if !(d.is_finite() && d > 0.0)) {
+            return bad("--duration must be a positive number of seconds");
+        }
+        if self.messages == Some(0) {
+            return bad("--messages must be at least 1");
+        }
+        if self.prefetch == Some(0) {
+            return bad("--prefetch must be at least 1");
+        }
+        for (flag, v) in [
+            ("--warmup", self.warmup),
+            ("--drain-timeout", self.drain_timeout),
+            ("--timeout", self.timeout),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(BenchError::Config(format!("{flag} must be >= 0 seconds")));
+            }
+        }
+        if let Some(w) = self.window {
+            if self.receipt_every == 0 {
+                return bad("--window needs --receipt-every");
+            }
+            if w < self.receipt_every * self.unit() {
+                return bad("--window must cover at least K receipts' worth (K × tx messages)");
+            }
+        }
+        Ok(())
+    }
+
+    pub fn stop(&self) -> Stop {
+        match (self.messages, self.duration) {
+            (_, Some(d)) => Stop::After(Duration::from_secs_f64(d)),
+            (Some(n), None) => Stop::Count(n),
+            (None, None) => Stop::Count(100_000),
+        }
+    }
+
+    pub fn is_topic(&self) -> bool {
+        self.destination
+            .as_deref()
+            .is_some_and(|d| d.starts_with("/topic/"))
+    }
+
+    /// Messages per send unit: a transaction, or a single SEND.
+    pub fn unit(&self) -> u64 {
+        self.tx.max(1)
+    }
+
+    /// Messages in flight beyond the last RECEIPT; `u64::MAX` without receipts (TCP flow control
+    /// is then the only brake, as for any fire-and-forget client).
+    pub fn window(&self) -> u64 {
+        match (self.receipt_every, self.window) {
+            (0, _) => u64::MAX,
+            (_, Some(w)) => w,
+            (1, None) => self.unit(),
+            (k, None) => (4 * k * self.unit()).max(1024),
+        }
+    }
+
+    /// Messages a `client`-mode consumer lets accumulate before a cumulative ACK. Half the prefetch
+    /// window keeps the broker's window open; unknown prefetch gets a value below every common
+    /// broker default. Each read batch ends with an ACK anyway, so this only bounds large batches.
+    pub fn ack_every(&self) -> u64 {
+        self.prefetch.map_or(100, |p| u64::from(p / 2).max(1))
+    }
+
+    pub fn secs(v: f64) -> Duration {
+        Duration::from_secs_f64(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(args: &[&str]) -> Config {
+        Config::parse_from(std::iter::once("stampede-bench").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn windows_follow_receipt_mode() {
+        assert_eq!(cfg(&[]).window(), u64::MAX);
+        assert_eq!(cfg(&["--receipt-every", "1"]).window(), 1);
+        assert_eq!(cfg(&["--receipt-every", "1", "--tx", "10"]).window(), 10);
+        assert_eq!(cfg(&["--receipt-every", "100"]).window(), 1024);
+        assert_eq!(cfg(&["--receipt-every", "1000"]).window(), 4000);
+    }
+
+    #[test]
+    fn validation_rejects_hanging_combinations() {
+        assert!(cfg(&[]).validate().is_ok());
+        assert!(cfg(&["--size", "19"]).validate().is_err());
+        assert!(cfg(&["--window", "5"]).validate().is_err());
+        assert!(cfg(&["--receipt-every", "10", "--window", "5"])
+            .validate()
+            .is_err());
+        assert!(cfg(&["--destination", "/topic/t", "--drain"])
+            .validate()
+            .is_err());
+        assert!(cfg(&["--rate", "0"]).validate().is_err());
+        assert_eq!(
+            cfg(&["--duration", "2"]).stop(),
+            Stop::After(Duration::from_secs(2))
+        );
+        assert_eq!(cfg(&[]).stop(), Stop::Count(100_000));
+    }
+}
