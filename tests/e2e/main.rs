@@ -3,11 +3,14 @@
 
 mod ack;
 mod connect;
+mod disk;
+mod durability;
 mod errors;
 mod heartbeat;
 mod lifecycle;
 mod queue;
 mod receipt;
+mod semantics;
 mod support_q;
 mod topic;
 mod transaction;

@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -39,6 +39,7 @@ struct Logs {
 pub struct ServerBuilder {
     env: Vec<(String, String)>,
     data_dir: Option<PathBuf>,
+    config: Option<PathBuf>,
 }
 
 impl ServerBuilder {
@@ -55,21 +56,75 @@ impl ServerBuilder {
         self
     }
 
-    pub fn start(self) -> Server {
-        let temp = tempfile::tempdir().expect("tempdir");
-        let data_dir = self.data_dir.unwrap_or_else(|| temp.path().join("data"));
+    /// Passes `--config FILE`.
+    pub fn config(mut self, file: &Path) -> Self {
+        self.config = Some(file.to_owned());
+        self
+    }
+
+    fn command(&self, data_dir: &Path) -> Command {
         let mut cmd = Command::new(binary());
         cmd.args(["serve", "--log-format", "json", "--data-dir"])
-            .arg(&data_dir)
+            .arg(data_dir)
             .env("STAMPEDE__LISTENERS__STOMP__BIND", "127.0.0.1:0")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if let Some(file) = &self.config {
+            cmd.arg("--config").arg(file);
+        }
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("spawn stampede");
+        cmd
+    }
+
+    /// Runs a broker that is expected to refuse to start: waits for it to exit and returns its
+    /// output. Fails the test (killing the broker) if it is still running after [`WAIT`].
+    pub fn run_to_exit(self) -> Output {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let data_dir = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| temp.path().join("data"));
+        let child = self.command(&data_dir).spawn().expect("spawn stampede");
+        let pid = child.id();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        match rx.recv_timeout(WAIT) {
+            Ok(out) => out.expect("wait for stampede"),
+            Err(_) => {
+                // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                panic!("stampede did not exit within {WAIT:?}");
+            }
+        }
+    }
+
+    pub fn start(self) -> Server {
+        match self.try_start() {
+            Ok(server) => server,
+            Err(failed) => panic!(
+                "broker did not report ready ({}):\n{}",
+                failed.status,
+                failed.logs.join("\n")
+            ),
+        }
+    }
+
+    /// Like [`ServerBuilder::start`], but a broker that exits instead of reporting ready is an
+    /// `Err` with its exit status and output rather than a panic. Still panics if it neither
+    /// becomes ready nor exits within [`WAIT`].
+    pub fn try_start(self) -> Result<Server, StartFailure> {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let data_dir = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| temp.path().join("data"));
+        let mut child = self.command(&data_dir).spawn().expect("spawn stampede");
         let logs = Arc::new(Logs::default());
         let (ready_tx, ready_rx) = mpsc::channel();
         let stdout = child.stdout.take().expect("stdout");
@@ -86,7 +141,7 @@ impl ServerBuilder {
             }
         });
         let sink = logs.clone();
-        std::thread::spawn(move || {
+        let stderr_reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 sink.lines.lock().unwrap().push(line);
                 sink.grew.notify_all();
@@ -94,21 +149,52 @@ impl ServerBuilder {
         });
         let addr = match ready_rx.recv_timeout(WAIT) {
             Ok(addr) => addr,
-            Err(_) => {
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                // stdout closed without `ready`: the broker is exiting.
+                let status = wait_exit(&mut child);
+                let _ = stderr_reader.join();
+                let logs = logs.lines.lock().unwrap().clone();
+                return Err(StartFailure { status, logs });
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
                 let _ = child.kill();
                 panic!(
-                    "broker did not report ready:\n{}",
+                    "broker neither reported ready nor exited:\n{}",
                     logs.lines.lock().unwrap().join("\n")
                 );
             }
         };
-        Server {
+        Ok(Server {
             child,
             addr,
             logs,
             data_dir,
             _temp: temp,
+        })
+    }
+}
+
+/// A broker that exited instead of becoming ready.
+#[derive(Debug)]
+pub struct StartFailure {
+    pub status: ExitStatus,
+    /// Everything it printed, stdout and stderr lines interleaved as read.
+    pub logs: Vec<String>,
+}
+
+/// Waits up to [`WAIT`] for `child` to exit.
+fn wait_exit(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
         }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("broker did not exit");
+        }
+        // Process exit has no portable awaitable event from std; a short poll is the wait.
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
@@ -166,15 +252,7 @@ impl Server {
     }
 
     fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "broker did not exit");
-            // Process exit has no portable awaitable event from std; a short poll is the wait.
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_exit(&mut self.child)
     }
 
     /// Waits until a log line contains every one of `needles`; returns it.

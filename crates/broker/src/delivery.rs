@@ -12,6 +12,9 @@ use crate::queue::{ConsumerId, Queue};
 /// One message on its way to one subscription.
 #[derive(Debug)]
 pub struct Delivery {
+    /// The consumer it was dispatched to; the connection skips deliveries of a consumer it is
+    /// cancelling (the queue returns those to the queue).
+    pub consumer: ConsumerId,
     /// The `subscription` header: the client's id for its SUBSCRIBE.
     pub subscription: Arc<str>,
     /// The `destination` header, as the subscriber named it.
@@ -46,6 +49,10 @@ pub struct AutoSettle {
 pub enum Outgoing {
     Message(Delivery),
     Frame(Frame),
+    /// Answered by the writer once everything queued before it is written (and auto-ack
+    /// deliveries among it settled), so the connection can cancel a subscription without
+    /// requeueing messages the client already has.
+    Barrier(tokio::sync::oneshot::Sender<()>),
 }
 
 /// Sending half of a connection's outbox. Its depth is bounded by subscription credit (every

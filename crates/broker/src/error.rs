@@ -24,6 +24,8 @@ pub enum BrokerError {
         limit: &'static str,
         value: u64,
     },
+    #[error("storage is nearly full ({0}); messages are refused until space is freed")]
+    StorageFull(String),
     #[error("message could not be stored: {0}")]
     Store(#[from] StoreError),
 }

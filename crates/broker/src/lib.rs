@@ -71,6 +71,10 @@ pub struct Broker {
     next_queue_id: AtomicU64,
     next_consumer_id: AtomicU64,
     next_session_id: AtomicU64,
+    /// Set while the data directory is short of free space: durable SENDs are refused then,
+    /// before the store runs into ENOSPC (which sled does not survive).
+    storage_alarm: parking_lot::Mutex<Option<String>>,
+    storage_alarm_on: std::sync::atomic::AtomicBool,
 }
 
 /// What recovery found.
@@ -98,6 +102,8 @@ impl Broker {
             next_queue_id: AtomicU64::new(1),
             next_consumer_id: AtomicU64::new(1),
             next_session_id: AtomicU64::new(1),
+            storage_alarm: parking_lot::Mutex::new(None),
+            storage_alarm_on: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -266,6 +272,28 @@ impl Broker {
         first.unwrap_or_else(|| Ticket::ready(Ok(())))
     }
 
+    /// Raises (`Some(reason)`) or clears (`None`) the low-disk alarm.
+    pub fn set_storage_alarm(&self, reason: Option<String>) {
+        let on = reason.is_some();
+        let was = self.storage_alarm_on.swap(on, Ordering::Relaxed);
+        match (&reason, was) {
+            (Some(r), false) => tracing::warn!(reason = %r, "storage alarm: refusing messages"),
+            (None, true) => info!("storage alarm cleared: accepting messages again"),
+            _ => {}
+        }
+        *self.storage_alarm.lock() = reason;
+    }
+
+    fn check_storage(&self) -> Result<(), BrokerError> {
+        if !self.storage_alarm_on.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        match self.storage_alarm.lock().clone() {
+            Some(reason) => Err(BrokerError::StorageFull(reason)),
+            None => Ok(()),
+        }
+    }
+
     /// Reads a queue's next waiting messages from the store; the read is queued behind every
     /// commit submitted so far, so it sees each message the queue counted as paged.
     fn page_in(&self, page: effects::PageIn) {
@@ -293,6 +321,7 @@ impl Broker {
     ) -> Result<(), BrokerError> {
         match destination {
             Destination::Queue(name) => {
+                self.check_storage()?;
                 let queue = self.queue(name);
                 queue
                     .check_capacity(record.size())

@@ -4,6 +4,7 @@
 
 pub mod config;
 mod connection;
+mod disk;
 mod listener;
 
 use std::future::Future;
@@ -42,7 +43,7 @@ pub enum ServerError {
         source: std::io::Error,
     },
     // Names the key, as every start-up configuration error does (BEHAVIOUR.md "Ports and process").
-    #[error("configuration key `storage.data_dir` (or --data-dir): {path} must be a writable directory: {source}")]
+    #[error("data directory {path} (configuration key `storage.data_dir`, or --data-dir) is not usable: {source}")]
     DataDir {
         path: std::path::PathBuf,
         source: std::io::Error,
@@ -100,7 +101,12 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<(
         tracker: tracker.clone(),
     };
     let accept_task = tokio::spawn(acceptor.run(token.clone()));
-    let timer = tokio::spawn(run_timer(broker.clone(), token.clone()));
+    let timer = tokio::spawn(run_timer(
+        broker.clone(),
+        s.storage.data_dir.clone(),
+        s.storage.min_free_space as u64,
+        token.clone(),
+    ));
     info!(stomp = %bound, startup_ms = started.elapsed().as_millis() as u64, "ready");
 
     shutdown.await;
@@ -115,10 +121,11 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<(
     {
         warn!(grace = ?s.shutdown.grace, "connections still open after the grace period");
     }
-    broker
-        .flush()
-        .await
-        .map_err(stampede_broker::BrokerError::from)?;
+    // A store that failed earlier may never finish a flush; do not let it hold the exit.
+    match tokio::time::timeout(s.shutdown.grace, broker.flush()).await {
+        Ok(result) => result.map_err(stampede_broker::BrokerError::from)?,
+        Err(_) => warn!("store did not finish flushing within the grace period"),
+    }
     info!("stopped");
     Ok(())
 }
@@ -160,14 +167,27 @@ async fn open_broker(
     opened.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
-/// Drives queue timeouts until shutdown.
-async fn run_timer(broker: Arc<Broker>, shutdown: CancellationToken) {
+/// Drives queue timeouts, and the storage alarm every tenth tick, until shutdown.
+async fn run_timer(
+    broker: Arc<Broker>,
+    data_dir: std::path::PathBuf,
+    min_free: u64,
+    shutdown: CancellationToken,
+) {
     let mut interval = tokio::time::interval(TICK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut n: u64 = 0;
     loop {
         tokio::select! {
             _ = interval.tick() => broker.tick(),
             _ = shutdown.cancelled() => return,
+        }
+        n += 1;
+        if min_free > 0 && n % 10 == 1 {
+            match disk::free_bytes(&data_dir) {
+                Ok(free) => broker.set_storage_alarm(disk::alarm(free, min_free)),
+                Err(e) => warn!(error = %e, "cannot read free space of the data directory"),
+            }
         }
     }
 }

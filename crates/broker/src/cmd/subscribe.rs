@@ -70,6 +70,11 @@ impl Session {
         Ok(())
     }
 
+    /// The consumer behind subscription `id`, if it exists.
+    pub fn consumer_of(&self, id: &str) -> Option<crate::ConsumerId> {
+        self.subs.get(id).map(|s| s.consumer)
+    }
+
     /// The ack mode of subscription `id`, if it exists.
     pub fn ack_mode(&self, id: &str) -> Option<AckMode> {
         self.subs.get(id).map(|s| s.ack)

@@ -691,6 +691,7 @@ impl Queue {
         let spec = &consumer.spec;
         let auto = spec.ack == AckMode::Auto;
         Delivery {
+            consumer: spec.id,
             subscription: spec.subscription.clone(),
             destination: spec.destination.clone(),
             message_id: message_id(self.id, seq),

@@ -61,6 +61,8 @@ pub struct Storage {
     pub cache_capacity: usize,
     #[serde(deserialize_with = "size")]
     pub large_body_threshold: usize,
+    #[serde(deserialize_with = "size")]
+    pub min_free_space: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

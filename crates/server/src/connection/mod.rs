@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::ConnectionSettings;
-use writer::{Control, Writer};
+use writer::{Cancelled, Control, Writer};
 
 /// Why the reader stopped.
 enum End {
@@ -49,6 +49,7 @@ pub async fn serve<S>(
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+    let cancelled = Cancelled::default();
 
     let first = tokio::select! {
         r = tokio::time::timeout(settings.connect_timeout, read_frame(&mut rd, &mut decoder, &mut buf, None)) => r,
@@ -72,6 +73,7 @@ pub async fn serve<S>(
                 broker: broker.clone(),
                 outbox: out_rx,
                 control: ctl_rx,
+                cancelled: cancelled.clone(),
                 version: Version::V1_0,
                 heartbeat: None,
             };
@@ -93,6 +95,7 @@ pub async fn serve<S>(
             broker: broker.clone(),
             outbox: out_rx,
             control: ctl_rx,
+            cancelled: cancelled.clone(),
             version,
             heartbeat: heartbeat.send,
         }
@@ -101,6 +104,7 @@ pub async fn serve<S>(
     let mut conn = Conn {
         session,
         out: out_tx,
+        cancelled,
         version,
     };
     let end = tokio::select! {
@@ -111,15 +115,18 @@ pub async fn serve<S>(
         }
     };
     let _ = ctl_tx.send(Control::Close);
-    conn.session.close();
-    drop(conn);
-    // The writer finishes what is queued; a peer that stopped reading does not hold us forever.
-    if tokio::time::timeout(settings.close_timeout, writer)
+    // The writer finishes (settling what it wrote) before the session returns the rest to the
+    // queues; a peer that stopped reading does not hold us forever.
+    let mut writer = writer;
+    if tokio::time::timeout(settings.close_timeout, &mut writer)
         .await
         .is_err()
     {
         debug!(%peer, "writer did not finish in time");
+        writer.abort();
     }
+    conn.session.close();
+    drop(conn);
     match end {
         End::Peer => info!(%peer, session = session_id, "disconnected"),
         End::Error(reason) => warn!(%peer, session = session_id, %reason, "closed after ERROR"),
@@ -139,12 +146,27 @@ pub struct Heartbeat {
 struct Conn {
     session: Session,
     out: mpsc::UnboundedSender<Outgoing>,
+    cancelled: Cancelled,
     version: Version,
 }
 
 impl Conn {
     fn reply(&self, frame: Frame) {
         let _ = self.out.send(Outgoing::Frame(frame));
+    }
+
+    /// Before subscription `id` is cancelled: its deliveries not yet written are skipped (the
+    /// queue takes them back), and whatever was written is settled. Without this an auto-ack
+    /// message the client already read could be requeued and delivered twice.
+    async fn stop_writing(&self, id: &str) {
+        let Some(consumer) = self.session.consumer_of(id) else {
+            return;
+        };
+        self.cancelled.lock().insert(consumer);
+        let (done, written) = tokio::sync::oneshot::channel();
+        if self.out.send(Outgoing::Barrier(done)).is_ok() {
+            let _ = written.await;
+        }
     }
 
     async fn read_loop<R: AsyncRead + Unpin>(
@@ -194,7 +216,10 @@ impl Conn {
             ClientCommand::Connect(_) => return Err("already connected".to_owned()),
             ClientCommand::Send(send) => Some(s.send(send)),
             ClientCommand::Subscribe(sub) => s.subscribe(sub).map(|_| None).transpose(),
-            ClientCommand::Unsubscribe { id } => s.unsubscribe(&id).map(|_| None).transpose(),
+            ClientCommand::Unsubscribe { id } => {
+                self.stop_writing(&id).await;
+                self.session.unsubscribe(&id).map(|_| None).transpose()
+            }
             ClientCommand::Ack(a) => Some(s.ack(a)),
             ClientCommand::Nack(a) => Some(s.nack(a)),
             ClientCommand::Begin { transaction } => s.begin(&transaction).map(|_| None).transpose(),

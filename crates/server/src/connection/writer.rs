@@ -7,7 +7,11 @@ use std::time::Duration;
 use bytes::{BufMut, BytesMut};
 use std::sync::Arc;
 
-use stampede_broker::{AutoSettle, Broker, Delivery, Effects, Outgoing};
+use stampede_broker::{AutoSettle, Broker, ConsumerId, Delivery, Effects, Outgoing};
+use tokio::sync::oneshot;
+
+/// Shared between a connection's reader (which cancels) and its writer (which skips).
+pub type Cancelled = Arc<parking_lot::Mutex<std::collections::HashSet<ConsumerId>>>;
 use stampede_proto::{encode, encode_head, Command, Version};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -49,6 +53,9 @@ pub struct Writer<W> {
     pub broker: Arc<Broker>,
     pub outbox: mpsc::UnboundedReceiver<Outgoing>,
     pub control: mpsc::UnboundedReceiver<Control>,
+    /// Consumers the connection is cancelling: their deliveries are not written (the queue takes
+    /// them back), so a client never gets a message for a subscription it has cancelled.
+    pub cancelled: Cancelled,
     pub version: Version,
     /// Send a heart-beat when nothing was written for this long; `None` = no heart-beats.
     pub heartbeat: Option<Duration>,
@@ -58,6 +65,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
     pub async fn run(mut self) -> WriterEnd {
         let mut buf = BytesMut::with_capacity(16 * 1024);
         let mut settles: Vec<AutoSettle> = Vec::new();
+        let mut barriers: Vec<oneshot::Sender<()>> = Vec::new();
         let mut closing = false;
         loop {
             let deadline = self.heartbeat.map(|h| Instant::now() + h);
@@ -74,12 +82,12 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                 }
             };
             match first {
-                Some(item) => self.encode(item, &mut buf, &mut settles),
+                Some(item) => self.encode(item, &mut buf, &mut settles, &mut barriers),
                 None if closing => {
                     // Close is sent after the final frames, so take what the outbox already holds.
                     while let Ok(item) = self.outbox.try_recv() {
                         if let Outgoing::Frame(_) = item {
-                            self.encode(item, &mut buf, &mut settles);
+                            self.encode(item, &mut buf, &mut settles, &mut barriers);
                         }
                     }
                     let _ = self.flush(&mut buf).await;
@@ -93,7 +101,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             }
             while buf.len() < WRITE_BATCH {
                 match self.outbox.try_recv() {
-                    Ok(item) => self.encode(item, &mut buf, &mut settles),
+                    Ok(item) => self.encode(item, &mut buf, &mut settles, &mut barriers),
                     Err(_) => break,
                 }
             }
@@ -101,18 +109,31 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                 return WriterEnd::Failed;
             }
             settle(&self.broker, &mut settles);
+            for barrier in barriers.drain(..) {
+                let _ = barrier.send(());
+            }
         }
     }
 
-    fn encode(&self, item: Outgoing, buf: &mut BytesMut, settles: &mut Vec<AutoSettle>) {
+    fn encode(
+        &self,
+        item: Outgoing,
+        buf: &mut BytesMut,
+        settles: &mut Vec<AutoSettle>,
+        barriers: &mut Vec<oneshot::Sender<()>>,
+    ) {
         match item {
             Outgoing::Frame(frame) => encode(&frame, self.version, buf),
             Outgoing::Message(d) => {
+                if self.cancelled.lock().contains(&d.consumer) {
+                    return;
+                }
                 encode_delivery(&d, self.version, buf);
                 if let Some(s) = d.auto_settle {
                     settles.push(s);
                 }
             }
+            Outgoing::Barrier(done) => barriers.push(done),
         }
     }
 

@@ -133,6 +133,7 @@ impl SledStore {
             tree,
             segments,
             options,
+            failed: None,
         };
         let (tx, rx) = mpsc::channel();
         let handle = std::thread::Builder::new()
@@ -220,6 +221,10 @@ struct Committer {
     tree: sled::Tree,
     segments: Segments,
     options: SledOptions,
+    /// Set by the first failed round. sled does not recover from an i/o error inside a flush (the
+    /// next flush waits forever), so from then on every commit fails at once and sled is not
+    /// flushed again; what was durable before stays durable for the next start.
+    failed: Option<String>,
 }
 
 impl Committer {
@@ -240,7 +245,16 @@ impl Committer {
                     ops.extend(o.iter());
                 }
             }
-            let result = self.round(&ops);
+            let result = match &self.failed {
+                Some(reason) => Err(StoreError::Io(format!(
+                    "storage failed earlier and accepts no writes until restarted: {reason}"
+                ))),
+                None => self.round(&ops),
+            };
+            if let (Err(e), None) = (&result, &self.failed) {
+                tracing::error!(error = %e, "storage write failed; refusing further writes until restart");
+                self.failed = Some(e.to_string());
+            }
             for job in jobs {
                 match job {
                     Job::Commit { done, .. } => waiting.push(done),
@@ -258,6 +272,11 @@ impl Committer {
             for job in later {
                 self.serve(job);
             }
+        }
+        if self.failed.is_some() {
+            // sled's Tree flushes in its destructor and would wait forever here too.
+            std::mem::forget(self);
+            return;
         }
         let _ = self.db.flush();
     }

@@ -73,7 +73,11 @@ impl Segments {
         let Some(active) = self.active.as_mut() else {
             unreachable!("roll() leaves an active segment");
         };
-        active.file.write_all(body)?;
+        if let Err(e) = active.file.write_all(body) {
+            // Cut off a partial write so the next append's offset matches the file's end.
+            let _ = active.file.set_len(active.len);
+            return Err(e);
+        }
         let offset = active.len;
         active.len += body.len() as u64;
         let id = active.id;
