@@ -155,8 +155,6 @@ async fn a_message_past_its_expiry_time_is_never_delivered() {
 }
 
 #[tokio::test]
-#[ignore = "bug: Broker::apply copies expires_at_ms into the dead-letter record, so the DLQ drops \
-            an expired message at once (DLQs dead-letter nowhere): it is deleted, never in DLQ.<q>"]
 async fn an_expired_message_nobody_consumed_goes_to_the_dead_letter_queue() {
     let server = Server::start();
     let name = unique("expiring");
@@ -193,8 +191,6 @@ async fn an_expired_message_nobody_consumed_goes_to_the_dead_letter_queue() {
 }
 
 #[tokio::test]
-#[ignore = "bug: Broker::apply copies expires_at_ms into the dead-letter record, so the DLQ drops \
-            an expired message at once (DLQs dead-letter nowhere): it is deleted, never in DLQ.<q>"]
 async fn an_already_expired_message_goes_to_the_dead_letter_queue_not_the_consumer() {
     let server = Server::start();
     let name = unique("stale-dlq");

@@ -240,8 +240,11 @@ impl Broker {
                     format!("/queue/{}", dead.source),
                 ));
                 headers.push(("x-death-reason".into(), dead.reason.as_str().into()));
+                // The DLQ keeps the message until someone deals with it: its own expiry (the
+                // reason it may be here) must not end it there too.
                 let record = Arc::new(MessageRecord {
                     headers,
+                    expires_at_ms: None,
                     ..(*dead.record).clone()
                 });
                 if let Some(source) = self.find_queue(&dead.source) {

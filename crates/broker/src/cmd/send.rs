@@ -156,4 +156,23 @@ mod tests {
         }
         assert_eq!(got, (0..25).map(|n| n.to_string()).collect::<Vec<_>>());
     }
+
+    #[tokio::test]
+    async fn an_expired_message_is_kept_in_the_dead_letter_queue() {
+        let (broker, clock, store) = broker_with_clock(|_| {});
+        let (mut s, mut rx) = session(&broker);
+        let mut f = send_frame("q", "m");
+        f.headers.push("expires", "1000500");
+        s.send(f).unwrap().await.unwrap();
+        clock.advance(500);
+        broker.tick();
+        clock.advance(60_000);
+        broker.tick();
+        assert_eq!(broker.queue("q").depth(), (0, 0, 0));
+        assert_eq!(broker.queue("DLQ.q").depth(), (1, 0, 0));
+        assert_eq!(stored(&store), 1);
+        s.subscribe(sub_frame("DLQ.q", "1", AckMode::Auto)).unwrap();
+        let d = deliveries(&mut rx).pop().expect("dead letter delivered");
+        assert_eq!(d.record.header("x-death-reason"), Some("expired"));
+    }
 }
