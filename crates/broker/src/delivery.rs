@@ -28,6 +28,8 @@ pub struct Delivery {
     pub delivery_count: u32,
     /// Set for auto-ack subscriptions: the writer settles the message once it is on the socket.
     pub auto_settle: Option<AutoSettle>,
+    /// Set when the delivery count must be durable before the message is written.
+    pub durable: Option<Arc<crate::effects::DurableGate>>,
 }
 
 impl Delivery {

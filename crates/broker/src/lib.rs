@@ -20,7 +20,7 @@ mod topic;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use delivery::{AutoSettle, Delivery, Outbox, Outgoing};
 pub use destination::Destination;
-pub use effects::{DeadLetter, DeathReason, Effects};
+pub use effects::{DeadLetter, DeathReason, DurableGate, Effects};
 pub use error::BrokerError;
 pub use policy::{glob_match, QueuePolicy, QueueSettings, SettingsOverride};
 pub use queue::{
@@ -257,6 +257,10 @@ impl Broker {
             let ticket = self.commit(std::mem::take(&mut fx.ops));
             if first.is_none() {
                 first = Some(ticket);
+            }
+            if let Some(gate) = fx.gate.take() {
+                // The store resolves commits in order: this empty one completes with the above.
+                gate.arm(self.store.flush());
             }
             for page in std::mem::take(&mut fx.page_in) {
                 self.page_in(page);

@@ -131,4 +131,26 @@ mod tests {
         assert_eq!(broker.topic("t").subscriber_count(), 0);
         assert_eq!(broker.queue("q").depth(), (1, 0, 0));
     }
+
+    #[tokio::test]
+    async fn client_ack_deliveries_of_durable_queues_wait_for_their_counts() {
+        let (broker, _) = broker();
+        let (mut s, mut rx) = session(&broker);
+        s.send(send_frame("/queue/q", "m")).unwrap().await.unwrap();
+        s.subscribe(sub_frame("/topic/t", "t", AckMode::Client))
+            .unwrap();
+        s.subscribe(sub_frame("/queue/q", "q", AckMode::Client))
+            .unwrap();
+        let d = deliveries(&mut rx).pop().unwrap();
+        let gate = d.durable.expect("a durable client-ack delivery is gated");
+        tokio::time::timeout(std::time::Duration::from_secs(5), gate.wait())
+            .await
+            .expect("the gate opens once the counts are committed");
+        s.send(send_frame("/topic/t", "x")).unwrap().await.unwrap();
+        let topic = deliveries(&mut rx).pop().unwrap();
+        assert!(
+            topic.durable.is_none(),
+            "nothing to wait for on a transient queue"
+        );
+    }
 }

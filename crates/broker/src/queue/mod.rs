@@ -649,7 +649,10 @@ impl Queue {
             st.cursor = (idx + 1) % n;
             entry.deliveries += 1;
             let consumer = &mut st.consumers[idx];
-            let delivery = self.delivery(consumer, seq, &entry);
+            let mut delivery = self.delivery(consumer, seq, &entry);
+            if self.is_durable() && consumer.spec.ack != AckMode::Auto {
+                delivery.durable = Some(fx.gate());
+            }
             if consumer
                 .spec
                 .outbox
@@ -703,6 +706,7 @@ impl Queue {
                 consumer: spec.id,
                 seq,
             }),
+            durable: None,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::{BufMut, BytesMut};
 use std::sync::Arc;
 
-use stampede_broker::{AutoSettle, Broker, ConsumerId, Delivery, Effects, Outgoing};
+use stampede_broker::{AutoSettle, Broker, ConsumerId, Delivery, DurableGate, Effects, Outgoing};
 use tokio::sync::oneshot;
 
 /// Shared between a connection's reader (which cancels) and its writer (which skips).
@@ -66,6 +66,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         let mut buf = BytesMut::with_capacity(16 * 1024);
         let mut settles: Vec<AutoSettle> = Vec::new();
         let mut barriers: Vec<oneshot::Sender<()>> = Vec::new();
+        let mut gates: Vec<Arc<DurableGate>> = Vec::new();
         let mut closing = false;
         loop {
             let deadline = self.heartbeat.map(|h| Instant::now() + h);
@@ -82,12 +83,12 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                 }
             };
             match first {
-                Some(item) => self.encode(item, &mut buf, &mut settles, &mut barriers),
+                Some(item) => self.encode(item, &mut buf, &mut settles, &mut barriers, &mut gates),
                 None if closing => {
                     // Close is sent after the final frames, so take what the outbox already holds.
                     while let Ok(item) = self.outbox.try_recv() {
                         if let Outgoing::Frame(_) = item {
-                            self.encode(item, &mut buf, &mut settles, &mut barriers);
+                            self.encode(item, &mut buf, &mut settles, &mut barriers, &mut gates);
                         }
                     }
                     let _ = self.flush(&mut buf).await;
@@ -101,9 +102,15 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             }
             while buf.len() < WRITE_BATCH {
                 match self.outbox.try_recv() {
-                    Ok(item) => self.encode(item, &mut buf, &mut settles, &mut barriers),
+                    Ok(item) => {
+                        self.encode(item, &mut buf, &mut settles, &mut barriers, &mut gates)
+                    }
                     Err(_) => break,
                 }
+            }
+            // Client-ack deliveries go out only once their delivery counts are on disk.
+            for gate in gates.drain(..) {
+                gate.wait().await;
             }
             if self.flush(&mut buf).await.is_err() {
                 return WriterEnd::Failed;
@@ -121,6 +128,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         buf: &mut BytesMut,
         settles: &mut Vec<AutoSettle>,
         barriers: &mut Vec<oneshot::Sender<()>>,
+        gates: &mut Vec<Arc<DurableGate>>,
     ) {
         match item {
             Outgoing::Frame(frame) => encode(&frame, self.version, buf),
@@ -129,6 +137,11 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                     return;
                 }
                 encode_delivery(&d, self.version, buf);
+                if let Some(gate) = d.durable {
+                    if !gates.iter().any(|g| Arc::ptr_eq(g, &gate)) {
+                        gates.push(gate);
+                    }
+                }
                 if let Some(s) = d.auto_settle {
                     settles.push(s);
                 }
