@@ -432,8 +432,6 @@ async fn corrupt_store_is_refused_or_fully_served(corrupt: impl FnOnce(&Path)) {
 }
 
 #[tokio::test]
-#[ignore = "bug: sled recovery stops at the first bad record; the broker starts with what came \
-            before it (14 of 20 here), logs it as the whole store, no error"]
 async fn garbage_in_the_middle_of_the_sled_log_is_refused_or_fully_served() {
     corrupt_store_is_refused_or_fully_served(|sled| {
         let largest = files(sled)
@@ -457,8 +455,6 @@ async fn garbage_in_the_middle_of_the_sled_log_is_refused_or_fully_served() {
 }
 
 #[tokio::test]
-#[ignore = "bug: an emptied sled `db` file is taken for a new store: the broker starts with 0 \
-            messages, exit status 0, no error"]
 async fn a_truncated_sled_log_is_refused_or_fully_served() {
     corrupt_store_is_refused_or_fully_served(|sled| {
         let db = sled.join("db");

@@ -228,3 +228,27 @@ async fn corrupt_record_is_reported_not_ignored() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn a_truncated_database_is_refused_instead_of_starting_short() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+        for n in 1..=20 {
+            s.commit(vec![put("q", n, b"m")]).await.unwrap();
+        }
+    }
+    std::fs::File::options()
+        .write(true)
+        .open(dir.path().join("sled").join("db"))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let err = SledStore::open(dir.path(), SledOptions::default())
+        .err()
+        .expect("must refuse");
+    assert!(
+        matches!(&err, stampede_store::StoreError::Corrupt(m) if m.contains("round")),
+        "{err:?}"
+    );
+}

@@ -7,6 +7,7 @@
 //! - `Q qid`     → the queue's name
 //! - `C qid`     → the queue's totals: stored messages (u64) and their bytes (u64)
 //! - `S qid seq` → the segment (u64) holding the message's body, for bodies kept in segments
+//! - `R`         → the number (u64) of the last commit round
 //!
 //! Values start with a version byte so the format can evolve.
 
@@ -19,6 +20,7 @@ pub const TAG_DELIVERIES: u8 = b'D';
 pub const TAG_QUEUE: u8 = b'Q';
 pub const TAG_TOTALS: u8 = b'C';
 pub const TAG_SEGMENT: u8 = b'S';
+pub const ROUND_KEY: &[u8] = b"R";
 
 const VERSION: u8 = 1;
 const BODY_INLINE: u8 = 0;

@@ -13,6 +13,7 @@
 //! are small, and [`Store::recover`] reads only the head of each queue.
 
 mod codec;
+mod rounds;
 mod segments;
 
 use std::collections::{HashMap, HashSet};
@@ -29,6 +30,7 @@ use crate::{
     Ticket,
 };
 use codec::{BodyRef, TAG_DELIVERIES, TAG_MESSAGE, TAG_QUEUE, TAG_SEGMENT, TAG_TOTALS};
+use rounds::RoundLog;
 use segments::Segments;
 
 /// Tuning of the sled store.
@@ -125,7 +127,23 @@ impl SledStore {
             segments.note(qid, seq, id);
         }
         segments.remove_unreferenced().map_err(io)?;
+        let round = match tree.get(codec::ROUND_KEY).map_err(io)? {
+            Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| corrupt("round"))?),
+            None => 0,
+        };
+        let (rounds, recorded) = RoundLog::open(&dir.join("rounds")).map_err(io)?;
+        if let Some(recorded) = recorded.filter(|r| *r > round) {
+            return Err(StoreError::Corrupt(format!(
+                "the database in {} ends at commit round {round}, but round {recorded} was \
+                 confirmed before: sled cut off a damaged or truncated log and lost confirmed \
+                 messages. Refusing to start on it; restore the data directory from a backup, or \
+                 move it aside to start empty",
+                dir.join("sled").display()
+            )));
+        }
         let committer = Committer {
+            round,
+            rounds,
             next_qid: names.values().max().map_or(1, |m| m + 1),
             names,
             totals,
@@ -221,6 +239,9 @@ struct Committer {
     tree: sled::Tree,
     segments: Segments,
     options: SledOptions,
+    /// Number of the last round applied; written into every batch.
+    round: u64,
+    rounds: RoundLog,
     /// Set by the first failed round. sled does not recover from an i/o error inside a flush (the
     /// next flush waits forever), so from then on every commit fails at once and sled is not
     /// flushed again; what was durable before stays durable for the next start.
@@ -279,6 +300,7 @@ impl Committer {
             return;
         }
         let _ = self.db.flush();
+        let _ = self.rounds.sync();
     }
 
     fn serve(&mut self, job: Job) {
@@ -299,8 +321,13 @@ impl Committer {
         }
     }
 
-    /// Applies one round: stage every op, make segments durable, apply the batch, flush.
+    /// Applies one round: stage every op, make segments durable, apply the batch, flush. A round
+    /// of empty commits (flush barriers) has nothing to do: earlier rounds were durable when they
+    /// resolved.
     fn round(&mut self, ops: &[&Op]) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
         let mut batch = sled::Batch::default();
         let mut touched = HashSet::new();
         for op in ops {
@@ -313,9 +340,12 @@ impl Committer {
                 &codec::encode_totals(n, bytes)[..],
             );
         }
+        self.round += 1;
+        batch.insert(codec::ROUND_KEY, &self.round.to_be_bytes()[..]);
         self.segments.sync().map_err(io)?;
         self.tree.apply_batch(batch).map_err(io)?;
         self.db.flush().map_err(io)?;
+        self.rounds.record(self.round).map_err(io)?;
         Ok(())
     }
 
