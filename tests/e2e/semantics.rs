@@ -367,7 +367,8 @@ async fn a_data_dir_held_by_a_running_broker_is_refused_with_a_clear_message() {
         "a second broker on the same data dir"
     );
     assert!(
-        stderr.contains("lock") && stderr.contains(&data.display().to_string()),
+        stderr.contains("in use by another process")
+            && stderr.contains(&data.display().to_string()),
         "{stderr}"
     );
 

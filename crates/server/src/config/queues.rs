@@ -49,6 +49,26 @@ pub fn policy(sections: &HashMap<String, QueueSection>) -> Result<QueuePolicy, C
     Ok(QueuePolicy { defaults, patterns })
 }
 
+/// A duration in the largest unit that divides it, as the configuration writes them.
+fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms >= size && ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    if ms == 0 {
+        "0s".to_owned()
+    } else {
+        format!("{ms}ms")
+    }
+}
+
 fn specificity(pattern: &str) -> usize {
     pattern.chars().filter(|c| !matches!(c, '*' | '?')).count()
 }
@@ -61,7 +81,10 @@ fn overrides(table: &str, q: &QueueSection) -> Result<SettingsOverride, ConfigEr
         if v > MAX_VISIBILITY {
             return Err(bad(
                 "visibility_timeout",
-                format!("{v:?} is out of range: at most 12h (0 = only on disconnect)"),
+                format!(
+                    "{} is out of range: at most 12h (0 = only on disconnect)",
+                    human(v)
+                ),
             ));
         }
     }
@@ -77,7 +100,7 @@ fn overrides(table: &str, q: &QueueSection) -> Result<SettingsOverride, ConfigEr
         if r.is_zero() || r > MAX_RETENTION {
             return Err(bad(
                 "retention",
-                format!("{r:?} is out of range: more than 0 and at most 365d"),
+                format!("{} is out of range: more than 0 and at most 365d", human(r)),
             ));
         }
     }
@@ -136,6 +159,15 @@ mod tests {
         assert_eq!(s.visibility_timeout, Some(Duration::from_secs(5)));
         assert_eq!(p.settings_for("orders.us").0.max_deliveries, Some(3));
         assert_eq!(p.settings_for("other").0.max_deliveries, None);
+    }
+
+    #[test]
+    fn durations_in_errors_read_as_written() {
+        assert_eq!(human(Duration::from_secs(13 * 3600)), "13h");
+        assert_eq!(human(Duration::ZERO), "0s");
+        assert_eq!(human(Duration::from_millis(1500)), "1500ms");
+        let err = load_toml("[queues.defaults]\nvisibility_timeout = \"13h\"\n").unwrap_err();
+        assert!(err.contains("13h is out of range"), "{err}");
     }
 
     #[test]

@@ -96,7 +96,18 @@ impl SledStore {
             .cache_capacity(options.cache_capacity)
             .flush_every_ms(None)
             .open()
-            .map_err(io)?;
+            .map_err(|e| {
+                // sled reports its file lock only in the message text.
+                if e.to_string().contains("could not acquire lock") {
+                    StoreError::Io(format!(
+                        "{} is in use by another process (is another broker running on this data \
+                         directory?)",
+                        dir.display()
+                    ))
+                } else {
+                    io(e)
+                }
+            })?;
         let tree = db.open_tree("messages").map_err(io)?;
         let segments_dir = dir.join("segments");
         let mut segments = Segments::open(&segments_dir).map_err(io)?;
