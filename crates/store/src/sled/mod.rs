@@ -3,8 +3,9 @@
 //! One committer thread owns the database. It takes every job that is pending, applies all their
 //! commits as one sled `Batch` (atomic), appends large bodies to segment files, makes segments and
 //! sled durable (segments first, since records point into them), and only then resolves every
-//! ticket of that round; reads queued in the same round are served after it, so a read sees every
-//! commit submitted before it. sled's `flush()` covers the whole database, so one committer calling
+//! ticket of that round. Reads queued in the same round are handed, after it, to a separate reader
+//! thread: they see every commit submitted before them, and reading a large batch back for one
+//! queue does not hold up anyone's receipts. sled's `flush()` covers the whole database, so one committer calling
 //! it once per round is what turns N producers' fsyncs into one (ENGINE.md: one committer reaches
 //! ~58k msg/s with 128 producers where concurrent flushers stay near 15k). Tokio workers never
 //! touch sled: `commit` and `read` only send to the committer's channel.
@@ -70,6 +71,14 @@ enum Job {
         head: usize,
         done: mpsc::Sender<Result<RecoveredQueues, StoreError>>,
     },
+}
+
+/// A read forwarded from the committer to the reader thread, its queue already resolved.
+struct ReadJob {
+    qid: Option<u64>,
+    after: u64,
+    max: usize,
+    done: ReadDone,
 }
 
 /// sled-backed store; see the module docs.
@@ -152,7 +161,18 @@ impl SledStore {
                 dir.join("sled").display()
             )));
         }
+        let (reads, read_rx) = mpsc::channel::<ReadJob>();
+        let reader = Reader {
+            tree: tree.clone(),
+            segments_dir: segments_dir.clone(),
+        };
+        let reader = std::thread::Builder::new()
+            .name("stampede-reader".into())
+            .spawn(move || reader.run(read_rx))
+            .map_err(io)?;
         let committer = Committer {
+            reads: Some((reads, reader)),
+            segments_dir: segments_dir.clone(),
             round,
             rounds,
             next_qid: names.values().max().map_or(1, |m| m + 1),
@@ -242,6 +262,9 @@ impl Drop for SledStore {
 
 /// State owned by the committer thread.
 struct Committer {
+    /// The reader thread's queue and handle (joined when the committer ends).
+    reads: Option<(mpsc::Sender<ReadJob>, JoinHandle<()>)>,
+    segments_dir: PathBuf,
     names: HashMap<Arc<str>, u64>,
     next_qid: u64,
     /// (messages, bytes) stored per queue id.
@@ -312,6 +335,10 @@ impl Committer {
         }
         let _ = self.db.flush();
         let _ = self.rounds.sync();
+        if let Some((reads, reader)) = self.reads.take() {
+            drop(reads);
+            let _ = reader.join();
+        }
     }
 
     fn serve(&mut self, job: Job) {
@@ -323,7 +350,17 @@ impl Committer {
                 done,
             } => {
                 let qid = self.names.get(&queue).copied();
-                done(qid.map_or(Ok(Vec::new()), |qid| self.read(qid, after, max)));
+                let job = ReadJob {
+                    qid,
+                    after,
+                    max,
+                    done,
+                };
+                if let Some((reads, _)) = &self.reads {
+                    if let Err(mpsc::SendError(job)) = reads.send(job) {
+                        (job.done)(Err(StoreError::Closed));
+                    }
+                }
             }
             Job::Recover { head, done } => {
                 let _ = done.send(self.recover(head));
@@ -419,37 +456,6 @@ impl Committer {
         Ok(())
     }
 
-    /// Up to `max` messages of queue `qid` after `after`, bodies and delivery counts included.
-    fn read(&self, qid: u64, after: u64, max: usize) -> Result<Vec<Recovered>, StoreError> {
-        let from = codec::message_key(TAG_MESSAGE, qid, after.saturating_add(1));
-        let to = codec::message_key(TAG_MESSAGE, qid, u64::MAX);
-        let mut out = Vec::new();
-        for kv in self.tree.range(from..=to).take(max) {
-            let (k, v) = kv.map_err(io)?;
-            let (_, seq) = codec::parse_message_key(&k).ok_or_else(|| corrupt("message key"))?;
-            out.push(self.load(qid, seq, &v)?);
-        }
-        Ok(out)
-    }
-
-    fn load(&self, qid: u64, seq: u64, raw: &[u8]) -> Result<Recovered, StoreError> {
-        let (mut record, body): (MessageRecord, BodyRef) = codec::decode_record(raw)?;
-        if let BodyRef::Segment { id, offset, len } = body {
-            record.body = self.segments.read(id, offset, len).map_err(io)?;
-        }
-        let deliveries = self
-            .tree
-            .get(codec::message_key(TAG_DELIVERIES, qid, seq))
-            .map_err(io)?
-            .and_then(|v| v.as_ref().try_into().ok().map(u32::from_be_bytes))
-            .unwrap_or(0);
-        Ok(Recovered {
-            seq,
-            record: Arc::new(record),
-            deliveries,
-        })
-    }
-
     fn recover(&self, head: usize) -> Result<RecoveredQueues, StoreError> {
         let mut out = Vec::with_capacity(self.names.len());
         for (name, &qid) in &self.names {
@@ -471,7 +477,7 @@ impl Committer {
             let (messages, bytes) = self.totals.get(&qid).copied().unwrap_or_default();
             out.push(RecoveredQueue {
                 name: name.to_string(),
-                head: self.read(qid, 0, head)?,
+                head: read_range(&self.tree, &self.segments_dir, qid, 0, head)?,
                 messages,
                 bytes,
                 next_seq,
@@ -479,4 +485,54 @@ impl Committer {
         }
         Ok(out)
     }
+}
+
+/// Serves page-in reads off the committer thread.
+struct Reader {
+    tree: sled::Tree,
+    segments_dir: PathBuf,
+}
+
+impl Reader {
+    fn run(self, rx: mpsc::Receiver<ReadJob>) {
+        while let Ok(job) = rx.recv() {
+            let result = match job.qid {
+                Some(qid) => read_range(&self.tree, &self.segments_dir, qid, job.after, job.max),
+                None => Ok(Vec::new()),
+            };
+            (job.done)(result);
+        }
+    }
+}
+
+/// Up to `max` messages of queue `qid` after `after`, bodies and delivery counts included.
+fn read_range(
+    tree: &sled::Tree,
+    segments_dir: &Path,
+    qid: u64,
+    after: u64,
+    max: usize,
+) -> Result<Vec<Recovered>, StoreError> {
+    let from = codec::message_key(TAG_MESSAGE, qid, after.saturating_add(1));
+    let to = codec::message_key(TAG_MESSAGE, qid, u64::MAX);
+    let mut out = Vec::new();
+    for kv in tree.range(from..=to).take(max) {
+        let (k, v) = kv.map_err(io)?;
+        let (_, seq) = codec::parse_message_key(&k).ok_or_else(|| corrupt("message key"))?;
+        let (mut record, body): (MessageRecord, BodyRef) = codec::decode_record(&v)?;
+        if let BodyRef::Segment { id, offset, len } = body {
+            record.body = segments::read_body(segments_dir, id, offset, len).map_err(io)?;
+        }
+        let deliveries = tree
+            .get(codec::message_key(TAG_DELIVERIES, qid, seq))
+            .map_err(io)?
+            .and_then(|v| v.as_ref().try_into().ok().map(u32::from_be_bytes))
+            .unwrap_or(0);
+        out.push(Recovered {
+            seq,
+            record: Arc::new(record),
+            deliveries,
+        });
+    }
+    Ok(out)
 }

@@ -58,7 +58,7 @@ impl Segments {
     }
 
     fn path(&self, id: u64) -> PathBuf {
-        self.dir.join(format!("{id:016x}.seg"))
+        self.dir.join(segment_name(id))
     }
 
     /// Appends a body; durable only after the next [`Segments::sync`].
@@ -129,10 +129,14 @@ impl Segments {
         };
         let live = self.live.entry(id).or_default();
         *live = live.saturating_sub(1);
-        let is_active = self.active.as_ref().is_some_and(|a| a.id == id);
-        if *live == 0 && !is_active {
+        if *live == 0 {
             self.live.remove(&id);
             self.emptied.push(id);
+            // An emptied active segment is let go too: the next large body starts a new file,
+            // so an idle queue does not keep up to a whole segment of dead bytes on disk.
+            if self.active.as_ref().is_some_and(|a| a.id == id) {
+                self.active = None;
+            }
         }
     }
 
@@ -149,14 +153,6 @@ impl Segments {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
-    }
-
-    /// Reads a body back.
-    pub fn read(&self, id: u64, offset: u64, len: u32) -> std::io::Result<Bytes> {
-        let file = File::open(self.path(id))?;
-        let mut buf = vec![0u8; len as usize];
-        file.read_exact_at(&mut buf, offset)?;
-        Ok(Bytes::from(buf))
     }
 
     /// At open: message (qid, seq) keeps its body in segment `id`.
@@ -180,6 +176,18 @@ impl Segments {
         }
         Ok(removed)
     }
+}
+
+/// Reads a body back from segment `id` in `dir`.
+pub fn read_body(dir: &Path, id: u64, offset: u64, len: u32) -> std::io::Result<Bytes> {
+    let file = File::open(dir.join(segment_name(id)))?;
+    let mut buf = vec![0u8; len as usize];
+    file.read_exact_at(&mut buf, offset)?;
+    Ok(Bytes::from(buf))
+}
+
+fn segment_name(id: u64) -> String {
+    format!("{id:016x}.seg")
 }
 
 fn parse_name(name: &str) -> Option<u64> {
