@@ -14,7 +14,7 @@ use crate::errors::{frames_until_closed, single_error};
 
 /// Locates the binary like the harness does: `STAMPEDE_BIN`, else `stampede` in the test
 /// executable's target dir.
-fn binary() -> PathBuf {
+pub(crate) fn binary() -> PathBuf {
     if let Ok(p) = std::env::var("STAMPEDE_BIN") {
         return PathBuf::from(p);
     }
@@ -31,11 +31,12 @@ fn binary() -> PathBuf {
 }
 
 /// The broker command with its data in `data_dir`, listening on a free port, logging JSON.
-fn command(data_dir: &Path) -> Process {
+pub(crate) fn command(data_dir: &Path) -> Process {
     let mut cmd = Process::new(binary());
     cmd.args(["--log-format", "json", "--data-dir"])
         .arg(data_dir)
         .env("STAMPEDE__LISTENERS__STOMP__BIND", "127.0.0.1:0")
+        .env("STAMPEDE__LISTENERS__HTTP__BIND", "127.0.0.1:0")
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -8,6 +8,7 @@ mod durability;
 mod errors;
 mod heartbeat;
 mod lifecycle;
+mod observability;
 mod queue;
 mod receipt;
 mod semantics;

@@ -67,6 +67,7 @@ impl ServerBuilder {
         cmd.args(["serve", "--log-format", "json", "--data-dir"])
             .arg(data_dir)
             .env("STAMPEDE__LISTENERS__STOMP__BIND", "127.0.0.1:0")
+            .env("STAMPEDE__LISTENERS__HTTP__BIND", "127.0.0.1:0")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -147,8 +148,8 @@ impl ServerBuilder {
                 sink.grew.notify_all();
             }
         });
-        let addr = match ready_rx.recv_timeout(WAIT) {
-            Ok(addr) => addr,
+        let (addr, http_addr) = match ready_rx.recv_timeout(WAIT) {
+            Ok(addrs) => addrs,
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 // stdout closed without `ready`: the broker is exiting.
                 let status = wait_exit(&mut child);
@@ -167,6 +168,7 @@ impl ServerBuilder {
         Ok(Server {
             child,
             addr,
+            http_addr,
             logs,
             data_dir,
             _temp: temp,
@@ -198,18 +200,23 @@ fn wait_exit(child: &mut Child) -> ExitStatus {
     }
 }
 
-fn ready_addr(line: &str) -> Option<SocketAddr> {
+/// The STOMP and HTTP addresses of a `ready` log line.
+fn ready_addr(line: &str) -> Option<(SocketAddr, SocketAddr)> {
     let v: serde_json::Value = serde_json::from_str(line).ok()?;
     let fields = v.get("fields")?;
-    (fields.get("message")?.as_str()? == "ready")
-        .then(|| fields.get("stomp")?.as_str()?.parse().ok())
-        .flatten()
+    if fields.get("message")?.as_str()? != "ready" {
+        return None;
+    }
+    let addr = |name: &str| fields.get(name)?.as_str()?.parse().ok();
+    Some((addr("stomp")?, addr("http")?))
 }
 
 /// A running broker. Dropping it kills the process.
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
+    /// The HTTP listener: /metrics, /healthz, /readyz.
+    pub http_addr: SocketAddr,
     logs: Arc<Logs>,
     data_dir: PathBuf,
     _temp: tempfile::TempDir,

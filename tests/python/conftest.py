@@ -110,9 +110,9 @@ class StampedeProcess:
                         % self.binary, pytrace=False)
         env = dict(os.environ)
         env["STAMPEDE__LISTENERS__STOMP__BIND"] = "127.0.0.1:0"
-        # Other STAMPEDE__* variables in the caller's environment pass through
-        # (e.g. STAMPEDE__LISTENERS__HTTP__BIND=127.0.0.1:0 once there is an HTTP
-        # listener, so that the session broker and per-test brokers don't collide).
+        env["STAMPEDE__LISTENERS__HTTP__BIND"] = "127.0.0.1:0"
+        # Free ports for both listeners, so the session broker and per-test brokers never
+        # collide; other STAMPEDE__* variables in the caller's environment pass through.
         env.update(self.overrides)
         cmd = [self.binary, "serve", "--log-format", "json", "--data-dir", self.data_dir]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

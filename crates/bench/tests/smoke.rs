@@ -28,6 +28,7 @@ impl Broker {
             .args(["serve", "--log-format", "json", "--data-dir"])
             .arg(data.path())
             .env("STAMPEDE__LISTENERS__STOMP__BIND", "127.0.0.1:0")
+            .env("STAMPEDE__LISTENERS__HTTP__BIND", "127.0.0.1:0")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -24,7 +24,8 @@ pub use effects::{DeadLetter, DeathReason, DurableGate, Effects};
 pub use error::BrokerError;
 pub use policy::{glob_match, QueuePolicy, QueueSettings, SettingsOverride};
 pub use queue::{
-    message_id, ConsumerId, ConsumerSpec, Pulled, Queue, QueueKind, QueueStats, Window,
+    message_id, ConsumerId, ConsumerSpec, Pulled, Queue, QueueKind, QueueSnapshot, QueueStats,
+    Window,
 };
 pub use session::Session;
 pub use topic::Topic;
@@ -199,6 +200,16 @@ impl Broker {
     pub fn session(self: &Arc<Self>, outbox: Outbox) -> Session {
         let id = self.next_session_id.fetch_add(1, Ordering::Relaxed);
         Session::new(self.clone(), id, outbox)
+    }
+
+    /// Every durable queue, for metrics and the admin API.
+    pub fn queues(&self) -> Vec<Arc<Queue>> {
+        self.queues.iter().map(|e| e.value().clone()).collect()
+    }
+
+    /// Why the store refuses writes, if it has failed.
+    pub fn store_failure(&self) -> Option<String> {
+        self.store.failure()
     }
 
     pub fn queue_names(&self) -> Vec<String> {

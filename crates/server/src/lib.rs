@@ -5,7 +5,9 @@
 pub mod config;
 mod connection;
 mod disk;
+mod http;
 mod listener;
+mod metrics;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -33,10 +35,16 @@ pub struct ConnectionSettings {
     pub heartbeat: Duration,
     /// How long a closing connection may take to flush its last frames.
     pub close_timeout: Duration,
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 #[derive(Debug, Error)]
 pub enum ServerError {
+    #[error("cannot bind the HTTP listener on {addr} (listeners.http.bind): {source}")]
+    BindHttp {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot bind STOMP listener on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -62,13 +70,52 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<(
     let s = &loaded.settings;
     let started = Instant::now();
     prepare_data_dir(&s.storage.data_dir)?;
-    let (broker, recovery) = open_broker(&loaded).await?;
+    let token = CancellationToken::new();
+    let metrics = Arc::new(metrics::Metrics::new(
+        s.metrics.max_queue_series,
+        &s.storage.data_dir,
+    ));
+    let http_state = Arc::new(http::HttpState {
+        metrics: metrics.clone(),
+        broker: std::sync::OnceLock::new(),
+        stomp_ready: std::sync::atomic::AtomicBool::new(false),
+    });
+    let http_listener = TcpListener::bind(loaded.http_addr)
+        .await
+        .map_err(|source| ServerError::BindHttp {
+            addr: loaded.http_addr,
+            source,
+        })?;
+    let http_bound = http_listener
+        .local_addr()
+        .map_err(|source| ServerError::BindHttp {
+            addr: loaded.http_addr,
+            source,
+        })?;
+    let http_task = {
+        let token = token.clone();
+        let app = http::router(http_state.clone());
+        tokio::spawn(async move {
+            let served = axum::serve(http_listener, app)
+                .with_graceful_shutdown(async move { token.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                warn!(error = %e, "HTTP listener failed");
+            }
+        })
+    };
+    info!(http = %http_bound, "HTTP listening; recovering the store");
+    let (broker, recovery) = open_broker(&loaded, metrics.clone()).await?;
+    metrics
+        .recovery_seconds
+        .set(started.elapsed().as_secs_f64());
     info!(
         queues = recovery.queues,
         messages = recovery.messages,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "recovery finished"
     );
+    let _ = http_state.broker.set(broker.clone());
     let listener = TcpListener::bind(loaded.stomp_addr)
         .await
         .map_err(|source| ServerError::Bind {
@@ -90,8 +137,8 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<(
         connect_timeout: p.connect_timeout,
         heartbeat: p.heartbeat,
         close_timeout: s.shutdown.grace.min(Duration::from_secs(5)),
+        metrics: metrics.clone(),
     });
-    let token = CancellationToken::new();
     let tracker = TaskTracker::new();
     let acceptor = listener::Listener {
         listener,
@@ -107,13 +154,22 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<(
         s.storage.min_free_space as u64,
         token.clone(),
     ));
-    info!(stomp = %bound, startup_ms = started.elapsed().as_millis() as u64, "ready");
+    http_state
+        .stomp_ready
+        .store(true, std::sync::atomic::Ordering::Release);
+    info!(
+        stomp = %bound,
+        http = %http_bound,
+        startup_ms = started.elapsed().as_millis() as u64,
+        "ready"
+    );
 
     shutdown.await;
     info!("shutting down");
     token.cancel();
     let _ = accept_task.await;
     let _ = timer.await;
+    let _ = http_task.await;
     tracker.close();
     if tokio::time::timeout(s.shutdown.grace, tracker.wait())
         .await
@@ -137,6 +193,7 @@ const TICK: Duration = Duration::from_millis(100);
 /// Opens the store and rebuilds the broker from it, off the async workers (sled blocks).
 async fn open_broker(
     loaded: &Loaded,
+    metrics: Arc<metrics::Metrics>,
 ) -> Result<(Arc<Broker>, stampede_broker::Recovery), ServerError> {
     let s = &loaded.settings;
     let dir = s.storage.data_dir.clone();
@@ -155,9 +212,12 @@ async fn open_broker(
     };
     let policy = loaded.policy.clone();
     let opened = tokio::task::spawn_blocking(move || {
-        let store = SledStore::open(&dir, options).map_err(|source| ServerError::Store {
-            path: dir.clone(),
-            source,
+        let observer: Arc<dyn stampede_store::StoreObserver> = metrics;
+        let store = SledStore::open_observed(&dir, options, Some(observer)).map_err(|source| {
+            ServerError::Store {
+                path: dir.clone(),
+                source,
+            }
         })?;
         let broker = Broker::new(config, policy, Arc::new(store), Arc::new(SystemClock));
         let recovery = broker.recover()?;

@@ -48,8 +48,16 @@ impl Listener {
                 }
             };
             let _ = socket.set_nodelay(true);
+            self.settings
+                .metrics
+                .connections_total
+                .with_label_values(&["stomp"])
+                .inc();
             let Ok(permit) = self.limit.clone().try_acquire_owned() else {
                 warn!(%peer, "connection limit reached");
+                self.settings
+                    .metrics
+                    .error(crate::metrics::ErrorKind::Refused);
                 self.tracker.spawn(refuse(socket));
                 continue;
             };

@@ -129,6 +129,14 @@ impl Future for Ticket {
     }
 }
 
+/// Told about every commit round, so the server can export group-commit metrics without the store
+/// knowing about them.
+pub trait StoreObserver: Send + Sync + 'static {
+    /// A round applied `commits` commits holding `ops` ops; `flush` is how long making them durable
+    /// took (segment sync, batch, fsync).
+    fn round(&self, commits: usize, ops: usize, flush: std::time::Duration);
+}
+
 /// Durable storage of queue messages. Implementations must never block the caller on i/o:
 /// `commit` only enqueues work and returns a [`Ticket`].
 pub trait Store: Send + Sync + 'static {
@@ -145,4 +153,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Resolves once everything committed before the call is durable; used at shutdown.
     fn flush(&self) -> Ticket;
+
+    /// Why the store no longer accepts writes, if it has failed.
+    fn failure(&self) -> Option<String> {
+        None
+    }
 }

@@ -79,7 +79,10 @@ impl Default for Window {
 pub struct QueueStats {
     pub enqueued: AtomicU64,
     pub delivered: AtomicU64,
+    /// Deliveries of a message that had been delivered before.
+    pub redelivered: AtomicU64,
     pub acked: AtomicU64,
+    pub nacked: AtomicU64,
     /// Deliveries whose visibility timeout passed.
     pub timed_out: AtomicU64,
     pub dead_lettered: AtomicU64,
@@ -87,6 +90,15 @@ pub struct QueueStats {
     pub expired: AtomicU64,
     /// Dropped from a transient queue over its bound.
     pub dropped: AtomicU64,
+}
+
+/// A queue's size at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueSnapshot {
+    pub visible: u64,
+    pub in_flight: u64,
+    pub consumers: u64,
+    pub bytes: u64,
 }
 
 /// A message handed to a pull consumer.
@@ -410,6 +422,9 @@ impl Queue {
     ) -> Result<(), NotInFlight> {
         let mut st = self.state.lock();
         let settled = st.take_settled(consumer, seq, cumulative)?;
+        self.stats
+            .nacked
+            .fetch_add(settled.len() as u64, Ordering::Relaxed);
         let ctx = self.ctx();
         for (seq, entry) in settled {
             if requeue {
@@ -581,6 +596,24 @@ impl Queue {
         }
     }
 
+    fn count_delivery(&self, entry: &Entry) {
+        self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+        if entry.deliveries > 1 {
+            self.stats.redelivered.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Waiting, in flight, consumers and bytes right now, for metrics.
+    pub fn snapshot(&self) -> QueueSnapshot {
+        let st = self.state.lock();
+        QueueSnapshot {
+            visible: st.ready.len() as u64 + st.paged.count,
+            in_flight: st.inflight.len() as u64,
+            consumers: st.consumers.len() as u64,
+            bytes: st.bytes,
+        }
+    }
+
     /// (waiting, in flight, consumers) right now.
     pub fn depth(&self) -> (usize, usize, usize) {
         let st = self.state.lock();
@@ -610,7 +643,7 @@ impl Queue {
 
     /// Persists a delivery count, so `max_deliveries` holds across restarts.
     fn record_delivery(&self, seq: u64, entry: &Entry, fx: &mut Effects) {
-        self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+        self.count_delivery(entry);
         if self.is_durable() {
             fx.ops.push(Op::SetDeliveries {
                 queue: self.name.clone(),
@@ -676,7 +709,7 @@ impl Queue {
             if consumer.spec.ack != AckMode::Auto {
                 self.record_delivery(seq, &entry, fx);
             } else {
-                self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                self.count_delivery(&entry);
             }
             let deadline = visibility.map(|v| now + v);
             st.insert_inflight(

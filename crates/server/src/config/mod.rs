@@ -36,6 +36,7 @@ pub struct Settings {
     pub broker: BrokerSection,
     pub shutdown: Shutdown,
     pub log: Log,
+    pub metrics: MetricsSection,
     #[serde(default)]
     pub queues: HashMap<String, queues::QueueSection>,
 }
@@ -44,6 +45,19 @@ pub struct Settings {
 #[serde(deny_unknown_fields)]
 pub struct Listeners {
     pub stomp: StompListener,
+    pub http: HttpListener,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpListener {
+    pub bind: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    pub max_queue_series: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -123,6 +137,7 @@ pub enum LogFormat {
 pub struct Loaded {
     pub settings: Settings,
     pub stomp_addr: SocketAddr,
+    pub http_addr: SocketAddr,
     pub policy: QueuePolicy,
 }
 
@@ -163,6 +178,13 @@ fn validate(settings: Settings) -> Result<Loaded, ConfigError> {
         invalid(
             "listeners.stomp.bind",
             format!("{bind:?} is not HOST:PORT with a numeric address, such as 0.0.0.0:61613"),
+        )
+    })?;
+    let http = &settings.listeners.http.bind;
+    let http_addr: SocketAddr = http.parse().map_err(|_| {
+        invalid(
+            "listeners.http.bind",
+            format!("{http:?} is not HOST:PORT with a numeric address, such as 0.0.0.0:8161"),
         )
     })?;
     if settings.auth.mode != "open" {
@@ -235,6 +257,7 @@ fn validate(settings: Settings) -> Result<Loaded, ConfigError> {
     Ok(Loaded {
         settings,
         stomp_addr,
+        http_addr,
         policy,
     })
 }

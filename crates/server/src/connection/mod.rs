@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::metrics::{ErrorKind, Metrics};
 use crate::ConnectionSettings;
 use writer::{Cancelled, Control, Writer};
 
@@ -41,6 +42,7 @@ pub async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
+    let _open = OpenConnection::new(settings.metrics.clone(), "stomp");
     let (mut rd, wr) = tokio::io::split(socket);
     let mut decoder = Decoder::new(Limits {
         max_frame_size: settings.max_connect_frame,
@@ -56,16 +58,23 @@ pub async fn serve<S>(
         _ = shutdown.cancelled() => return,
     };
     let hello = match first {
-        Err(_) => Err("no CONNECT frame within the connect timeout".to_owned()),
-        Ok(Ok(Some(frame))) => handshake::accept(frame, &settings),
+        Err(_) => Err((
+            ErrorKind::Timeout,
+            "no CONNECT frame within the connect timeout".to_owned(),
+        )),
+        Ok(Ok(Some(frame))) => {
+            settings.metrics.frames_in.inc(frame.command);
+            handshake::accept(frame, &settings).map_err(|r| (ErrorKind::Protocol, r))
+        }
         Ok(Ok(None)) => return,
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Err(e)) => Err((e.kind(), e.to_string())),
     };
     let (connected, version, heartbeat) = match hello {
         Ok(h) => h,
-        Err(reason) => {
+        Err((kind, reason)) => {
             // Refused before any broker state exists for this socket.
             warn!(%peer, %reason, "connection refused");
+            settings.metrics.error(kind);
             let _ = out_tx.send(Outgoing::Frame(error_frame(&reason, None)));
             let _ = ctl_tx.send(Control::Close);
             let writer = Writer {
@@ -74,6 +83,7 @@ pub async fn serve<S>(
                 outbox: out_rx,
                 control: ctl_rx,
                 cancelled: cancelled.clone(),
+                metrics: settings.metrics.clone(),
                 version: Version::V1_0,
                 heartbeat: None,
             };
@@ -96,6 +106,7 @@ pub async fn serve<S>(
             outbox: out_rx,
             control: ctl_rx,
             cancelled: cancelled.clone(),
+            metrics: settings.metrics.clone(),
             version,
             heartbeat: heartbeat.send,
         }
@@ -106,6 +117,7 @@ pub async fn serve<S>(
         out: out_tx,
         cancelled,
         version,
+        metrics: settings.metrics.clone(),
     };
     let end = tokio::select! {
         end = conn.read_loop(&mut rd, &mut decoder, &mut buf, heartbeat.receive) => end,
@@ -148,6 +160,85 @@ struct Conn {
     out: mpsc::UnboundedSender<Outgoing>,
     cancelled: Cancelled,
     version: Version,
+    metrics: Arc<Metrics>,
+}
+
+/// Counts a connection as open for as long as it lives.
+struct OpenConnection {
+    metrics: Arc<Metrics>,
+    listener: &'static str,
+}
+
+impl OpenConnection {
+    fn new(metrics: Arc<Metrics>, listener: &'static str) -> Self {
+        metrics
+            .connections_open
+            .with_label_values(&[listener])
+            .inc();
+        OpenConnection { metrics, listener }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.metrics
+            .connections_open
+            .with_label_values(&[self.listener])
+            .dec();
+    }
+}
+
+/// Why a frame was answered with an ERROR.
+struct Rejection {
+    kind: ErrorKind,
+    reason: String,
+}
+
+impl From<ProtoError> for Rejection {
+    fn from(e: ProtoError) -> Self {
+        Rejection {
+            kind: e.kind(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+impl From<stampede_broker::BrokerError> for Rejection {
+    fn from(e: stampede_broker::BrokerError) -> Self {
+        use stampede_broker::BrokerError as B;
+        let kind = match e {
+            B::Store(_) | B::StorageFull(_) => ErrorKind::Storage,
+            _ => ErrorKind::Routing,
+        };
+        Rejection {
+            kind,
+            reason: e.to_string(),
+        }
+    }
+}
+
+trait Kind {
+    fn kind(&self) -> ErrorKind;
+}
+
+impl Kind for ReadError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ReadError::Proto(p) => p.kind(),
+            ReadError::Silent => ErrorKind::Timeout,
+        }
+    }
+}
+
+impl Kind for ProtoError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ProtoError::FrameTooLarge { .. }
+            | ProtoError::TooManyHeaders { .. }
+            | ProtoError::HeaderLineTooLong { .. } => ErrorKind::Limit,
+            _ => ErrorKind::Protocol,
+        }
+    }
 }
 
 impl Conn {
@@ -184,25 +275,30 @@ impl Conn {
                 Err(ReadError::Silent) => {
                     let reason =
                         "no data or heart-beat from the client within 1.5x the agreed interval";
+                    self.metrics.error(ErrorKind::Timeout);
                     self.reply(error_frame(reason, None));
                     return End::Error(reason.to_owned());
                 }
                 Err(ReadError::Proto(e)) => {
+                    self.metrics.error(e.kind());
                     self.reply(error_frame(&e.to_string(), None));
                     return End::Error(e.to_string());
                 }
             };
             let command = frame.command;
+            self.metrics.frames_in.inc(command);
+            tracing::trace!(%command, headers = ?frame.headers, body_len = frame.body.len(), "frame");
             let receipt = frame.headers.get("receipt").map(str::to_owned);
             let result = match Request::from_frame(frame, self.version) {
                 Ok(req) => self.handle(req).await,
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e.into()),
             };
             match result {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Disconnect) => return End::Peer,
-                Err(reason) => {
+                Err(Rejection { kind, reason }) => {
                     debug!(%command, %reason, "frame rejected");
+                    self.metrics.error(kind);
                     self.reply(error_frame(&reason, receipt.as_deref()));
                     return End::Error(reason);
                 }
@@ -210,10 +306,17 @@ impl Conn {
         }
     }
 
-    async fn handle(&mut self, req: Request) -> Result<Flow, String> {
+    async fn handle(&mut self, req: Request) -> Result<Flow, Rejection> {
+        let started = std::time::Instant::now();
+        let is_send = matches!(req.command, ClientCommand::Send(_));
         let s = &mut self.session;
         let ticket = match req.command {
-            ClientCommand::Connect(_) => return Err("already connected".to_owned()),
+            ClientCommand::Connect(_) => {
+                return Err(Rejection {
+                    kind: ErrorKind::Protocol,
+                    reason: "already connected".to_owned(),
+                })
+            }
             ClientCommand::Send(send) => Some(s.send(send)),
             ClientCommand::Subscribe(sub) => s.subscribe(sub).map(|_| None).transpose(),
             ClientCommand::Unsubscribe { id } => {
@@ -232,16 +335,22 @@ impl Conn {
                 return Ok(Flow::Disconnect);
             }
         };
-        if let Some(ticket) = ticket.transpose().map_err(|e| e.to_string())? {
+        if let Some(ticket) = ticket.transpose()? {
             if req.receipt.is_some() {
                 // A RECEIPT promises durability: wait for the store before sending it.
-                ticket
-                    .await
-                    .map_err(|e| format!("message could not be stored: {e}"))?;
+                ticket.await.map_err(|e| Rejection {
+                    kind: ErrorKind::Storage,
+                    reason: format!("message could not be stored: {e}"),
+                })?;
             }
         }
         if let Some(r) = &req.receipt {
             self.reply(receipt_frame(r));
+            if is_send {
+                self.metrics
+                    .receipt_seconds
+                    .observe(started.elapsed().as_secs_f64());
+            }
         }
         Ok(Flow::Continue)
     }

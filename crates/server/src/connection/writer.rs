@@ -56,6 +56,7 @@ pub struct Writer<W> {
     /// Consumers the connection is cancelling: their deliveries are not written (the queue takes
     /// them back), so a client never gets a message for a subscription it has cancelled.
     pub cancelled: Cancelled,
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub version: Version,
     /// Send a heart-beat when nothing was written for this long; `None` = no heart-beats.
     pub heartbeat: Option<Duration>,
@@ -131,11 +132,15 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         gates: &mut Vec<Arc<DurableGate>>,
     ) {
         match item {
-            Outgoing::Frame(frame) => encode(&frame, self.version, buf),
+            Outgoing::Frame(frame) => {
+                self.metrics.frames_out.inc(frame.command);
+                encode(&frame, self.version, buf)
+            }
             Outgoing::Message(d) => {
                 if self.cancelled.lock().contains(&d.consumer) {
                     return;
                 }
+                self.metrics.frames_out.inc(Command::Message);
                 encode_delivery(&d, self.version, buf);
                 if let Some(gate) = d.durable {
                     if !gates.iter().any(|g| Arc::ptr_eq(g, &gate)) {

@@ -28,7 +28,7 @@ use tokio::sync::oneshot;
 
 use crate::{
     MessageRecord, Op, ReadDone, Recovered, RecoveredQueue, RecoveredQueues, Store, StoreError,
-    Ticket,
+    StoreObserver, Ticket,
 };
 use codec::{BodyRef, TAG_DELIVERIES, TAG_MESSAGE, TAG_QUEUE, TAG_SEGMENT, TAG_TOTALS};
 use rounds::RoundLog;
@@ -83,6 +83,8 @@ struct ReadJob {
 
 /// sled-backed store; see the module docs.
 pub struct SledStore {
+    /// Why writes are refused, once a round has failed (shared with the committer).
+    failed: Arc<Mutex<Option<String>>>,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     committer: Mutex<Option<JoinHandle<()>>>,
     segments_dir: PathBuf,
@@ -100,6 +102,15 @@ impl SledStore {
     /// Opens (or creates) the store under `dir`. Blocking: call before serving, or from a
     /// blocking context.
     pub fn open(dir: &Path, options: SledOptions) -> Result<SledStore, StoreError> {
+        Self::open_observed(dir, options, None)
+    }
+
+    /// Like [`SledStore::open`], reporting every commit round to `observer`.
+    pub fn open_observed(
+        dir: &Path,
+        options: SledOptions,
+        observer: Option<Arc<dyn StoreObserver>>,
+    ) -> Result<SledStore, StoreError> {
         let db = sled::Config::new()
             .path(dir.join("sled"))
             .cache_capacity(options.cache_capacity)
@@ -170,7 +181,10 @@ impl SledStore {
             .name("stampede-reader".into())
             .spawn(move || reader.run(read_rx))
             .map_err(io)?;
+        let failed = Arc::new(Mutex::new(None));
         let committer = Committer {
+            shared_failure: failed.clone(),
+            observer,
             reads: Some((reads, reader)),
             segments_dir: segments_dir.clone(),
             round,
@@ -190,6 +204,7 @@ impl SledStore {
             .spawn(move || committer.run(rx))
             .map_err(io)?;
         Ok(SledStore {
+            failed,
             jobs: Mutex::new(Some(tx)),
             committer: Mutex::new(Some(handle)),
             segments_dir,
@@ -248,6 +263,10 @@ impl Store for SledStore {
     fn flush(&self) -> Ticket {
         self.commit(Vec::new())
     }
+
+    fn failure(&self) -> Option<String> {
+        self.failed.lock().clone()
+    }
 }
 
 impl Drop for SledStore {
@@ -262,6 +281,8 @@ impl Drop for SledStore {
 
 /// State owned by the committer thread.
 struct Committer {
+    shared_failure: Arc<Mutex<Option<String>>>,
+    observer: Option<Arc<dyn StoreObserver>>,
     /// The reader thread's queue and handle (joined when the committer ends).
     reads: Option<(mpsc::Sender<ReadJob>, JoinHandle<()>)>,
     segments_dir: PathBuf,
@@ -295,11 +316,14 @@ impl Committer {
             let mut waiting = Vec::new();
             let mut later = Vec::new();
             let mut ops: Vec<&Op> = Vec::new();
+            let mut commits = 0;
             for job in &jobs {
                 if let Job::Commit { ops: o, .. } = job {
                     ops.extend(o.iter());
+                    commits += 1;
                 }
             }
+            let started = std::time::Instant::now();
             let result = match &self.failed {
                 Some(reason) => Err(StoreError::Io(format!(
                     "storage failed earlier and accepts no writes until restarted: {reason}"
@@ -309,6 +333,10 @@ impl Committer {
             if let (Err(e), None) = (&result, &self.failed) {
                 tracing::error!(error = %e, "storage write failed; refusing further writes until restart");
                 self.failed = Some(e.to_string());
+                *self.shared_failure.lock() = self.failed.clone();
+            }
+            if let (Some(observer), false) = (&self.observer, ops.is_empty()) {
+                observer.round(commits, ops.len(), started.elapsed());
             }
             for job in jobs {
                 match job {

@@ -1,0 +1,68 @@
+//! The HTTP listener (`listeners.http`, default 0.0.0.0:8161): `/metrics`, `/healthz`, `/readyz`.
+//! It is one axum router so that the admin API, the web console, STOMP over WebSocket and the OCI
+//! REST API can be added as routes of their own. It starts before recovery, so `/readyz` can say
+//! "not yet" while the store is being read.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use stampede_broker::Broker;
+
+use crate::metrics::Metrics;
+
+/// What the HTTP handlers read.
+pub struct HttpState {
+    pub metrics: Arc<Metrics>,
+    /// Set once recovery has finished.
+    pub broker: OnceLock<Arc<Broker>>,
+    /// Set once the STOMP listener is bound.
+    pub stomp_ready: AtomicBool,
+}
+
+pub fn router(state: Arc<HttpState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+async fn metrics(State(s): State<Arc<HttpState>>) -> impl IntoResponse {
+    let body = tokio::task::spawn_blocking(move || s.metrics.render(s.broker.get().map(|b| &**b)))
+        .await
+        .unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}
+
+/// The process is alive and serving HTTP.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Ready to take traffic: recovery finished, listeners bound, store writable.
+async fn readyz(State(s): State<Arc<HttpState>>) -> (StatusCode, String) {
+    let Some(broker) = s.broker.get() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "recovering the store\n".into(),
+        );
+    };
+    if !s.stomp_ready.load(Ordering::Acquire) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "STOMP listener not bound yet\n".into(),
+        );
+    }
+    if let Some(reason) = broker.store_failure() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store not writable: {reason}\n"),
+        );
+    }
+    (StatusCode::OK, "ready\n".into())
+}
