@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info, warn};
+use tracing::{error, info, warn, Instrument};
 
 use crate::connection::{self, error_frame};
 use crate::ConnectionSettings;
@@ -64,10 +64,20 @@ impl Listener {
             let broker = self.broker.clone();
             let settings = self.settings.clone();
             let token = shutdown.clone();
-            self.tracker.spawn(async move {
-                connection::serve(socket, peer.to_string(), broker, settings, token).await;
-                drop(permit);
-            });
+            // One span per connection: every event inside carries the peer, and the session
+            // once CONNECT has made one.
+            let span = tracing::info_span!(
+                "connection",
+                %peer,
+                session = tracing::field::Empty
+            );
+            self.tracker.spawn(
+                async move {
+                    connection::serve(socket, peer.to_string(), broker, settings, token).await;
+                    drop(permit);
+                }
+                .instrument(span),
+            );
         }
         info!("stopped accepting connections");
     }

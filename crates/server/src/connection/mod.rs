@@ -95,6 +95,7 @@ pub async fn serve<S>(
     decoder.set_version(version);
     decoder.set_limits(settings.limits);
     let session_id = session.id();
+    tracing::Span::current().record("session", session_id);
     info!(%peer, session = session_id, version = %version, "connected");
     let _ = out_tx.send(Outgoing::Frame(
         connected.header("session", session_id.to_string()),
