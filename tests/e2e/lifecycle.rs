@@ -3,32 +3,14 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command as Process, Output, Stdio};
 use std::sync::mpsc;
 
 use stampede_proto::{Command, Frame, Version};
-use stampede_tests::{unique, Client, Server, WAIT};
+use stampede_tests::{binary, unique, Client, Server, WAIT};
 
 use crate::errors::{frames_until_closed, single_error};
-
-/// Locates the binary like the harness does: `STAMPEDE_BIN`, else `stampede` in the test
-/// executable's target dir.
-pub(crate) fn binary() -> PathBuf {
-    if let Ok(p) = std::env::var("STAMPEDE_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/e2e-<hash> → target/<profile>/stampede
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("stampede");
-    assert!(
-        bin.exists(),
-        "{} not found: build it with `cargo build --bin stampede` (or set STAMPEDE_BIN)",
-        bin.display()
-    );
-    bin
-}
 
 /// The broker command with its data in `data_dir`, listening on a free port, logging JSON.
 pub(crate) fn command(data_dir: &Path) -> Process {

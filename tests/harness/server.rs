@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::WAIT;
 
 /// Locates the binary: `STAMPEDE_BIN`, else `stampede` next to the test executable's target dir.
-fn binary() -> PathBuf {
+pub fn binary() -> PathBuf {
     if let Ok(p) = std::env::var("STAMPEDE_BIN") {
         return PathBuf::from(p);
     }

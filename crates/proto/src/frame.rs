@@ -66,6 +66,25 @@ pub enum Command {
 }
 
 impl Command {
+    /// Every command, in declaration order (`Command::ALL[c as usize] == c`).
+    pub const ALL: [Command; 15] = [
+        Command::Connect,
+        Command::Stomp,
+        Command::Send,
+        Command::Subscribe,
+        Command::Unsubscribe,
+        Command::Ack,
+        Command::Nack,
+        Command::Begin,
+        Command::Commit,
+        Command::Abort,
+        Command::Disconnect,
+        Command::Connected,
+        Command::Message,
+        Command::Receipt,
+        Command::Error,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Command::Connect => "CONNECT",

@@ -16,24 +16,7 @@ use stampede_broker::{Broker, Queue};
 use stampede_proto::Command;
 use stampede_store::StoreObserver;
 
-/// Every STOMP command, indexed by `Command as usize`.
-const COMMANDS: [Command; 15] = [
-    Command::Connect,
-    Command::Stomp,
-    Command::Send,
-    Command::Subscribe,
-    Command::Unsubscribe,
-    Command::Ack,
-    Command::Nack,
-    Command::Begin,
-    Command::Commit,
-    Command::Abort,
-    Command::Disconnect,
-    Command::Connected,
-    Command::Message,
-    Command::Receipt,
-    Command::Error,
-];
+const COMMANDS: [Command; 15] = Command::ALL;
 
 /// Why a connection got an ERROR or was refused; the `kind` label of `stampede_errors_total`.
 #[derive(Debug, Clone, Copy)]
