@@ -21,7 +21,7 @@ use tracing::{debug, info, warn};
 
 use crate::metrics::{ErrorKind, Metrics};
 use crate::ConnectionSettings;
-use writer::{Cancelled, Control, Writer};
+use writer::{Cancelled, Control, Replies, Writer};
 
 /// Why the reader stopped.
 enum End {
@@ -52,6 +52,7 @@ pub async fn serve<S>(
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
     let cancelled = Cancelled::default();
+    let replies = Arc::new(Replies::default());
 
     let first = tokio::select! {
         r = tokio::time::timeout(settings.connect_timeout, read_frame(&mut rd, &mut decoder, &mut buf, None)) => r,
@@ -76,6 +77,7 @@ pub async fn serve<S>(
             warn!(%peer, %reason, "connection refused");
             settings.metrics.error(kind);
             let _ = out_tx.send(Outgoing::Frame(error_frame(&reason, None)));
+            replies.queued();
             let _ = ctl_tx.send(Control::Close);
             let writer = Writer {
                 socket: wr,
@@ -83,6 +85,7 @@ pub async fn serve<S>(
                 outbox: out_rx,
                 control: ctl_rx,
                 cancelled: cancelled.clone(),
+                replies: replies.clone(),
                 metrics: settings.metrics.clone(),
                 version: Version::V1_0,
                 heartbeat: None,
@@ -100,6 +103,7 @@ pub async fn serve<S>(
     let _ = out_tx.send(Outgoing::Frame(
         connected.header("session", session_id.to_string()),
     ));
+    replies.queued();
     let writer = tokio::spawn(
         Writer {
             socket: wr,
@@ -107,6 +111,7 @@ pub async fn serve<S>(
             outbox: out_rx,
             control: ctl_rx,
             cancelled: cancelled.clone(),
+            replies: replies.clone(),
             metrics: settings.metrics.clone(),
             version,
             heartbeat: heartbeat.send,
@@ -116,6 +121,7 @@ pub async fn serve<S>(
     let mut conn = Conn {
         session,
         out: out_tx,
+        replies,
         cancelled,
         version,
         metrics: settings.metrics.clone(),
@@ -159,6 +165,7 @@ pub struct Heartbeat {
 struct Conn {
     session: Session,
     out: mpsc::UnboundedSender<Outgoing>,
+    replies: Arc<Replies>,
     cancelled: Cancelled,
     version: Version,
     metrics: Arc<Metrics>,
@@ -244,7 +251,9 @@ impl Kind for ProtoError {
 
 impl Conn {
     fn reply(&self, frame: Frame) {
-        let _ = self.out.send(Outgoing::Frame(frame));
+        if self.out.send(Outgoing::Frame(frame)).is_ok() {
+            self.replies.queued();
+        }
     }
 
     /// Before subscription `id` is cancelled: its deliveries not yet written are skipped (the
@@ -270,6 +279,7 @@ impl Conn {
     ) -> End {
         let silence = receive.map(|d| d.mul_f64(1.5));
         loop {
+            self.replies.room().await;
             let frame = match read_frame(rd, decoder, buf, silence).await {
                 Ok(Some(frame)) => frame,
                 Ok(None) => return End::Peer,

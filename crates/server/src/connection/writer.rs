@@ -12,6 +12,47 @@ use tokio::sync::oneshot;
 
 /// Shared between a connection's reader (which cancels) and its writer (which skips).
 pub type Cancelled = Arc<parking_lot::Mutex<std::collections::HashSet<ConsumerId>>>;
+
+/// Replies (RECEIPT, ERROR) the reader may have queued but the writer not yet written. Deliveries
+/// are bounded by subscription credit; this bounds the rest of the outbox, so a client that sends
+/// frames with receipts and never reads is stopped by TCP backpressure, not by our memory.
+pub const MAX_UNWRITTEN_REPLIES: usize = 1024;
+
+/// Counts replies between the reader and the writer.
+#[derive(Default)]
+pub struct Replies {
+    unwritten: std::sync::atomic::AtomicUsize,
+    written: tokio::sync::Notify,
+}
+
+impl Replies {
+    pub fn queued(&self) {
+        self.unwritten
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    fn written(&self) {
+        let _ = self.unwritten.fetch_update(
+            std::sync::atomic::Ordering::AcqRel,
+            std::sync::atomic::Ordering::Acquire,
+            |n| n.checked_sub(1),
+        );
+        self.written.notify_waiters();
+    }
+
+    /// Waits while too many replies are unwritten.
+    pub async fn room(&self) {
+        loop {
+            let written = self.written.notified();
+            tokio::pin!(written);
+            written.as_mut().enable();
+            if self.unwritten.load(std::sync::atomic::Ordering::Acquire) < MAX_UNWRITTEN_REPLIES {
+                return;
+            }
+            written.await;
+        }
+    }
+}
 use stampede_proto::{encode, encode_head, Command, Version};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -56,6 +97,7 @@ pub struct Writer<W> {
     /// Consumers the connection is cancelling: their deliveries are not written (the queue takes
     /// them back), so a client never gets a message for a subscription it has cancelled.
     pub cancelled: Cancelled,
+    pub replies: Arc<Replies>,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub version: Version,
     /// Send a heart-beat when nothing was written for this long; `None` = no heart-beats.
@@ -134,7 +176,8 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         match item {
             Outgoing::Frame(frame) => {
                 self.metrics.frames_out.inc(frame.command);
-                encode(&frame, self.version, buf)
+                encode(&frame, self.version, buf);
+                self.replies.written();
             }
             Outgoing::Message(d) => {
                 if self.cancelled.lock().contains(&d.consumer) {
