@@ -84,6 +84,12 @@ pub struct Config {
     /// 10) and report how many succeeded and stayed open. No messages are sent.
     #[arg(long)]
     pub idle_connections: Option<u32>,
+    /// Request/reply round trips over queues: each of --producers requesters sends one request at
+    /// a time to --destination with a reply-to header naming its own reply queue and waits for
+    /// the answer; each of --consumers responders sends every request's body back to its
+    /// reply-to. Reports round-trip latency and checks that every request got exactly one reply.
+    #[arg(long, conflicts_with = "idle_connections")]
+    pub request_reply: bool,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -175,6 +181,9 @@ impl Config {
                 return bad("--window must cover at least K receipts' worth (K × tx messages)");
             }
         }
+        if self.request_reply {
+            crate::reqrep::validate(self)?;
+        }
         Ok(())
     }
 
@@ -254,5 +263,15 @@ mod tests {
             Stop::After(Duration::from_secs(2))
         );
         assert_eq!(cfg(&[]).stop(), Stop::Count(100_000));
+        assert!(cfg(&["--request-reply"]).validate().is_ok());
+        assert!(cfg(&["--request-reply", "--consumers", "0"])
+            .validate()
+            .is_err());
+        assert!(cfg(&["--request-reply", "--rate", "100"])
+            .validate()
+            .is_err());
+        assert!(cfg(&["--request-reply", "--destination", "/topic/t"])
+            .validate()
+            .is_err());
     }
 }

@@ -18,6 +18,7 @@ pub mod payload;
 mod producer;
 mod progress;
 pub mod report;
+pub mod reqrep;
 mod scan;
 pub mod stats;
 
@@ -30,6 +31,7 @@ pub use conn::ConnectOptions;
 pub use error::BenchError;
 pub(crate) use load::Plan;
 pub use report::{IdleReport, LoadReport, Report};
+pub use reqrep::RequestReplyReport;
 
 /// How long `--idle-connections` holds its sessions when no `--duration` is given.
 const DEFAULT_IDLE_HOLD: Duration = Duration::from_secs(10);
@@ -51,6 +53,11 @@ pub async fn run(config: Config) -> Result<Report, BenchError> {
         return Ok(Report::Idle(
             idle::run_idle(connect, &config.url, n, hold).await,
         ));
+    }
+    if config.request_reply {
+        return Ok(Report::RequestReply(Box::new(
+            reqrep::run_request_reply(&config, connect).await?,
+        )));
     }
     Ok(Report::Load(Box::new(
         load::run_load(&config, connect).await?,

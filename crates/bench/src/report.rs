@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::accounting::Verdict;
 use crate::config::{Config, Stop};
+use crate::reqrep::RequestReplyReport;
 use crate::stats::{Percentiles, Rate};
 
 /// The result of one invocation.
@@ -16,6 +17,7 @@ pub enum Report {
     /// Boxed: it is several times the size of an idle report.
     Load(Box<LoadReport>),
     Idle(IdleReport),
+    RequestReply(Box<RequestReplyReport>),
 }
 
 impl Report {
@@ -26,6 +28,7 @@ impl Report {
                 r.errors.is_empty() && r.accounting.as_ref().is_none_or(Verdict::is_clean)
             }
             Report::Idle(r) => r.failed == 0,
+            Report::RequestReply(r) => r.errors.is_empty() && r.accounting.is_clean(),
         }
     }
 }
@@ -121,6 +124,7 @@ impl fmt::Display for Report {
         match self {
             Report::Load(r) => r.fmt(f),
             Report::Idle(r) => r.fmt(f),
+            Report::RequestReply(r) => r.fmt(f),
         }
     }
 }
@@ -215,6 +219,50 @@ impl fmt::Display for IdleReport {
         if let Some(p) = &self.connect_latency_us {
             latency_line(f, "connect", p)?;
         }
+        for e in &self.errors {
+            writeln!(f, "  error: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for RequestReplyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} ({}) {}  request/reply  {} requester(s) / {} responder(s)  {} B  {}",
+            self.url,
+            self.broker.as_deref().unwrap_or("unknown broker"),
+            self.destination,
+            self.requesters,
+            self.responders,
+            self.size,
+            if self.persistent {
+                "persistent"
+            } else {
+                "non-persistent"
+            },
+        )?;
+        let r = &self.round_trips;
+        writeln!(
+            f,
+            "  round trips {:>8} in {:>8.3} s  {:>11.0} /s   (responders served {})",
+            r.messages, r.seconds, r.msgs_per_sec, self.served
+        )?;
+        if let Some(p) = &self.round_trip_us {
+            latency_line(f, "rtt", p)?;
+        }
+        let v = &self.accounting;
+        writeln!(
+            f,
+            "  accounting requests {}  replies {}  missing {}  duplicates {}  redelivered {}  unexpected {}{}",
+            v.expected, v.received, v.missing, v.duplicates, v.redelivered, v.unexpected,
+            if self.foreign > 0 {
+                format!("  (ignored: {} foreign)", self.foreign)
+            } else {
+                String::new()
+            }
+        )?;
         for e in &self.errors {
             writeln!(f, "  error: {e}")?;
         }

@@ -108,7 +108,7 @@ fn ready_addr(line: &str) -> Option<SocketAddr> {
 fn load(report: Report) -> LoadReport {
     match report {
         Report::Load(r) => *r,
-        Report::Idle(r) => panic!("expected a load report, got {r:?}"),
+        other => panic!("expected a load report, got {other:?}"),
     }
 }
 
@@ -215,4 +215,29 @@ async fn idle_connections_are_held() {
         panic!("expected an idle report");
     };
     assert_eq!((r.connected, r.failed, r.still_open), (20, 0, 20), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_reply_answers_every_request_once() {
+    let broker = Broker::start();
+    let args = [
+        "--request-reply",
+        "--producers",
+        "2",
+        "--consumers",
+        "2",
+        "--messages",
+        "50",
+        "--size",
+        "64",
+    ];
+    let Report::RequestReply(r) = broker.bench(&args).await else {
+        panic!("expected a request/reply report");
+    };
+    assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
+    let v = &r.accounting;
+    assert_eq!((v.expected, v.received), (100, 100), "{v:?}");
+    assert!(v.is_clean(), "{v:?}");
+    assert_eq!(r.served, 100);
+    assert_eq!(r.round_trip_us.as_ref().expect("round trips").count, 100);
 }

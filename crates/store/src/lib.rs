@@ -54,11 +54,13 @@ pub enum Op {
         record: Arc<MessageRecord>,
     },
     /// Removes message `seq` of `queue` (ACK, expiry, dead-lettering out of it). `bytes` is its
-    /// [`MessageRecord::size`], for the queue's stored totals.
+    /// [`MessageRecord::size`], for the queue's stored totals; `counted` says a `SetDeliveries`
+    /// may have been stored for it (so the store need not look for one otherwise).
     Delete {
         queue: Arc<str>,
         seq: u64,
         bytes: u64,
+        counted: bool,
     },
     /// Records how often message `seq` was delivered, so the count survives restarts.
     SetDeliveries {

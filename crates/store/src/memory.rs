@@ -46,7 +46,9 @@ impl Store for MemoryStore {
                         },
                     );
                 }
-                Op::Delete { queue, seq, bytes } => {
+                Op::Delete {
+                    queue, seq, bytes, ..
+                } => {
                     if let Some(q) = queues.get_mut(&*queue) {
                         if q.messages.remove(&seq).is_some() {
                             q.bytes = q.bytes.saturating_sub(bytes);
@@ -135,6 +137,7 @@ mod tests {
                 queue: q.clone(),
                 seq: 2,
                 bytes: 1,
+                counted: false,
             },
             Op::SetDeliveries {
                 queue: q.clone(),

@@ -28,6 +28,7 @@ fn del(q: &str, seq: u64) -> Op {
         queue: Arc::from(q),
         seq,
         bytes: 0,
+        counted: true,
     }
 }
 
@@ -158,6 +159,7 @@ async fn large_bodies_live_in_segments_and_disk_stays_bounded_under_churn() {
                 queue: q.clone(),
                 seq: seq - 100,
                 bytes: 0,
+                counted: true,
             },
         ])
         .await
@@ -184,6 +186,7 @@ async fn large_bodies_live_in_segments_and_disk_stays_bounded_under_churn() {
             queue: q.clone(),
             seq,
             bytes: 0,
+            counted: true,
         })
         .collect();
     s.commit(drain).await.unwrap();

@@ -260,13 +260,7 @@ impl Queue {
             self.maybe_page_in(&mut st, fx);
             return;
         }
-        st.insert_ready(
-            seq,
-            Entry {
-                record,
-                deliveries: 0,
-            },
-        );
+        st.insert_ready(seq, Entry::new(record, 0));
         st.paged.cursor = st.paged.cursor.max(seq);
         if let QueueKind::Transient { max_ready } = self.kind {
             while st.ready.len() > max_ready {
@@ -292,10 +286,7 @@ impl Queue {
         st.paged.count = stored.messages.saturating_sub(stored.head.len() as u64);
         st.paged.bytes = st.bytes - head_bytes;
         for m in stored.head {
-            let entry = Entry {
-                record: m.record,
-                deliveries: m.deliveries,
-            };
+            let entry = Entry::new(m.record, m.deliveries);
             st.insert_ready(m.seq, entry);
         }
         self.dispatch(&mut st, fx);
@@ -331,10 +322,7 @@ impl Queue {
             st.paged.cursor = m.seq;
             st.paged.count = st.paged.count.saturating_sub(1);
             st.paged.bytes = st.paged.bytes.saturating_sub(size);
-            let entry = Entry {
-                record: m.record,
-                deliveries: m.deliveries,
-            };
+            let entry = Entry::new(m.record, m.deliveries);
             st.insert_ready(m.seq, entry);
         }
         self.dispatch(&mut st, fx);
@@ -540,7 +528,7 @@ impl Queue {
                 break;
             };
             entry.deliveries += 1;
-            self.record_delivery(seq, &entry, fx);
+            self.record_delivery(seq, &mut entry, fx);
             out.push(Pulled {
                 seq,
                 record: entry.record.clone(),
@@ -642,9 +630,10 @@ impl Queue {
     }
 
     /// Persists a delivery count, so `max_deliveries` holds across restarts.
-    fn record_delivery(&self, seq: u64, entry: &Entry, fx: &mut Effects) {
+    fn record_delivery(&self, seq: u64, entry: &mut Entry, fx: &mut Effects) {
         self.count_delivery(entry);
         if self.is_durable() {
+            entry.counted = true;
             fx.ops.push(Op::SetDeliveries {
                 queue: self.name.clone(),
                 seq,
@@ -707,7 +696,7 @@ impl Queue {
                 dispatch_no,
             };
             if consumer.spec.ack != AckMode::Auto {
-                self.record_delivery(seq, &entry, fx);
+                self.record_delivery(seq, &mut entry, fx);
             } else {
                 self.count_delivery(&entry);
             }

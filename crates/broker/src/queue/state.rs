@@ -19,6 +19,18 @@ pub(super) struct Entry {
     pub record: Arc<MessageRecord>,
     /// Deliveries so far; the next delivery is number `deliveries + 1`.
     pub deliveries: u32,
+    /// A delivery count may be stored for it (so its delete must remove that too).
+    pub counted: bool,
+}
+
+impl Entry {
+    pub fn new(record: Arc<MessageRecord>, deliveries: u32) -> Entry {
+        Entry {
+            record,
+            deliveries,
+            counted: deliveries > 0,
+        }
+    }
 }
 
 /// Who holds an in-flight message.
@@ -88,11 +100,12 @@ pub(super) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    pub fn delete_op(&self, seq: u64, bytes: u64) -> Option<Op> {
+    pub fn delete_op(&self, seq: u64, bytes: u64, counted: bool) -> Option<Op> {
         self.durable.then(|| Op::Delete {
             queue: self.name.clone(),
             seq,
             bytes,
+            counted,
         })
     }
 }
@@ -140,7 +153,7 @@ impl State {
     pub fn forget(&mut self, ctx: &Ctx, seq: u64, entry: &Entry, fx: &mut Effects) {
         let size = entry.record.size() as u64;
         self.bytes = self.bytes.saturating_sub(size);
-        fx.ops.extend(ctx.delete_op(seq, size));
+        fx.ops.extend(ctx.delete_op(seq, size, entry.counted));
     }
 
     /// Bytes of the messages held in memory.

@@ -464,12 +464,22 @@ impl Committer {
                 t.1 += record.size() as u64;
                 touched.insert(qid);
             }
-            Op::Delete { queue, seq, bytes } => {
+            Op::Delete {
+                queue,
+                seq,
+                bytes,
+                counted,
+            } => {
                 let qid = self.qid(queue, batch);
                 batch.remove(&codec::message_key(TAG_MESSAGE, qid, *seq)[..]);
-                batch.remove(&codec::message_key(TAG_DELIVERIES, qid, *seq)[..]);
-                batch.remove(&codec::message_key(TAG_SEGMENT, qid, *seq)[..]);
-                self.segments.release(qid, *seq);
+                // Removing keys that cannot exist still costs a tree walk each: most deletes
+                // (auto-ack, small bodies) have neither a count nor a segment.
+                if *counted {
+                    batch.remove(&codec::message_key(TAG_DELIVERIES, qid, *seq)[..]);
+                }
+                if self.segments.release(qid, *seq) {
+                    batch.remove(&codec::message_key(TAG_SEGMENT, qid, *seq)[..]);
+                }
                 let t = self.totals.entry(qid).or_default();
                 t.0 = t.0.saturating_sub(1);
                 t.1 = t.1.saturating_sub(*bytes);

@@ -122,10 +122,10 @@ impl Segments {
         Ok(())
     }
 
-    /// Forgets the body of (qid, seq), if it lives in a segment.
-    pub fn release(&mut self, qid: u64, seq: u64) {
+    /// Forgets the body of (qid, seq); false if it did not live in a segment.
+    pub fn release(&mut self, qid: u64, seq: u64) -> bool {
         let Some(id) = self.owner.remove(&(qid, seq)) else {
-            return;
+            return false;
         };
         let live = self.live.entry(id).or_default();
         *live = live.saturating_sub(1);
@@ -138,6 +138,7 @@ impl Segments {
                 self.active = None;
             }
         }
+        true
     }
 
     /// Deletes the segments emptied so far; call only after a successful flush.
