@@ -254,7 +254,10 @@ impl Queue {
         let beyond_window = st.paged.count > 0
             || st.ready.len() >= self.window.messages
             || st.memory_bytes() >= self.window.bytes;
-        if self.is_durable() && beyond_window {
+        // Only messages newer than everything in memory may stay on disk: page-in reads above
+        // the cursor. Sequence numbers are allocated before publishing, so an older one can
+        // arrive late; it joins memory (the window stretches by the few in transit).
+        if self.is_durable() && beyond_window && seq > st.paged.cursor {
             st.paged.count += 1;
             st.paged.bytes += size;
             self.maybe_page_in(&mut st, fx);
