@@ -3,46 +3,13 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command as Process, Output, Stdio};
+use std::process::{Child, Command as Process, Output};
 use std::sync::mpsc;
 
 use stampede_proto::{Command, Frame, Version};
-use stampede_tests::{binary, unique, Client, Server, WAIT};
+use stampede_tests::{command, run_to_exit, unique, Client, Server, WAIT};
 
 use crate::errors::{frames_until_closed, single_error};
-
-/// The broker command with its data in `data_dir`, listening on a free port, logging JSON.
-pub(crate) fn command(data_dir: &Path) -> Process {
-    let mut cmd = Process::new(binary());
-    cmd.args(["--log-format", "json", "--data-dir"])
-        .arg(data_dir)
-        .env("STAMPEDE__LISTENERS__STOMP__BIND", "127.0.0.1:0")
-        .env("STAMPEDE__LISTENERS__HTTP__BIND", "127.0.0.1:0")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
-}
-
-/// Runs a broker that is expected to refuse to start; returns its output once it has exited.
-fn run_to_exit(mut cmd: Process) -> Output {
-    let child = cmd.spawn().expect("spawn stampede");
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(WAIT) {
-        Ok(out) => out.expect("wait for stampede"),
-        Err(_) => {
-            // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-            panic!("stampede did not exit within {WAIT:?}: the bad configuration was accepted");
-        }
-    }
-}
 
 /// Asserts start-up failed with one stderr message containing every needle, each problem stated
 /// once (an error chain that repeats its cause is noise an operator has to untangle).

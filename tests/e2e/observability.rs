@@ -9,11 +9,9 @@ use std::sync::mpsc;
 
 use bytes::Bytes;
 use stampede_proto::{Command, Frame};
-use stampede_tests::{unique, Client, Server, WAIT};
+use stampede_tests::{command, unique, Client, Server, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-use crate::lifecycle::command;
 
 /// A plain HTTP/1.1 GET: (status, body).
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {

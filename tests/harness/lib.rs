@@ -9,7 +9,7 @@ pub mod client;
 mod server;
 
 pub use client::Client;
-pub use server::{binary, Server, ServerBuilder, StartFailure};
+pub use server::{binary, command, run_to_exit, Server, ServerBuilder, StartFailure};
 
 use std::time::Duration;
 

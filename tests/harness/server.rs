@@ -34,6 +34,40 @@ struct Logs {
     grew: Condvar,
 }
 
+/// The broker command, without a subcommand (`stampede` alone serves): data in `data_dir`, both
+/// listeners on free ports, JSON logs, output piped.
+pub fn command(data_dir: &Path) -> Command {
+    let mut cmd = Command::new(binary());
+    cmd.args(["--log-format", "json", "--data-dir"])
+        .arg(data_dir)
+        .env("STAMPEDE__LISTENERS__STOMP__BIND", "127.0.0.1:0")
+        .env("STAMPEDE__LISTENERS__HTTP__BIND", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Spawns a broker expected to refuse to start and returns its output once it has exited; fails
+/// the test (killing it) if it is still running after [`WAIT`].
+pub fn run_to_exit(mut cmd: Command) -> Output {
+    let child = cmd.spawn().expect("spawn stampede");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(WAIT) {
+        Ok(out) => out.expect("wait for stampede"),
+        Err(_) => {
+            // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            panic!("stampede did not exit within {WAIT:?}: it accepted what should refuse it");
+        }
+    }
+}
+
 /// Options for a broker under test.
 #[derive(Default)]
 pub struct ServerBuilder {
@@ -63,15 +97,8 @@ impl ServerBuilder {
     }
 
     fn command(&self, data_dir: &Path) -> Command {
-        let mut cmd = Command::new(binary());
-        cmd.args(["serve", "--log-format", "json", "--data-dir"])
-            .arg(data_dir)
-            .env("STAMPEDE__LISTENERS__STOMP__BIND", "127.0.0.1:0")
-            .env("STAMPEDE__LISTENERS__HTTP__BIND", "127.0.0.1:0")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        let mut cmd = command(data_dir);
+        cmd.arg("serve");
         if let Some(file) = &self.config {
             cmd.arg("--config").arg(file);
         }
@@ -89,20 +116,7 @@ impl ServerBuilder {
             .data_dir
             .clone()
             .unwrap_or_else(|| temp.path().join("data"));
-        let child = self.command(&data_dir).spawn().expect("spawn stampede");
-        let pid = child.id();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(child.wait_with_output());
-        });
-        match rx.recv_timeout(WAIT) {
-            Ok(out) => out.expect("wait for stampede"),
-            Err(_) => {
-                // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
-                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-                panic!("stampede did not exit within {WAIT:?}");
-            }
-        }
+        run_to_exit(self.command(&data_dir))
     }
 
     pub fn start(self) -> Server {
