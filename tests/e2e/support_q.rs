@@ -10,7 +10,6 @@
 //! arrived before the marker. Anything the broker had dispatched to this connection before it
 //! handled the marker is ahead of the marker in the connection's single ordered outbox.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -21,7 +20,6 @@ use stampede_tests::{unique, Client, Server};
 /// A STOMP connection for these suites.
 pub struct Conn {
     client: Client,
-    pending: VecDeque<Frame>,
     version: String,
     marker_queue: Option<String>,
 }
@@ -45,7 +43,6 @@ pub async fn connect_version(addr: SocketAddr, version: &str) -> Conn {
     assert_eq!(got, version, "negotiated version");
     Conn {
         client,
-        pending: VecDeque::new(),
         version: got,
         marker_queue: None,
     }
@@ -89,18 +86,7 @@ impl Conn {
 
     /// Sends `frame` with receipt `id` and waits for that RECEIPT; frames before it are kept.
     pub async fn request_id(&mut self, frame: Frame, id: &str) {
-        self.client.send_frame(frame.header("receipt", id)).await;
-        loop {
-            let f = self.client.recv().await;
-            match f.command {
-                Command::Receipt => {
-                    assert_eq!(f.headers.get("receipt-id"), Some(id), "{f:?}");
-                    return;
-                }
-                Command::Error => panic!("ERROR instead of RECEIPT {id}: {f:?}"),
-                _ => self.pending.push_back(f),
-            }
-        }
+        self.client.request_id(frame, id).await;
     }
 
     /// Sends `frame` with a fresh receipt and waits for the RECEIPT.
@@ -110,10 +96,7 @@ impl Conn {
 
     /// The next frame (kept ones first).
     pub async fn recv(&mut self) -> Frame {
-        match self.pending.pop_front() {
-            Some(f) => f,
-            None => self.client.recv().await,
-        }
+        self.client.recv().await
     }
 
     /// The next frame, which must be a MESSAGE.
@@ -147,17 +130,11 @@ impl Conn {
         body: impl Into<Bytes>,
         headers: &[(&str, &str)],
     ) {
-        let mut f = Frame::new(Command::Send)
-            .header("destination", destination)
-            .body(body);
-        for (k, v) in headers {
-            f = f.header(k, *v);
-        }
-        self.request(f).await;
+        self.client.send_with(destination, body, headers).await;
     }
 
     pub async fn subscribe(&mut self, destination: &str, id: &str, ack: &str) {
-        self.subscribe_with(destination, id, ack, &[]).await;
+        self.client.subscribe(destination, id, ack).await;
     }
 
     pub async fn subscribe_with(
@@ -167,14 +144,9 @@ impl Conn {
         ack: &str,
         headers: &[(&str, &str)],
     ) {
-        let mut f = Frame::new(Command::Subscribe)
-            .header("destination", destination)
-            .header("id", id)
-            .header("ack", ack);
-        for (k, v) in headers {
-            f = f.header(k, *v);
-        }
-        self.request(f).await;
+        self.client
+            .subscribe_with(destination, id, ack, headers)
+            .await;
     }
 
     pub async fn unsubscribe(&mut self, id: &str) {
@@ -260,8 +232,7 @@ impl Conn {
 
     /// Asserts the broker closes the connection with nothing more to read.
     pub async fn assert_closed(&mut self) {
-        let mut after: Vec<Frame> = self.pending.drain(..).collect();
-        after.extend(self.client.expect_closed().await);
+        let after = self.client.expect_closed().await;
         assert!(after.is_empty(), "frames before the close: {after:?}");
     }
 

@@ -15,7 +15,7 @@ pub struct Client {
     framed: Framed<TcpStream, StompCodec>,
     /// The CONNECTED frame the broker answered with.
     pub connected: Frame,
-    /// MESSAGE frames that arrived while a RECEIPT was awaited. The broker may legally dispatch
+    /// Frames that arrived while a RECEIPT was awaited. The broker may legally dispatch
     /// a message (to a SUBSCRIBE's backlog, after an ACK frees credit) before it answers the frame
     /// that caused it; they are handed out by the next `recv` instead of failing the test.
     pending: std::collections::VecDeque<Frame>,
@@ -121,27 +121,31 @@ impl Client {
         self.request(f).await;
     }
 
-    /// Sends `frame` with a fresh receipt id and waits for its RECEIPT, failing on anything else.
+    /// Sends `frame` with a fresh receipt id and waits for its RECEIPT.
     pub async fn request(&mut self, frame: Frame) {
         use std::sync::atomic::{AtomicU64, Ordering};
         static N: AtomicU64 = AtomicU64::new(0);
         let id = format!("rcpt-{}", N.fetch_add(1, Ordering::Relaxed));
-        self.send_frame(frame.header("receipt", id.clone())).await;
-        let reply = loop {
+        self.request_id(frame, &id).await;
+    }
+
+    /// Sends `frame` with receipt `id` and waits for that RECEIPT; an ERROR fails the test, other
+    /// frames arriving first are kept for the next `recv`.
+    pub async fn request_id(&mut self, frame: Frame, id: &str) {
+        self.send_frame(frame.header("receipt", id)).await;
+        loop {
             let f = next(&mut self.framed)
                 .await
                 .expect("connection closed while a RECEIPT was expected");
-            if f.command != Command::Message {
-                break f;
+            match f.command {
+                Command::Receipt => {
+                    assert_eq!(f.headers.get("receipt-id"), Some(id), "{f:?}");
+                    return;
+                }
+                Command::Error => panic!("ERROR instead of RECEIPT {id}: {f:?}"),
+                _ => self.pending.push_back(f),
             }
-            self.pending.push_back(f);
-        };
-        assert_eq!(
-            reply.command,
-            Command::Receipt,
-            "expected RECEIPT, got {reply:?}"
-        );
-        assert_eq!(reply.headers.get("receipt-id"), Some(id.as_str()));
+        }
     }
 
     /// SUBSCRIBE with a receipt, so deliveries can be expected right after.
