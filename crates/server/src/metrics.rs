@@ -332,35 +332,36 @@ impl Metrics {
     fn fill_queues(&self, broker: &Broker) {
         let mut queues = broker.queues();
         queues.sort_by(|a, b| a.name().cmp(b.name()));
-        let over = queues.len() > self.max_queue_series;
         for (vec, read) in &self.queues.counters {
             vec.reset();
-            let mut other = 0;
-            for (i, q) in queues.iter().enumerate() {
-                if over && i >= self.max_queue_series {
-                    other += read(q);
-                } else {
-                    vec.with_label_values(&[q.name()]).inc_by(read(q));
-                }
-            }
-            if over {
-                vec.with_label_values(&["_other"]).inc_by(other);
-            }
+            self.per_queue(&queues, read, |label, v| {
+                vec.with_label_values(&[label]).inc_by(v)
+            });
         }
         for (vec, read) in &self.queues.gauges {
             vec.reset();
-            let mut other = 0;
-            for (i, q) in queues.iter().enumerate() {
-                if over && i >= self.max_queue_series {
-                    other += read(q, broker);
-                } else {
-                    vec.with_label_values(&[q.name()])
-                        .set(read(q, broker) as i64);
-                }
-            }
-            if over {
-                vec.with_label_values(&["_other"]).set(other as i64);
-            }
+            self.per_queue(
+                &queues,
+                |q| read(q, broker),
+                |label, v| vec.with_label_values(&[label]).set(v as i64),
+            );
+        }
+    }
+
+    /// Writes one value per queue, the first `max_queue_series` under their own names and the
+    /// rest summed under `_other`.
+    fn per_queue(
+        &self,
+        queues: &[std::sync::Arc<Queue>],
+        read: impl Fn(&Queue) -> u64,
+        write: impl Fn(&str, u64),
+    ) {
+        let (own, rest) = queues.split_at(queues.len().min(self.max_queue_series));
+        for q in own {
+            write(q.name(), read(q));
+        }
+        if !rest.is_empty() {
+            write("_other", rest.iter().map(|q| read(q)).sum());
         }
     }
 }
