@@ -7,6 +7,7 @@ mod connect;
 mod disk;
 mod durability;
 mod errors;
+mod flow;
 mod heartbeat;
 mod lifecycle;
 mod observability;

@@ -2,102 +2,15 @@
 //! series stay capped with thousands of queues, `/healthz` answers, and `/readyz` says "not yet"
 //! while the store is being recovered.
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::sync::mpsc;
 
 use bytes::Bytes;
 use stampede_proto::{Command, Frame};
+use stampede_tests::http::{get, Scrape};
 use stampede_tests::{command, unique, Client, Server, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-/// A plain HTTP/1.1 GET: (status, body).
-async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).await.expect("connect http");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut raw))
-        .await
-        .expect("http answer in time")
-        .unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("http response");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status");
-    (status, decode_chunked(head, body))
-}
-
-fn decode_chunked(head: &str, body: &str) -> String {
-    if !head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        return body.to_owned();
-    }
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, tail)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.push_str(&tail[..n]);
-        rest = &tail[n + 2..];
-    }
-    out
-}
-
-/// One sample: its labels and value.
-type Sample = (HashMap<String, String>, f64);
-
-/// Scraped samples by metric name.
-struct Scrape(HashMap<String, Vec<Sample>>);
-
-impl Scrape {
-    async fn take(server: &Server) -> Scrape {
-        let (status, body) = get(server.http_addr, "/metrics").await;
-        assert_eq!(status, 200);
-        let lines = body.lines().map(|l| Ok(l.to_owned()));
-        let parsed = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
-        let mut by_name: HashMap<String, Vec<Sample>> = HashMap::new();
-        for s in parsed.samples {
-            let value = match s.value {
-                prometheus_parse::Value::Counter(v)
-                | prometheus_parse::Value::Gauge(v)
-                | prometheus_parse::Value::Untyped(v) => v,
-                prometheus_parse::Value::Histogram(ref h) => h.last().map_or(0.0, |b| b.count),
-                prometheus_parse::Value::Summary(_) => continue,
-            };
-            let labels = s
-                .labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            by_name.entry(s.metric).or_default().push((labels, value));
-        }
-        Scrape(by_name)
-    }
-
-    /// The value of `name` whose labels include every pair in `want`.
-    fn value(&self, name: &str, want: &[(&str, &str)]) -> f64 {
-        self.0
-            .get(name)
-            .and_then(|samples| {
-                samples.iter().find(|(labels, _)| {
-                    want.iter()
-                        .all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
-                })
-            })
-            .map(|(_, v)| *v)
-            .unwrap_or_else(|| panic!("no sample {name}{want:?}"))
-    }
-}
 
 #[tokio::test]
 async fn metrics_move_with_traffic_and_parse() {

@@ -6,6 +6,7 @@
 //! and every wait has a deadline that fails the test with what was seen so far.
 
 pub mod client;
+pub mod http;
 mod server;
 
 pub use client::Client;

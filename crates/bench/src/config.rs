@@ -44,7 +44,7 @@ pub struct Config {
     /// activemq.prefetchSize). Default: the broker's.
     #[arg(long)]
     pub prefetch: Option<u32>,
-    /// Send `persistent:true`.
+    /// Send `persistent:true` (otherwise `persistent:false`).
     #[arg(long)]
     pub persistent: bool,
     /// Ask for a RECEIPT every K sends (every K transactions with --tx). 1 = synchronous: wait for

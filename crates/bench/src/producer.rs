@@ -265,9 +265,9 @@ impl Producer {
 /// The constant part of every SEND head, encoded (and escaped) once through the codec.
 fn send_head(plan: &Plan, conn: &Conn) -> BytesMut {
     let mut headers = vec![("destination", plan.destination.as_str())];
-    if plan.persistent {
-        headers.push(("persistent", "true"));
-    }
+    // Said either way: brokers differ in what a SEND without the header is (Stampede stores it,
+    // RabbitMQ and ActiveMQ do not).
+    headers.push(("persistent", if plan.persistent { "true" } else { "false" }));
     let mut head = BytesMut::new();
     encode_head(
         Command::Send,

@@ -43,8 +43,14 @@ pub struct DeadLetter {
     pub reason: DeathReason,
 }
 
-/// A message whose store op is in `ops` and that becomes visible once they are submitted.
-pub type Staged = (Arc<Queue>, u64, Arc<MessageRecord>);
+/// A message that becomes visible once `ops` (which hold its put, when `stored`) are submitted.
+#[derive(Debug)]
+pub struct Staged {
+    pub queue: Arc<Queue>,
+    pub seq: u64,
+    pub record: Arc<MessageRecord>,
+    pub stored: bool,
+}
 
 /// A queue asks for its next waiting messages from the store.
 #[derive(Debug)]

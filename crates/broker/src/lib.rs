@@ -46,6 +46,11 @@ pub struct BrokerConfig {
     pub topic_subscriber_buffer: usize,
     /// Waiting messages a durable queue keeps in memory; the rest are read from the store.
     pub window: Window,
+    /// Message bytes accepted but not yet durable above which producers wait.
+    pub max_pending_writes: u64,
+    /// How long a producer waits for a crowded queue's consumers to take anything before they
+    /// count as stalled (see [`Queue::pace`]).
+    pub consumer_stall: std::time::Duration,
 }
 
 impl Default for BrokerConfig {
@@ -54,8 +59,19 @@ impl Default for BrokerConfig {
             default_prefetch: 1000,
             topic_subscriber_buffer: 100_000,
             window: Window::default(),
+            max_pending_writes: 32 * 1024 * 1024,
+            consumer_stall: std::time::Duration::from_millis(200),
         }
     }
+}
+
+/// What [`Broker::flow_control`] waited for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowWait {
+    /// A crowded queue's consumers.
+    pub consumers: bool,
+    /// The store's write backlog.
+    pub store: bool,
 }
 
 /// The registry of destinations. Lookups go through sharded maps; each queue then has its own lock,
@@ -207,6 +223,11 @@ impl Broker {
         self.queues.iter().map(|e| e.value().clone()).collect()
     }
 
+    /// Message bytes accepted and not yet durable.
+    pub fn pending_writes(&self) -> u64 {
+        self.store.backlog().bytes()
+    }
+
     /// Why the store refuses writes, if it has failed.
     pub fn store_failure(&self) -> Option<String> {
         self.store.failure()
@@ -262,8 +283,7 @@ impl Broker {
                     source.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
                 }
                 let seq = dlq.next_seq();
-                fx.ops.extend(dlq.put_op(seq, &record));
-                fx.publish.push((dlq, seq, record));
+                dlq.stage(seq, record, true, &mut fx);
             }
             let ticket = self.commit(std::mem::take(&mut fx.ops));
             if first.is_none() {
@@ -280,8 +300,8 @@ impl Broker {
             if publish.is_empty() {
                 break;
             }
-            for (queue, seq, record) in publish {
-                queue.publish(seq, record, &mut fx);
+            for m in publish {
+                m.queue.publish(m.seq, m.record, m.stored, &mut fx);
             }
             if fx.is_empty() {
                 break;
@@ -349,8 +369,10 @@ impl Broker {
                         value: full.value,
                     })?;
                 let seq = queue.next_seq();
-                fx.ops.extend(queue.put_op(seq, &record));
-                fx.publish.push((queue, seq, record));
+                let persistent = !record
+                    .header("persistent")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("false"));
+                queue.stage(seq, record, persistent, fx);
             }
             Destination::Topic(name) => {
                 if let Some(topic) = self.topics.get(name).map(|t| t.clone()) {
@@ -359,6 +381,25 @@ impl Broker {
             }
         }
         Ok(())
+    }
+
+    /// Producer flow control, before a SEND to `destination` is taken in: waits while that
+    /// queue's consumers are behind (see [`Queue::pace`]), then while the store holds more than
+    /// `max_pending_writes` not yet durable. The connection reads nothing meanwhile, so TCP
+    /// pushes back on the producer.
+    pub async fn flow_control(&self, destination: &str) -> FlowWait {
+        let mut waited = FlowWait::default();
+        if let Ok(Destination::Queue(name)) = Destination::parse(destination) {
+            if let Some(queue) = self.find_queue(&name) {
+                waited.consumers = queue.pace(self.config.consumer_stall).await;
+            }
+        }
+        waited.store = self
+            .store
+            .backlog()
+            .room(self.config.max_pending_writes)
+            .await;
+        waited
     }
 
     /// Applies timeouts, expiry and retention on every queue. The server calls this on a timer.

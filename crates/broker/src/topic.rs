@@ -34,7 +34,7 @@ impl Topic {
         let subs = self.subscribers.read();
         for q in subs.iter() {
             let seq = q.next_seq();
-            q.publish(seq, record.clone(), fx);
+            q.publish(seq, record.clone(), false, fx);
         }
         subs.len()
     }

@@ -209,6 +209,8 @@ async fn open_broker(
             messages: s.broker.queue_memory_window,
             bytes: s.broker.queue_memory_window_bytes as u64,
         },
+        max_pending_writes: s.storage.max_pending_writes as u64,
+        consumer_stall: s.broker.consumer_stall,
     };
     let policy = loaded.policy.clone();
     let opened = tokio::task::spawn_blocking(move || {

@@ -87,6 +87,10 @@ pub struct Metrics {
     fsync_seconds: Histogram,
     pub recovery_seconds: Gauge,
     store_bytes: IntGauge,
+    pending_writes: IntGauge,
+    /// SENDs held back by producer flow control, by what they waited for.
+    pub flow_waits_consumers: IntCounter,
+    pub flow_waits_store: IntCounter,
     queues: QueueFamilies,
     max_queue_series: usize,
     data_dir: PathBuf,
@@ -241,6 +245,12 @@ impl Metrics {
                 },
             ),
         ];
+        let flow_waits = counter_vec(
+            &r,
+            "stampede_flow_control_waits_total",
+            "SENDs held back by producer flow control, by what they waited for: a crowded queue's consumers, or the store's write backlog.",
+            &["reason"],
+        );
         Metrics {
             connections_open: gauge_vec(
                 &r,
@@ -304,6 +314,17 @@ impl Metrics {
                 r.register(Box::new(g.clone())).expect("unique metric");
                 g
             },
+            pending_writes: {
+                let g = IntGauge::with_opts(Opts::new(
+                    "stampede_store_pending_write_bytes",
+                    "Message bytes accepted and not yet durable (bounded by storage.max_pending_writes).",
+                ))
+                .expect("valid");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            flow_waits_consumers: flow_waits.with_label_values(&["consumers"]),
+            flow_waits_store: flow_waits.with_label_values(&["store"]),
             queues: QueueFamilies { counters, gauges },
             max_queue_series,
             data_dir: data_dir.to_owned(),
@@ -322,6 +343,7 @@ impl Metrics {
         let _one = self.scrape.lock();
         self.store_bytes.set(dir_size(&self.data_dir) as i64);
         if let Some(b) = broker {
+            self.pending_writes.set(b.pending_writes() as i64);
             self.fill_queues(b);
         }
         let mut out = Vec::new();

@@ -17,10 +17,12 @@
 //!   or may not be there (never half of one commit).
 //! - `read` sees every commit submitted before it, whether or not its ticket has resolved yet.
 
+mod backlog;
 mod memory;
 mod record;
 mod sled;
 
+pub use backlog::{op_bytes, Backlog};
 pub use memory::MemoryStore;
 pub use record::MessageRecord;
 pub use sled::{SledOptions, SledStore};
@@ -155,6 +157,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Resolves once everything committed before the call is durable; used at shutdown.
     fn flush(&self) -> Ticket;
+
+    /// Message bytes committed and not yet durable.
+    fn backlog(&self) -> &Backlog;
 
     /// Why the store no longer accepts writes, if it has failed.
     fn failure(&self) -> Option<String> {

@@ -13,6 +13,8 @@ use crate::{Op, ReadDone, Recovered, RecoveredQueue, RecoveredQueues, Store, Sto
 #[derive(Default)]
 pub struct MemoryStore {
     queues: Mutex<HashMap<String, Stored>>,
+    /// Always empty: commits apply at once.
+    backlog: crate::Backlog,
 }
 
 #[derive(Default)]
@@ -29,6 +31,10 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
+    fn backlog(&self) -> &crate::Backlog {
+        &self.backlog
+    }
+
     fn commit(&self, ops: Vec<Op>) -> Ticket {
         let mut queues = self.queues.lock();
         for op in ops {

@@ -195,8 +195,7 @@ mod tests {
         for (seq, body) in [(b, "b"), (c, "c"), (a, "a")] {
             let record = rec(body);
             let mut fx = crate::Effects::new();
-            fx.ops.extend(q.put_op(seq, &record));
-            fx.publish.push((q.clone(), seq, record));
+            q.stage(seq, record, true, &mut fx);
             broker.apply(fx).await.unwrap();
         }
         assert_eq!(stored(&store), 3);
@@ -210,5 +209,142 @@ mod tests {
         }
         got.sort();
         assert_eq!(got, ["a", "b", "c"]);
+    }
+
+    fn non_persistent(destination: &str, body: &str) -> stampede_proto::SendFrame {
+        let mut f = send_frame(destination, body);
+        f.headers.push("persistent", "false");
+        f
+    }
+
+    #[tokio::test]
+    async fn a_non_persistent_message_within_the_window_never_touches_the_store() {
+        let (broker, store) = broker();
+        let (mut s, mut rx) = session(&broker);
+        s.send(non_persistent("q", "fast")).unwrap().await.unwrap();
+        s.send(send_frame("q", "safe")).unwrap().await.unwrap();
+        assert_eq!(stored(&store), 1, "only the persistent one is stored");
+        s.subscribe(sub_frame("q", "1", AckMode::ClientIndividual))
+            .unwrap();
+        let got = deliveries(&mut rx);
+        assert_eq!(got.len(), 2);
+        assert!(got[0].durable.is_none(), "no delivery count to wait for");
+        assert!(got[1].durable.is_some());
+        for d in &got {
+            s.ack(ack_req(d.ack_id.as_deref().unwrap()))
+                .unwrap()
+                .await
+                .unwrap();
+        }
+        assert_eq!(stored(&store), 0);
+        assert_eq!(broker.queue("q").depth(), (0, 0, 1), "empty, one consumer");
+    }
+
+    #[tokio::test]
+    async fn a_non_persistent_message_beyond_the_window_is_stored_and_drains_in_order() {
+        let (broker, store) = broker_with_window(2);
+        let (mut s, mut rx) = session(&broker);
+        for b in ["a", "b", "c", "d"] {
+            s.send(non_persistent("q", b)).unwrap().await.unwrap();
+        }
+        assert_eq!(stored(&store), 2, "c and d arrived beyond the window");
+        s.subscribe(sub_frame("q", "1", AckMode::Auto)).unwrap();
+        let mut got = Vec::new();
+        while got.len() < 4 {
+            let b = bodies(&mut rx);
+            assert!(!b.is_empty(), "stalled after {got:?}");
+            got.extend(b);
+        }
+        assert_eq!(got, ["a", "b", "c", "d"]);
+    }
+
+    /// A queue with a window of 4 (low-water mark 3) and one client-individual consumer holding
+    /// one message, with `waiting` more messages behind it (beyond 4 they go to the store).
+    fn crowded_queue(
+        waiting: usize,
+    ) -> (
+        std::sync::Arc<crate::Broker>,
+        crate::Session,
+        tokio::sync::mpsc::UnboundedReceiver<crate::Outgoing>,
+        Vec<String>,
+    ) {
+        let (broker, _) = broker_with_window(4);
+        let (mut s, mut rx) = session(&broker);
+        let mut sub = sub_frame("q", "1", AckMode::ClientIndividual);
+        sub.prefetch = Some(1);
+        s.subscribe(sub).unwrap();
+        for n in 0..=waiting {
+            drop(s.send(non_persistent("/queue/q", &n.to_string())).unwrap());
+        }
+        let held: Vec<String> = deliveries(&mut rx)
+            .into_iter()
+            .map(|d| d.ack_id.unwrap())
+            .collect();
+        assert_eq!(held.len(), 1);
+        (broker, s, rx, held)
+    }
+
+    async fn ack_next(
+        s: &mut crate::Session,
+        rx: &mut tokio::sync::mpsc::UnboundedReceiver<crate::Outgoing>,
+        pending: &mut Vec<String>,
+    ) {
+        pending.extend(deliveries(rx).into_iter().map(|d| d.ack_id.unwrap()));
+        let id = pending.remove(0);
+        s.ack(ack_req(&id)).unwrap().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_producer_waits_while_a_crowded_queue_drains_to_its_low_water_mark() {
+        use futures::FutureExt;
+        let (broker, mut s, mut rx, mut pending) = crowded_queue(4);
+        let mut wait = Box::pin(broker.flow_control("/queue/q"));
+        assert!((&mut wait).now_or_never().is_none(), "4 waiting, window 4");
+        ack_next(&mut s, &mut rx, &mut pending).await;
+        assert!(
+            (&mut wait).now_or_never().is_none(),
+            "3 waiting: not below the low-water mark"
+        );
+        ack_next(&mut s, &mut rx, &mut pending).await;
+        let waited = wait.now_or_never().expect("2 waiting: room");
+        assert!(waited.consumers && !waited.store);
+        let again = broker.flow_control("/queue/q").now_or_never();
+        assert_eq!(
+            again,
+            Some(crate::FlowWait::default()),
+            "no wait below the window"
+        );
+        let other = broker.flow_control("/queue/elsewhere").now_or_never();
+        assert_eq!(other, Some(crate::FlowWait::default()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stalled_consumers_stop_pacing_until_they_catch_up() {
+        use futures::FutureExt;
+        let (broker, mut s, mut rx, mut pending) = crowded_queue(4);
+        // Nobody acks: the wait ends after the stall time (the paused clock jumps to it).
+        assert!(broker.flow_control("/queue/q").await.consumers);
+        for n in 0..20 {
+            let next = broker.flow_control("/queue/q").now_or_never();
+            assert_eq!(next, Some(crate::FlowWait::default()), "stalled: no wait");
+            drop(
+                s.send(non_persistent("/queue/q", &format!("more {n}")))
+                    .unwrap(),
+            );
+        }
+        // The consumer catches up below the low-water mark: pacing resumes.
+        while broker.queue("q").depth().0 >= 3 {
+            ack_next(&mut s, &mut rx, &mut pending).await;
+        }
+        for n in 0..2 {
+            drop(
+                s.send(non_persistent("/queue/q", &format!("last {n}")))
+                    .unwrap(),
+            );
+        }
+        assert!(
+            broker.flow_control("/queue/q").now_or_never().is_none(),
+            "paced again"
+        );
     }
 }

@@ -17,7 +17,7 @@ mod tests;
 mod tests_time;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -134,6 +134,13 @@ pub struct Queue {
     next_seq: AtomicU64,
     state: Mutex<State>,
     pub stats: QueueStats,
+    /// Producer pacing (see [`Queue::pace`]): woken when consumers have taken the in-memory
+    /// backlog below the low-water mark.
+    progress: tokio::sync::Notify,
+    /// Producers waiting in [`Queue::pace`], so dispatch only notifies when someone listens.
+    pacers: AtomicUsize,
+    /// The consumers took nothing while a producer waited: stop pacing until they catch up.
+    stalled: AtomicBool,
 }
 
 impl std::fmt::Debug for Queue {
@@ -171,6 +178,9 @@ impl Queue {
                 ..State::default()
             }),
             stats: QueueStats::default(),
+            progress: tokio::sync::Notify::new(),
+            pacers: AtomicUsize::new(0),
+            stalled: AtomicBool::new(false),
         })
     }
 
@@ -193,7 +203,6 @@ impl Queue {
     fn ctx(&self) -> Ctx<'_> {
         Ctx {
             name: &self.name,
-            durable: self.is_durable(),
             max_deliveries: self.settings.max_deliveries,
         }
     }
@@ -233,37 +242,65 @@ impl Queue {
         Ok(())
     }
 
-    /// The store op that persists message `seq`, if this queue is durable.
-    pub fn put_op(&self, seq: u64, record: &Arc<MessageRecord>) -> Option<Op> {
-        self.is_durable().then(|| Op::Put {
-            queue: self.name.clone(),
+    /// Stages message `seq` in `fx`: its put (for a durable queue) and its publication once the
+    /// put is submitted. A non-persistent message (`persistent == false`) skips the store while
+    /// the queue's backlog fits its memory window, so it is gone after a restart; beyond the window
+    /// it is stored like any other, because only stored messages may wait outside memory.
+    pub fn stage(
+        self: &Arc<Self>,
+        seq: u64,
+        record: Arc<MessageRecord>,
+        persistent: bool,
+        fx: &mut Effects,
+    ) {
+        let stored = self.is_durable() && (persistent || self.beyond_window(&self.state.lock()));
+        if stored {
+            fx.ops.push(Op::Put {
+                queue: self.name.clone(),
+                seq,
+                record: record.clone(),
+            });
+        }
+        fx.publish.push(crate::effects::Staged {
+            queue: self.clone(),
             seq,
-            record: record.clone(),
-        })
+            record,
+            stored,
+        });
+    }
+
+    fn beyond_window(&self, st: &State) -> bool {
+        st.paged.count > 0
+            || st.ready.len() >= self.window.messages
+            || st.memory_bytes() >= self.window.bytes
     }
 
     /// Makes message `seq` visible and dispatches it if a consumer has credit. Beyond the memory
-    /// window a durable queue keeps only the count: the message is read back from the store when
-    /// the queue has drained enough.
-    pub fn publish(self: &Arc<Self>, seq: u64, record: Arc<MessageRecord>, fx: &mut Effects) {
+    /// window a durable queue keeps only the count of stored messages: they are read back from
+    /// the store when the queue has drained enough. `stored` says whether its put was committed.
+    pub fn publish(
+        self: &Arc<Self>,
+        seq: u64,
+        record: Arc<MessageRecord>,
+        stored: bool,
+        fx: &mut Effects,
+    ) {
         self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
         self.next_seq.fetch_max(seq + 1, Ordering::Relaxed);
         let mut st = self.state.lock();
         let size = record.size() as u64;
         st.bytes += size;
-        let beyond_window = st.paged.count > 0
-            || st.ready.len() >= self.window.messages
-            || st.memory_bytes() >= self.window.bytes;
         // Only messages newer than everything in memory may stay on disk: page-in reads above
         // the cursor. Sequence numbers are allocated before publishing, so an older one can
-        // arrive late; it joins memory (the window stretches by the few in transit).
-        if self.is_durable() && beyond_window && seq > st.paged.cursor {
+        // arrive late; it joins memory (the window stretches by the few in transit), as does a
+        // message that is not stored.
+        if stored && self.beyond_window(&st) && seq > st.paged.cursor {
             st.paged.count += 1;
             st.paged.bytes += size;
             self.maybe_page_in(&mut st, fx);
             return;
         }
-        st.insert_ready(seq, Entry::new(record, 0));
+        st.insert_ready(seq, Entry::new(record, stored && self.is_durable()));
         st.paged.cursor = st.paged.cursor.max(seq);
         if let QueueKind::Transient { max_ready } = self.kind {
             while st.ready.len() > max_ready {
@@ -289,7 +326,7 @@ impl Queue {
         st.paged.count = stored.messages.saturating_sub(stored.head.len() as u64);
         st.paged.bytes = st.bytes - head_bytes;
         for m in stored.head {
-            let entry = Entry::new(m.record, m.deliveries);
+            let entry = Entry::stored(m.record, m.deliveries);
             st.insert_ready(m.seq, entry);
         }
         self.dispatch(&mut st, fx);
@@ -325,7 +362,7 @@ impl Queue {
             st.paged.cursor = m.seq;
             st.paged.count = st.paged.count.saturating_sub(1);
             st.paged.bytes = st.paged.bytes.saturating_sub(size);
-            let entry = Entry::new(m.record, m.deliveries);
+            let entry = Entry::stored(m.record, m.deliveries);
             st.insert_ready(m.seq, entry);
         }
         self.dispatch(&mut st, fx);
@@ -635,7 +672,7 @@ impl Queue {
     /// Persists a delivery count, so `max_deliveries` holds across restarts.
     fn record_delivery(&self, seq: u64, entry: &mut Entry, fx: &mut Effects) {
         self.count_delivery(entry);
-        if self.is_durable() {
+        if entry.stored {
             entry.counted = true;
             fx.ops.push(Op::SetDeliveries {
                 queue: self.name.clone(),
@@ -649,6 +686,56 @@ impl Queue {
     fn dispatch(self: &Arc<Self>, st: &mut State, fx: &mut Effects) {
         self.dispatch_ready(st, fx);
         self.maybe_page_in(st, fx);
+        if st.ready.len() < self.low_water() {
+            self.stalled.store(false, Ordering::Relaxed);
+            if self.pacers.load(Ordering::Acquire) > 0 {
+                self.progress.notify_waiters();
+            }
+        }
+    }
+
+    /// Below this many waiting messages in memory a paced producer may go on; the gap to the
+    /// window lets it send a run of messages per wake-up rather than one.
+    fn low_water(&self) -> usize {
+        self.window.messages * 3 / 4
+    }
+
+    /// True while a producer should wait before adding to this queue: its memory window is full
+    /// and consumers are attached that have been taking messages.
+    fn crowded(&self) -> bool {
+        if !self.is_durable() || self.stalled.load(Ordering::Relaxed) {
+            return false;
+        }
+        let st = self.state.lock();
+        !st.consumers.is_empty()
+            && (st.ready.len() >= self.window.messages || st.memory_bytes() >= self.window.bytes)
+    }
+
+    /// Producer flow control: waits while the queue is crowded, so a producer faster than the
+    /// consumers keeps the backlog in memory, where they take it without a disk round trip,
+    /// instead of burying them under a backlog paged out to disk. Consumers that take nothing for
+    /// `stall` are stalled (a client that stopped acking or reading): the producer then goes on
+    /// and the backlog goes to the store, until the consumers have caught up again. Returns
+    /// whether it waited.
+    pub async fn pace(&self, stall: Duration) -> bool {
+        let mut waited = false;
+        loop {
+            let progress = self.progress.notified();
+            tokio::pin!(progress);
+            progress.as_mut().enable();
+            if !self.crowded() {
+                return waited;
+            }
+            waited = true;
+            self.pacers.fetch_add(1, Ordering::AcqRel);
+            let woken = tokio::time::timeout(stall, progress).await;
+            self.pacers.fetch_sub(1, Ordering::AcqRel);
+            if woken.is_err() {
+                tracing::debug!(queue = %self.name, "consumers stalled; producers no longer wait for them");
+                self.stalled.store(true, Ordering::Relaxed);
+                return waited;
+            }
+        }
     }
 
     fn dispatch_ready(self: &Arc<Self>, st: &mut State, fx: &mut Effects) {
@@ -675,7 +762,7 @@ impl Queue {
             entry.deliveries += 1;
             let consumer = &mut st.consumers[idx];
             let mut delivery = self.delivery(consumer, seq, &entry);
-            if self.is_durable() && consumer.spec.ack != AckMode::Auto {
+            if entry.stored && consumer.spec.ack != AckMode::Auto {
                 delivery.durable = Some(fx.gate());
             }
             if consumer

@@ -21,14 +21,29 @@ pub(super) struct Entry {
     pub deliveries: u32,
     /// A delivery count may be stored for it (so its delete must remove that too).
     pub counted: bool,
+    /// The store holds it: settling it deletes it there, and its delivery counts are written.
+    /// False for messages of transient queues and for non-persistent messages kept in memory.
+    pub stored: bool,
 }
 
 impl Entry {
-    pub fn new(record: Arc<MessageRecord>, deliveries: u32) -> Entry {
+    /// A message read from the store.
+    pub fn stored(record: Arc<MessageRecord>, deliveries: u32) -> Entry {
         Entry {
             record,
             deliveries,
             counted: deliveries > 0,
+            stored: true,
+        }
+    }
+
+    /// A new message; `stored` says whether its put was committed.
+    pub fn new(record: Arc<MessageRecord>, stored: bool) -> Entry {
+        Entry {
+            record,
+            deliveries: 0,
+            counted: false,
+            stored,
         }
     }
 }
@@ -95,19 +110,7 @@ pub(super) struct Paged {
 /// What the state needs to know about its queue to record effects.
 pub(super) struct Ctx<'a> {
     pub name: &'a Arc<str>,
-    pub durable: bool,
     pub max_deliveries: Option<u32>,
-}
-
-impl Ctx<'_> {
-    pub fn delete_op(&self, seq: u64, bytes: u64, counted: bool) -> Option<Op> {
-        self.durable.then(|| Op::Delete {
-            queue: self.name.clone(),
-            seq,
-            bytes,
-            counted,
-        })
-    }
 }
 
 impl State {
@@ -153,7 +156,14 @@ impl State {
     pub fn forget(&mut self, ctx: &Ctx, seq: u64, entry: &Entry, fx: &mut Effects) {
         let size = entry.record.size() as u64;
         self.bytes = self.bytes.saturating_sub(size);
-        fx.ops.extend(ctx.delete_op(seq, size, entry.counted));
+        if entry.stored {
+            fx.ops.push(Op::Delete {
+                queue: ctx.name.clone(),
+                seq,
+                bytes: size,
+                counted: entry.counted,
+            });
+        }
     }
 
     /// Bytes of the messages held in memory.

@@ -59,7 +59,7 @@ fn drain(rx: &mut mpsc::UnboundedReceiver<Outgoing>) -> Vec<(String, u64, u32)> 
 
 fn send(q: &Arc<Queue>, body: &str) -> u64 {
     let seq = q.next_seq();
-    q.publish(seq, rec(body), &mut fx());
+    q.publish(seq, rec(body), true, &mut fx());
     seq
 }
 
@@ -198,10 +198,10 @@ fn transient_queue_drops_oldest_beyond_its_bound() {
     for b in ["a", "b", "c"] {
         send(&q, b);
     }
-    assert!(
-        q.put_op(9, &rec("x")).is_none(),
-        "transient queues never persist"
-    );
+    let mut staged = fx();
+    q.stage(9, rec("x"), true, &mut staged);
+    assert!(staged.ops.is_empty(), "transient queues never persist");
+    staged.publish.clear();
     let (s, mut r) = consumer(1, AckMode::Auto, 10);
     q.add_consumer(s, &mut fx());
     assert_eq!(bodies(&drain(&mut r)), ["b", "c"]);

@@ -49,7 +49,8 @@ impl Fixture {
 
     fn send_expiring(&self, body: &str, expires: Option<u64>) -> u64 {
         let seq = self.q.next_seq();
-        self.q.publish(seq, rec(body, expires), &mut Effects::new());
+        self.q
+            .publish(seq, rec(body, expires), true, &mut Effects::new());
         seq
     }
 

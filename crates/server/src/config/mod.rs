@@ -77,6 +77,8 @@ pub struct Storage {
     pub large_body_threshold: usize,
     #[serde(deserialize_with = "size")]
     pub min_free_space: usize,
+    #[serde(deserialize_with = "size")]
+    pub max_pending_writes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -109,6 +111,8 @@ pub struct BrokerSection {
     pub queue_memory_window: usize,
     #[serde(deserialize_with = "size")]
     pub queue_memory_window_bytes: usize,
+    #[serde(deserialize_with = "duration")]
+    pub consumer_stall: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -235,6 +239,15 @@ fn validate(settings: Settings) -> Result<Loaded, ConfigError> {
             "broker.queue_memory_window_bytes",
             "must be at least 64KiB",
         ));
+    }
+    if settings.storage.max_pending_writes < 64 * 1024 {
+        return Err(invalid(
+            "storage.max_pending_writes",
+            "must be at least 64KiB",
+        ));
+    }
+    if settings.broker.consumer_stall.is_zero() {
+        return Err(invalid("broker.consumer_stall", "must be more than 0s"));
     }
     if settings.broker.topic_subscriber_buffer == 0 {
         return Err(invalid(

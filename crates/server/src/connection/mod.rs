@@ -119,6 +119,7 @@ pub async fn serve<S>(
         .run(),
     );
     let mut conn = Conn {
+        broker: broker.clone(),
         session,
         out: out_tx,
         replies,
@@ -163,6 +164,7 @@ pub struct Heartbeat {
 }
 
 struct Conn {
+    broker: Arc<Broker>,
     session: Session,
     out: mpsc::UnboundedSender<Outgoing>,
     replies: Arc<Replies>,
@@ -317,9 +319,31 @@ impl Conn {
         }
     }
 
+    /// Producer flow control before a message is taken in (a SEND outside a transaction, or a
+    /// COMMIT, which publishes what its SENDs held).
+    async fn flow_control(&self, destination: Option<&str>) {
+        let waited = self
+            .broker
+            .flow_control(destination.unwrap_or_default())
+            .await;
+        if waited.consumers {
+            self.metrics.flow_waits_consumers.inc();
+        }
+        if waited.store {
+            self.metrics.flow_waits_store.inc();
+        }
+    }
+
     async fn handle(&mut self, req: Request) -> Result<Flow, Rejection> {
         let started = std::time::Instant::now();
         let is_send = matches!(req.command, ClientCommand::Send(_));
+        match &req.command {
+            ClientCommand::Send(send) if send.transaction.is_none() => {
+                self.flow_control(Some(&send.destination)).await
+            }
+            ClientCommand::Commit { .. } => self.flow_control(None).await,
+            _ => {}
+        }
         let s = &mut self.session;
         let ticket = match req.command {
             ClientCommand::Connect(_) => {

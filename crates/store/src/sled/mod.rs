@@ -27,8 +27,8 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 use crate::{
-    MessageRecord, Op, ReadDone, Recovered, RecoveredQueue, RecoveredQueues, Store, StoreError,
-    StoreObserver, Ticket,
+    Backlog, MessageRecord, Op, ReadDone, Recovered, RecoveredQueue, RecoveredQueues, Store,
+    StoreError, StoreObserver, Ticket,
 };
 use codec::{BodyRef, TAG_DELIVERIES, TAG_MESSAGE, TAG_QUEUE, TAG_SEGMENT, TAG_TOTALS};
 use rounds::RoundLog;
@@ -59,6 +59,8 @@ impl Default for SledOptions {
 enum Job {
     Commit {
         ops: Vec<Op>,
+        /// What this commit added to the backlog.
+        bytes: u64,
         done: oneshot::Sender<Result<(), StoreError>>,
     },
     Read {
@@ -85,6 +87,7 @@ struct ReadJob {
 pub struct SledStore {
     /// Why writes are refused, once a round has failed (shared with the committer).
     failed: Arc<Mutex<Option<String>>>,
+    backlog: Arc<Backlog>,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     committer: Mutex<Option<JoinHandle<()>>>,
     segments_dir: PathBuf,
@@ -182,8 +185,10 @@ impl SledStore {
             .spawn(move || reader.run(read_rx))
             .map_err(io)?;
         let failed = Arc::new(Mutex::new(None));
+        let backlog = Arc::new(Backlog::default());
         let committer = Committer {
             shared_failure: failed.clone(),
+            backlog: backlog.clone(),
             observer,
             reads: Some((reads, reader)),
             segments_dir: segments_dir.clone(),
@@ -205,6 +210,7 @@ impl SledStore {
             .map_err(io)?;
         Ok(SledStore {
             failed,
+            backlog,
             jobs: Mutex::new(Some(tx)),
             committer: Mutex::new(Some(handle)),
             segments_dir,
@@ -236,10 +242,19 @@ impl SledStore {
 impl Store for SledStore {
     fn commit(&self, ops: Vec<Op>) -> Ticket {
         let (ticket, done) = Ticket::pending();
-        match self.send(Job::Commit { ops, done }) {
+        let bytes = crate::op_bytes(&ops);
+        self.backlog.add(bytes);
+        match self.send(Job::Commit { ops, bytes, done }) {
             Ok(()) => ticket,
-            Err(_) => Ticket::ready(Err(StoreError::Closed)),
+            Err(_) => {
+                self.backlog.remove(bytes);
+                Ticket::ready(Err(StoreError::Closed))
+            }
         }
+    }
+
+    fn backlog(&self) -> &Backlog {
+        &self.backlog
     }
 
     fn recover(&self, head: usize) -> Result<RecoveredQueues, StoreError> {
@@ -282,6 +297,7 @@ impl Drop for SledStore {
 /// State owned by the committer thread.
 struct Committer {
     shared_failure: Arc<Mutex<Option<String>>>,
+    backlog: Arc<Backlog>,
     observer: Option<Arc<dyn StoreObserver>>,
     /// The reader thread's queue and handle (joined when the committer ends).
     reads: Option<(mpsc::Sender<ReadJob>, JoinHandle<()>)>,
@@ -314,6 +330,7 @@ impl Committer {
                 }
             }
             let mut waiting = Vec::new();
+            let mut written = 0;
             let mut later = Vec::new();
             let mut ops: Vec<&Op> = Vec::new();
             let mut commits = 0;
@@ -340,10 +357,14 @@ impl Committer {
             }
             for job in jobs {
                 match job {
-                    Job::Commit { done, .. } => waiting.push(done),
+                    Job::Commit { done, bytes, .. } => {
+                        written += bytes;
+                        waiting.push(done);
+                    }
                     other => later.push(other),
                 }
             }
+            self.backlog.remove(written);
             for done in waiting {
                 let _ = done.send(result.clone());
             }
