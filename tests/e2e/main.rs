@@ -9,6 +9,7 @@ mod durability;
 mod errors;
 mod flow;
 mod heartbeat;
+mod idle;
 mod lifecycle;
 mod observability;
 mod queue;

@@ -46,11 +46,12 @@ pub struct AutoSettle {
     pub seq: u64,
 }
 
-/// Items a connection's writer drains, in order.
+/// Items a connection's writer drains, in order. Boxed, so the item is pointer-sized: every
+/// connection's outbox channel allocates its slots in blocks up front, idle or not.
 #[derive(Debug)]
 pub enum Outgoing {
-    Message(Delivery),
-    Frame(Frame),
+    Message(Box<Delivery>),
+    Frame(Box<Frame>),
     /// Answered by the writer once everything queued before it is written (and auto-ack
     /// deliveries among it settled), so the connection can cancel a subscription without
     /// requeueing messages the client already has.

@@ -94,7 +94,7 @@ pub fn deliveries(rx: &mut mpsc::UnboundedReceiver<Outgoing>) -> Vec<Delivery> {
     let mut out = Vec::new();
     while let Ok(item) = rx.try_recv() {
         if let Outgoing::Message(d) = item {
-            out.push(d);
+            out.push(*d);
         }
     }
     out

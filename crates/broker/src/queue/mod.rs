@@ -768,7 +768,7 @@ impl Queue {
             if consumer
                 .spec
                 .outbox
-                .send(Outgoing::Message(delivery))
+                .send(Outgoing::Message(Box::new(delivery)))
                 .is_err()
             {
                 // The connection is gone and will detach this consumer; until then it gets nothing.

@@ -48,7 +48,7 @@ pub async fn serve<S>(
         max_frame_size: settings.max_connect_frame,
         ..settings.limits
     });
-    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let mut buf = BytesMut::new();
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
     let cancelled = Cancelled::default();
@@ -76,7 +76,7 @@ pub async fn serve<S>(
             // Refused before any broker state exists for this socket.
             warn!(%peer, %reason, "connection refused");
             settings.metrics.error(kind);
-            let _ = out_tx.send(Outgoing::Frame(error_frame(&reason, None)));
+            let _ = out_tx.send(Outgoing::Frame(Box::new(error_frame(&reason, None))));
             replies.queued();
             let _ = ctl_tx.send(Control::Close);
             let writer = Writer {
@@ -100,9 +100,9 @@ pub async fn serve<S>(
     let session_id = session.id();
     tracing::Span::current().record("session", session_id);
     info!(%peer, session = session_id, version = %version, "connected");
-    let _ = out_tx.send(Outgoing::Frame(
+    let _ = out_tx.send(Outgoing::Frame(Box::new(
         connected.header("session", session_id.to_string()),
-    ));
+    )));
     replies.queued();
     let writer = tokio::spawn(
         Writer {
@@ -253,7 +253,7 @@ impl Kind for ProtoError {
 
 impl Conn {
     fn reply(&self, frame: Frame) {
-        if self.out.send(Outgoing::Frame(frame)).is_ok() {
+        if self.out.send(Outgoing::Frame(Box::new(frame))).is_ok() {
             self.replies.queued();
         }
     }
@@ -416,8 +416,19 @@ impl std::fmt::Display for ReadError {
     }
 }
 
+/// Bytes read per syscall while frames are arriving.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// What an idle connection waits with: a small array inside its task instead of a heap buffer.
+/// Idle connections are most of them, and a read buffer each would be most of their memory.
+const IDLE_READ: usize = 256;
+
 /// Reads until a whole frame is decoded. Any bytes received (heart-beat EOLs included) reset the
 /// silence timer. `Ok(None)` is a clean end of stream.
+///
+/// With nothing buffered the connection is between frames: the read buffer is given up and the
+/// next bytes are read into a small array first, so an idle connection holds no read buffer. A
+/// read that fills the array means traffic, and the next ones go straight into the buffer.
 async fn read_frame<R: AsyncRead + Unpin>(
     rd: &mut R,
     decoder: &mut Decoder,
@@ -426,21 +437,40 @@ async fn read_frame<R: AsyncRead + Unpin>(
 ) -> Result<Option<Frame>, ReadError> {
     loop {
         if let Some(frame) = decoder.decode(buf)? {
+            if buf.is_empty() {
+                // Frames keep their slice of the allocation; ours is not needed between frames.
+                *buf = BytesMut::new();
+            }
             return Ok(Some(frame));
         }
-        buf.reserve(8 * 1024);
-        let read = rd.read_buf(buf);
-        let n = match silence {
-            Some(limit) => tokio::time::timeout(limit, read)
-                .await
-                .map_err(|_| ReadError::Silent)?,
-            None => read.await,
-        }
-        .map_err(|e| ReadError::Proto(ProtoError::Io(e)))?;
+        let n = if buf.is_empty() {
+            let mut first = [0u8; IDLE_READ];
+            let n = with_silence(silence, rd.read(&mut first)).await?;
+            buf.reserve(if n == IDLE_READ { READ_CHUNK } else { n });
+            buf.extend_from_slice(&first[..n]);
+            n
+        } else {
+            buf.reserve(READ_CHUNK);
+            with_silence(silence, rd.read_buf(buf)).await?
+        };
         if n == 0 {
             return Ok(None);
         }
     }
+}
+
+/// A read that fails as [`ReadError::Silent`] when nothing arrives within `silence`.
+async fn with_silence(
+    silence: Option<Duration>,
+    read: impl std::future::Future<Output = std::io::Result<usize>>,
+) -> Result<usize, ReadError> {
+    match silence {
+        Some(limit) => tokio::time::timeout(limit, read)
+            .await
+            .map_err(|_| ReadError::Silent)?,
+        None => read.await,
+    }
+    .map_err(|e| ReadError::Proto(ProtoError::Io(e)))
 }
 
 pub fn error_frame(message: &str, receipt: Option<&str>) -> Frame {

@@ -106,7 +106,7 @@ pub struct Writer<W> {
 
 impl<W: AsyncWrite + Unpin> Writer<W> {
     pub async fn run(mut self) -> WriterEnd {
-        let mut buf = BytesMut::with_capacity(16 * 1024);
+        let mut buf = BytesMut::new();
         let mut settles: Vec<AutoSettle> = Vec::new();
         let mut barriers: Vec<oneshot::Sender<()>> = Vec::new();
         let mut gates: Vec<Arc<DurableGate>> = Vec::new();
@@ -203,7 +203,13 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             return Ok(());
         }
         let res = self.socket.write_all(buf).await;
-        buf.clear();
+        if self.outbox.is_empty() {
+            // Going idle: most connections are, and a write buffer each would be most of their
+            // memory. A busy writer keeps its buffer from one write to the next.
+            *buf = BytesMut::new();
+        } else {
+            buf.clear();
+        }
         res
     }
 }
