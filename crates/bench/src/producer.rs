@@ -151,15 +151,17 @@ impl Producer {
         };
         let unit = plan.tx.max(1);
         while self.encoded < limit {
-            let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
-                break;
-            }
             let len = unit.min(limit - self.encoded);
             while self.receipts.in_flight(self.encoded) + len > plan.window {
                 self.flush(&mut conn).await?;
                 let f = conn.next_frame("RECEIPT").await?;
                 self.on_frame(&f)?;
+            }
+            // Taken after the window had room: a closed-loop message's latency starts when it
+            // could be sent, not while the previous one was still waiting for its receipt.
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                break;
             }
             let mut stamp_at = now;
             if let Some(rate) = plan.rate_per_producer {
