@@ -44,9 +44,14 @@ pub struct Config {
     /// activemq.prefetchSize). Default: the broker's.
     #[arg(long)]
     pub prefetch: Option<u32>,
-    /// Send `persistent:true` (otherwise `persistent:false`).
+    /// Send `persistent:true`.
     #[arg(long)]
     pub persistent: bool,
+    /// Send `persistent:false`. Without either flag the header is left out, which brokers read
+    /// differently: Stampede stores such a message, RabbitMQ and ActiveMQ do not (and RabbitMQ
+    /// refuses `persistent:false` to a queue it declared durable).
+    #[arg(long, conflicts_with = "persistent")]
+    pub non_persistent: bool,
     /// Ask for a RECEIPT every K sends (every K transactions with --tx). 1 = synchronous: wait for
     /// each receipt before the next send. 0 = none, only the closing DISCONNECT receipt.
     #[arg(long, default_value_t = 0)]
@@ -206,6 +211,15 @@ impl Config {
         self.tx.max(1)
     }
 
+    /// The `persistent` header every SEND carries, if any.
+    pub fn persistent_header(&self) -> Option<&'static str> {
+        match (self.persistent, self.non_persistent) {
+            (true, _) => Some("true"),
+            (false, true) => Some("false"),
+            (false, false) => None,
+        }
+    }
+
     /// Messages in flight beyond the last RECEIPT; `u64::MAX` without receipts (TCP flow control
     /// is then the only brake, as for any fire-and-forget client).
     pub fn window(&self) -> u64 {
@@ -235,6 +249,18 @@ mod tests {
 
     fn cfg(args: &[&str]) -> Config {
         Config::parse_from(std::iter::once("stampede-bench").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_persistent_header_is_sent_only_when_asked_for() {
+        assert_eq!(cfg(&[]).persistent_header(), None);
+        assert_eq!(cfg(&["--persistent"]).persistent_header(), Some("true"));
+        assert_eq!(
+            cfg(&["--non-persistent"]).persistent_header(),
+            Some("false")
+        );
+        let both = ["stampede-bench", "--persistent", "--non-persistent"];
+        assert!(Config::try_parse_from(both).is_err());
     }
 
     #[test]

@@ -88,7 +88,7 @@ struct Producer {
     plan: Arc<Plan>,
     shared: Arc<Shared>,
     go: Instant,
-    /// "SEND\ndestination:..\n[persistent:true\n]content-length:N\n": everything but the
+    /// "SEND\ndestination:..\n[persistent:..\n]content-length:N\n": everything but the
     /// per-message headers, the blank line and the body.
     head: BytesMut,
     padding: Vec<u8>,
@@ -267,9 +267,9 @@ impl Producer {
 /// The constant part of every SEND head, encoded (and escaped) once through the codec.
 fn send_head(plan: &Plan, conn: &Conn) -> BytesMut {
     let mut headers = vec![("destination", plan.destination.as_str())];
-    // Said either way: brokers differ in what a SEND without the header is (Stampede stores it,
-    // RabbitMQ and ActiveMQ do not).
-    headers.push(("persistent", if plan.persistent { "true" } else { "false" }));
+    if let Some(p) = plan.persistent {
+        headers.push(("persistent", p));
+    }
     let mut head = BytesMut::new();
     encode_head(
         Command::Send,

@@ -41,7 +41,8 @@ pub struct Scenario {
     pub size: usize,
     pub ack: String,
     pub prefetch: Option<u32>,
-    pub persistent: bool,
+    /// The `persistent` header sent: true, false, or null when left out.
+    pub persistent: Option<bool>,
     pub receipt_every: u64,
     /// Unconfirmed messages allowed per producer; absent without receipts.
     pub window: Option<u64>,
@@ -65,7 +66,7 @@ impl Scenario {
             size: c.size,
             ack: stampede_proto::AckMode::from(c.ack).as_str().to_owned(),
             prefetch: c.prefetch,
-            persistent: c.persistent,
+            persistent: c.persistent_header().map(|p| p == "true"),
             receipt_every: c.receipt_every,
             window: (c.window() != u64::MAX).then(|| c.window()),
             tx: c.tx,
@@ -145,6 +146,15 @@ fn latency_line(f: &mut fmt::Formatter<'_>, what: &str, p: &Percentiles) -> fmt:
     )
 }
 
+/// How a report names the `persistent` header it sent.
+fn persistence(header: Option<bool>) -> &'static str {
+    match header {
+        Some(true) => "persistent",
+        Some(false) => "non-persistent",
+        None => "no persistent header",
+    }
+}
+
 impl fmt::Display for LoadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = &self.scenario;
@@ -161,11 +171,7 @@ impl fmt::Display for LoadReport {
             s.prefetch
                 .map(|p| format!(" prefetch={p}"))
                 .unwrap_or_default(),
-            if s.persistent {
-                "persistent"
-            } else {
-                "non-persistent"
-            },
+            persistence(s.persistent),
             s.receipt_every,
             if s.tx > 0 {
                 format!(" tx={}", s.tx)
@@ -237,11 +243,7 @@ impl fmt::Display for RequestReplyReport {
             self.requesters,
             self.responders,
             self.size,
-            if self.persistent {
-                "persistent"
-            } else {
-                "non-persistent"
-            },
+            persistence(self.persistent),
         )?;
         let r = &self.round_trips;
         writeln!(

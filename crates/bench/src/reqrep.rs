@@ -118,7 +118,8 @@ pub struct RequestReplyReport {
     pub requesters: u16,
     pub responders: u16,
     pub size: usize,
-    pub persistent: bool,
+    /// The `persistent` header sent: true, false, or null when left out.
+    pub persistent: Option<bool>,
     pub warmup: f64,
     /// Completed round trips after the warm-up, over the measured interval.
     pub round_trips: Rate,
@@ -230,7 +231,7 @@ pub async fn run_request_reply(
         requesters: config.producers,
         responders: config.consumers,
         size: config.size,
-        persistent: config.persistent,
+        persistent: config.persistent_header().map(|p| p == "true"),
         warmup: config.warmup,
         round_trips: Rate::new(
             measured,
@@ -348,8 +349,8 @@ async fn requester_loop(
         let mut send = Frame::new(Command::Send)
             .header("destination", plan.destination.as_str())
             .header("reply-to", reply_to.as_str());
-        if plan.persistent {
-            send = send.header("persistent", "true");
+        if let Some(p) = plan.persistent {
+            send = send.header("persistent", p);
         }
         conn.send(&send.body(body.clone()));
         conn.flush().await?;
@@ -486,8 +487,8 @@ fn answer(
         });
     };
     let mut reply = Frame::new(Command::Send).header("destination", reply_to);
-    if plan.persistent {
-        reply = reply.header("persistent", "true");
+    if let Some(p) = plan.persistent {
+        reply = reply.header("persistent", p);
     }
     conn.send(&reply.body(f.body.clone()));
     if plan.ack != AckMode::Auto {
