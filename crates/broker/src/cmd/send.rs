@@ -258,8 +258,9 @@ mod tests {
         assert_eq!(got, ["a", "b", "c", "d"]);
     }
 
-    /// A queue with a window of 4 (low-water mark 3) and one client-individual consumer holding
-    /// one message, with `waiting` more messages behind it (beyond 4 they go to the store).
+    /// A queue with a window of 4 (producers wait from 3 waiting messages until fewer than 2, and
+    /// not at 8 or more) and one client-individual consumer holding one message, with `waiting`
+    /// more messages behind it (beyond 4 they go to the store).
     fn crowded_queue(
         waiting: usize,
     ) -> (
@@ -297,16 +298,19 @@ mod tests {
     #[tokio::test]
     async fn a_producer_waits_while_a_crowded_queue_drains_to_its_low_water_mark() {
         use futures::FutureExt;
-        let (broker, mut s, mut rx, mut pending) = crowded_queue(4);
+        let (broker, mut s, mut rx, mut pending) = crowded_queue(3);
         let mut wait = Box::pin(broker.flow_control("/queue/q"));
-        assert!((&mut wait).now_or_never().is_none(), "4 waiting, window 4");
+        assert!(
+            (&mut wait).now_or_never().is_none(),
+            "3 waiting: three quarters of the window"
+        );
         ack_next(&mut s, &mut rx, &mut pending).await;
         assert!(
             (&mut wait).now_or_never().is_none(),
-            "3 waiting: not below the low-water mark"
+            "2 waiting: not below half the window"
         );
         ack_next(&mut s, &mut rx, &mut pending).await;
-        let waited = wait.now_or_never().expect("2 waiting: room");
+        let waited = wait.now_or_never().expect("1 waiting: room");
         assert!(waited.consumers && !waited.store);
         let again = broker.flow_control("/queue/q").now_or_never();
         assert_eq!(
@@ -316,6 +320,33 @@ mod tests {
         );
         let other = broker.flow_control("/queue/elsewhere").now_or_never();
         assert_eq!(other, Some(crate::FlowWait::default()));
+    }
+
+    #[tokio::test]
+    async fn pacing_counts_the_backlog_on_disk_and_leaves_bulk_backlogs_alone() {
+        use futures::FutureExt;
+        let (broker, mut s, mut rx, mut pending) = crowded_queue(7);
+        // 4 in memory, 3 paged out: 7 waiting, within twice the window.
+        assert!(
+            broker.flow_control("/queue/q").now_or_never().is_none(),
+            "a backlog paged to disk still holds producers"
+        );
+        drop(s.send(non_persistent("/queue/q", "8")).unwrap());
+        assert_eq!(
+            broker.flow_control("/queue/q").now_or_never(),
+            Some(crate::FlowWait::default()),
+            "8 waiting is a bulk backlog: producers go on"
+        );
+        let mut wait = Box::pin(async {
+            // Back within the window's reach once the consumer has taken two.
+            ack_next(&mut s, &mut rx, &mut pending).await;
+            ack_next(&mut s, &mut rx, &mut pending).await;
+            broker.flow_control("/queue/q").await
+        });
+        assert!(
+            (&mut wait).now_or_never().is_none(),
+            "6 waiting: paced again"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -333,7 +364,7 @@ mod tests {
             );
         }
         // The consumer catches up below the low-water mark: pacing resumes.
-        while broker.queue("q").depth().0 >= 3 {
+        while broker.queue("q").depth().0 >= 2 {
             ack_next(&mut s, &mut rx, &mut pending).await;
         }
         for n in 0..2 {

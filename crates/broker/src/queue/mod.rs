@@ -686,7 +686,7 @@ impl Queue {
     fn dispatch(self: &Arc<Self>, st: &mut State, fx: &mut Effects) {
         self.dispatch_ready(st, fx);
         self.maybe_page_in(st, fx);
-        if st.ready.len() < self.low_water() {
+        if st.waiting() < self.window.messages / 2 && st.memory_bytes() < self.window.bytes / 2 {
             self.stalled.store(false, Ordering::Relaxed);
             if self.pacers.load(Ordering::Acquire) > 0 {
                 self.progress.notify_waiters();
@@ -694,21 +694,27 @@ impl Queue {
         }
     }
 
-    /// Below this many waiting messages in memory a paced producer may go on; the gap to the
-    /// window lets it send a run of messages per wake-up rather than one.
-    fn low_water(&self) -> usize {
-        self.window.messages * 3 / 4
-    }
-
-    /// True while a producer should wait before adding to this queue: its memory window is full
-    /// and consumers are attached that have been taking messages.
+    /// True while a producer should wait before adding to this queue: its backlog has reached
+    /// three quarters of the memory window and consumers are attached that have been taking
+    /// messages. Pacing starts below the window so that producers racing past the check do not
+    /// push the queue into paging (once anything is paged, every new message goes to disk until
+    /// the paged ones are read back). Producers resume once the backlog is below half the window
+    /// (see `dispatch`), so each wake-up lets a run of messages through rather than one. A
+    /// backlog already twice the window is a bulk load being drained (or a stall that has passed):
+    /// pacing would hold producers for the whole drain, so they go on and it stays on disk.
     fn crowded(&self) -> bool {
         if !self.is_durable() || self.stalled.load(Ordering::Relaxed) {
             return false;
         }
         let st = self.state.lock();
+        let waiting = st.waiting();
+        let (high, high_bytes) = (
+            self.window.messages - self.window.messages / 4,
+            self.window.bytes - self.window.bytes / 4,
+        );
         !st.consumers.is_empty()
-            && (st.ready.len() >= self.window.messages || st.memory_bytes() >= self.window.bytes)
+            && (waiting >= high || st.memory_bytes() >= high_bytes)
+            && waiting < 2 * self.window.messages
     }
 
     /// Producer flow control: waits while the queue is crowded, so a producer faster than the

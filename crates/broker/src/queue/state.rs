@@ -166,6 +166,11 @@ impl State {
         }
     }
 
+    /// Waiting messages, in memory or paged out.
+    pub fn waiting(&self) -> usize {
+        self.ready.len() + self.paged.count as usize
+    }
+
     /// Bytes of the messages held in memory.
     pub fn memory_bytes(&self) -> u64 {
         self.bytes.saturating_sub(self.paged.bytes)
