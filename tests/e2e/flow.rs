@@ -86,6 +86,60 @@ async fn a_producer_faster_than_its_consumer_is_paced_by_it() {
 }
 
 #[tokio::test]
+async fn racing_producers_behind_a_consumer_that_keeps_up_never_touch_the_disk() {
+    // Four producers pass the pacing check at the same moment; pacing must start early enough
+    // that they do not push the queue past its memory window, or every later message would be
+    // written to disk and read back.
+    let server = Server::builder()
+        .env("BROKER__QUEUE_MEMORY_WINDOW", "100")
+        .env("BROKER__CONSUMER_STALL", "30s")
+        .start();
+    let q = format!("/queue/{}", unique("racing"));
+    let (producers, each) = (4, 3_000);
+    let mut consumer = Client::connect(server.addr).await;
+    consumer.subscribe(&q, "1", "auto").await;
+    let reader = tokio::spawn(async move {
+        let mut seen = std::collections::HashSet::new();
+        while seen.len() < producers * each {
+            let m = consumer.message().await;
+            assert!(seen.insert(m.body.clone()), "duplicate {:?}", m.body);
+        }
+    });
+    let mut sending = Vec::new();
+    for p in 0..producers {
+        let q = q.clone();
+        let addr = server.addr;
+        sending.push(tokio::spawn(async move {
+            let mut c = Client::connect(addr).await;
+            let mut batch = Vec::new();
+            for i in 0..each {
+                let f = Frame::new(Command::Send)
+                    .header("destination", q.as_str())
+                    .header("persistent", "false")
+                    .body(format!("{p}-{i}"));
+                batch.extend_from_slice(&encode(&f, Version::V1_2));
+            }
+            c.write_raw(&batch).await;
+            let last = Frame::new(Command::Send)
+                .header("destination", "/queue/racing-done")
+                .header("persistent", "false");
+            c.request(last).await;
+        }));
+    }
+    for s in sending {
+        s.await.expect("producer");
+    }
+    reader.await.expect("every message once");
+    let m = Scrape::take(&server).await;
+    assert!(waits(&m, "consumers") > 0.0);
+    assert_eq!(
+        m.value("stampede_store_commit_batch_ops", &[]),
+        0.0,
+        "non-persistent messages were written to disk: the queue went past its window"
+    );
+}
+
+#[tokio::test]
 async fn stalled_consumers_do_not_hold_producers() {
     let server = Server::builder()
         .env("BROKER__QUEUE_MEMORY_WINDOW", "100")
