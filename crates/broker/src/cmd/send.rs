@@ -258,6 +258,34 @@ mod tests {
         assert_eq!(got, ["a", "b", "c", "d"]);
     }
 
+    #[tokio::test]
+    async fn a_non_persistent_message_behind_paged_ones_waits_on_disk_behind_them() {
+        // Staged together (a transaction), published one by one: B is paged out when the window
+        // fills, and C, not stored when it was staged, must not jump ahead of B into memory.
+        let (broker, store) = broker_with_window(2);
+        let (mut s, mut rx) = session(&broker);
+        s.send(send_frame("q", "first")).unwrap().await.unwrap();
+        s.begin("t").unwrap();
+        for mut f in [
+            send_frame("q", "A"),
+            send_frame("q", "B"),
+            non_persistent("q", "C"),
+        ] {
+            f.transaction = Some("t".into());
+            s.send(f).unwrap().await.unwrap();
+        }
+        s.commit("t").unwrap().await.unwrap();
+        assert_eq!(stored(&store), 4, "C went to disk behind B");
+        s.subscribe(sub_frame("q", "1", AckMode::Auto)).unwrap();
+        let mut got = Vec::new();
+        while got.len() < 4 {
+            let b = bodies(&mut rx);
+            assert!(!b.is_empty(), "stalled after {got:?}: a message was lost");
+            got.extend(b);
+        }
+        assert_eq!(got, ["first", "A", "B", "C"]);
+    }
+
     /// A queue with a window of 4 (producers wait from 3 waiting messages until fewer than 2, and
     /// not at 8 or more) and one client-individual consumer holding one message, with `waiting`
     /// more messages behind it (beyond 4 they go to the store).

@@ -292,9 +292,20 @@ impl Queue {
         st.bytes += size;
         // Only messages newer than everything in memory may stay on disk: page-in reads above
         // the cursor. Sequence numbers are allocated before publishing, so an older one can
-        // arrive late; it joins memory (the window stretches by the few in transit), as does a
-        // message that is not stored.
-        if stored && self.beyond_window(&st) && seq > st.paged.cursor {
+        // arrive late; it joins memory (the window stretches by the few in transit). A message
+        // that was not stored joins memory too, unless messages older than it are paged out:
+        // then it must wait on disk behind them (its put is committed by the same apply, before
+        // any page-in it triggers), or it would raise the cursor above them and they would
+        // never be read back.
+        let behind_paged = self.is_durable() && st.paged.count > 0;
+        if (behind_paged || (stored && self.beyond_window(&st))) && seq > st.paged.cursor {
+            if !stored {
+                fx.ops.push(Op::Put {
+                    queue: self.name.clone(),
+                    seq,
+                    record,
+                });
+            }
             st.paged.count += 1;
             st.paged.bytes += size;
             self.maybe_page_in(&mut st, fx);
@@ -686,7 +697,7 @@ impl Queue {
     fn dispatch(self: &Arc<Self>, st: &mut State, fx: &mut Effects) {
         self.dispatch_ready(st, fx);
         self.maybe_page_in(st, fx);
-        if st.waiting() < self.window.messages / 2 && st.memory_bytes() < self.window.bytes / 2 {
+        if st.waiting() < self.window.messages / 2 && st.waiting_bytes() < self.window.bytes / 2 {
             self.stalled.store(false, Ordering::Relaxed);
             if self.pacers.load(Ordering::Acquire) > 0 {
                 self.progress.notify_waiters();
@@ -713,17 +724,22 @@ impl Queue {
             self.window.bytes - self.window.bytes / 4,
         );
         !st.consumers.is_empty()
-            && (waiting >= high || st.memory_bytes() >= high_bytes)
+            && (waiting >= high || st.waiting_bytes() >= high_bytes)
             && waiting < 2 * self.window.messages
     }
 
     /// Producer flow control: waits while the queue is crowded, so a producer faster than the
     /// consumers keeps the backlog in memory, where they take it without a disk round trip,
-    /// instead of burying them under a backlog paged out to disk. Consumers that take nothing for
-    /// `stall` are stalled (a client that stopped acking or reading): the producer then goes on
-    /// and the backlog goes to the store, until the consumers have caught up again. Returns
-    /// whether it waited.
+    /// instead of burying them under a backlog paged out to disk. A wait lasts `stall` at most:
+    /// consumers that do not bring the backlog down to half the window in that time (stuck, or
+    /// just slow — then reading the backlog back from disk costs them nothing that matters) stop
+    /// pacing producers, who go on while the backlog goes to the store, until the consumers have
+    /// caught up. A slow consumer thus never holds a producer for long. Returns whether it
+    /// waited.
     pub async fn pace(&self, stall: Duration) -> bool {
+        // Counted before the check, so a dispatch that drains the queue between the check and
+        // the wait sees a waiter and wakes it.
+        let _pacer = Pacer::new(&self.pacers);
         let mut waited = false;
         loop {
             let progress = self.progress.notified();
@@ -733,11 +749,8 @@ impl Queue {
                 return waited;
             }
             waited = true;
-            self.pacers.fetch_add(1, Ordering::AcqRel);
-            let woken = tokio::time::timeout(stall, progress).await;
-            self.pacers.fetch_sub(1, Ordering::AcqRel);
-            if woken.is_err() {
-                tracing::debug!(queue = %self.name, "consumers stalled; producers no longer wait for them");
+            if tokio::time::timeout(stall, progress).await.is_err() {
+                tracing::debug!(queue = %self.name, "consumers too slow to pace by; producers no longer wait for them");
                 self.stalled.store(true, Ordering::Relaxed);
                 return waited;
             }
@@ -826,6 +839,22 @@ impl Queue {
             }),
             durable: None,
         }
+    }
+}
+
+/// Counts a producer waiting in [`Queue::pace`] for as long as it lives, cancelled or not.
+struct Pacer<'a>(&'a AtomicUsize);
+
+impl<'a> Pacer<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Pacer(count)
+    }
+}
+
+impl Drop for Pacer<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -90,6 +90,8 @@ pub(super) struct State {
     pub cursor: usize,
     /// Bytes of all messages in the queue, waiting or in flight.
     pub bytes: u64,
+    /// Bytes of the messages in `ready`.
+    pub ready_bytes: u64,
     /// Where dead letters go; `None` drops them (transient queues, dead-letter queues).
     pub dead_letter_queue: Option<String>,
     pub paged: Paged,
@@ -118,23 +120,27 @@ impl State {
         if let Some(at) = entry.record.expires_at_ms {
             self.expiring.insert((at, seq));
         }
+        self.ready_bytes += entry.record.size() as u64;
         self.ready.insert(seq, entry);
     }
 
     pub fn take_ready(&mut self) -> Option<(u64, Entry)> {
         let (seq, entry) = self.ready.pop_first()?;
-        if let Some(at) = entry.record.expires_at_ms {
-            self.expiring.remove(&(at, seq));
-        }
+        self.left_ready(seq, &entry);
         Some((seq, entry))
     }
 
     pub fn remove_ready(&mut self, seq: u64) -> Option<Entry> {
         let entry = self.ready.remove(&seq)?;
+        self.left_ready(seq, &entry);
+        Some(entry)
+    }
+
+    fn left_ready(&mut self, seq: u64, entry: &Entry) {
         if let Some(at) = entry.record.expires_at_ms {
             self.expiring.remove(&(at, seq));
         }
-        Some(entry)
+        self.ready_bytes = self.ready_bytes.saturating_sub(entry.record.size() as u64);
     }
 
     pub fn take_inflight(&mut self, seq: u64) -> Option<Inflight> {
@@ -169,6 +175,11 @@ impl State {
     /// Waiting messages, in memory or paged out.
     pub fn waiting(&self) -> usize {
         self.ready.len() + self.paged.count as usize
+    }
+
+    /// Bytes of the waiting messages, in memory or paged out (not those in flight).
+    pub fn waiting_bytes(&self) -> u64 {
+        self.ready_bytes + self.paged.bytes
     }
 
     /// Bytes of the messages held in memory.

@@ -437,13 +437,14 @@ async fn read_frame<R: AsyncRead + Unpin>(
 ) -> Result<Option<Frame>, ReadError> {
     loop {
         if let Some(frame) = decoder.decode(buf)? {
-            if buf.is_empty() {
-                // Frames keep their slice of the allocation; ours is not needed between frames.
-                *buf = BytesMut::new();
-            }
             return Ok(Some(frame));
         }
         let n = if buf.is_empty() {
+            // Between frames (the decoder also consumes EOLs after a frame and heart-beats):
+            // frames keep their slices of the allocation, and ours is not needed until bytes come.
+            if buf.capacity() > 0 {
+                *buf = BytesMut::new();
+            }
             let mut first = [0u8; IDLE_READ];
             let n = with_silence(silence, rd.read(&mut first)).await?;
             buf.reserve(if n == IDLE_READ { READ_CHUNK } else { n });
