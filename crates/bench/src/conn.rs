@@ -188,6 +188,40 @@ impl Conn {
         }
     }
 
+    /// SUBSCRIBE (id 0) with a receipt and wait for it; returns the MESSAGEs that arrived first.
+    /// A prefetch is sent under both names: Stampede and RabbitMQ read `prefetch-count`,
+    /// ActiveMQ `activemq.prefetchSize`.
+    pub async fn subscribe(
+        &mut self,
+        destination: &str,
+        ack: &str,
+        prefetch: Option<u32>,
+    ) -> Result<Vec<Frame>, BenchError> {
+        let prefetch = prefetch.map(|p| p.to_string());
+        let mut headers = vec![
+            ("destination", destination),
+            ("id", "0"),
+            ("ack", ack),
+            ("receipt", "subscribed"),
+        ];
+        if let Some(p) = &prefetch {
+            headers.push(("prefetch-count", p));
+            headers.push(("activemq.prefetchSize", p));
+        }
+        self.send_bare(Command::Subscribe, &headers);
+        self.flush().await?;
+        let mut early = Vec::new();
+        loop {
+            let f = self.next_frame("the SUBSCRIBE receipt").await?;
+            match f.command {
+                Command::Receipt => return Ok(early),
+                Command::Error => return Err(broker_error(&f)),
+                Command::Message => early.push(f),
+                _ => {}
+            }
+        }
+    }
+
     /// DISCONNECT with a receipt and wait for it, so everything sent before is known to be
     /// processed. Frames arriving meanwhile go to `on_frame`. Gives up quietly after `wait`: the
     /// run's numbers are already in.

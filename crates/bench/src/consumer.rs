@@ -87,28 +87,11 @@ impl Consumer {
         let plan = self.plan.clone();
         let mut conn = Conn::connect(&plan.connect).await?;
         self.report.server = conn.server.clone();
-        let prefetch = plan.prefetch.map(|p| p.to_string());
-        let mut headers = vec![
-            ("destination", plan.destination.as_str()),
-            ("id", "0"),
-            ("ack", plan.ack.as_str()),
-            ("receipt", "subscribed"),
-        ];
-        if let Some(p) = &prefetch {
-            // Stampede and RabbitMQ read the first, ActiveMQ the second.
-            headers.push(("prefetch-count", p));
-            headers.push(("activemq.prefetchSize", p));
-        }
-        conn.send_bare(Command::Subscribe, &headers);
-        conn.flush().await?;
-        loop {
-            let f = conn.next_frame("the SUBSCRIBE receipt").await?;
-            match f.command {
-                Command::Receipt => break,
-                Command::Error => return Err(broker_error(&f)),
-                Command::Message => self.on_message(&f, &mut conn, Instant::now()),
-                _ => {}
-            }
+        let early = conn
+            .subscribe(&plan.destination, plan.ack.as_str(), plan.prefetch)
+            .await?;
+        for f in &early {
+            self.on_message(f, &mut conn, Instant::now());
         }
         let _ = ready.send(());
         self.receive(&mut conn).await?;

@@ -299,24 +299,8 @@ async fn requester_loop(
     let setup = async {
         let mut conn = Conn::connect(&plan.connect).await?;
         let reply_to = reply_queue(plan, id);
-        conn.send_bare(
-            Command::Subscribe,
-            &[
-                ("destination", reply_to.as_str()),
-                ("id", "0"),
-                ("ack", "auto"),
-                ("receipt", "subscribed"),
-            ],
-        );
-        conn.flush().await?;
-        loop {
-            let f = conn.next_frame("the SUBSCRIBE receipt").await?;
-            match f.command {
-                Command::Receipt => break,
-                Command::Error => return Err(broker_error(&f)),
-                _ => {}
-            }
-        }
+        // Nothing can arrive before the receipt: no request has been sent yet.
+        conn.subscribe(&reply_to, "auto", None).await?;
         Ok::<_, BenchError>((conn, reply_to))
     }
     .await;
@@ -428,29 +412,9 @@ async fn responder_loop(
 ) -> Result<(), BenchError> {
     let mut conn = Conn::connect(&plan.connect).await?;
     r.server = conn.server.clone();
-    let prefetch = plan.prefetch.map(|p| p.to_string());
-    let mut headers = vec![
-        ("destination", plan.destination.as_str()),
-        ("id", "0"),
-        ("ack", plan.ack.as_str()),
-        ("receipt", "subscribed"),
-    ];
-    if let Some(p) = &prefetch {
-        headers.push(("prefetch-count", p));
-        headers.push(("activemq.prefetchSize", p));
-    }
-    conn.send_bare(Command::Subscribe, &headers);
-    conn.flush().await?;
-    let mut early = Vec::new();
-    loop {
-        let f = conn.next_frame("the SUBSCRIBE receipt").await?;
-        match f.command {
-            Command::Receipt => break,
-            Command::Error => return Err(broker_error(&f)),
-            Command::Message => early.push(f),
-            _ => {}
-        }
-    }
+    let early = conn
+        .subscribe(&plan.destination, plan.ack.as_str(), plan.prefetch)
+        .await?;
     let _ = ready.send(());
     for f in early {
         answer(plan, &mut conn, &f, r)?;
