@@ -1,6 +1,13 @@
-//! Typed client commands. A raw [`Frame`] from a client becomes a [`Request`] here, with required
-//! headers checked and values parsed per the negotiated version, so the broker never reads raw
-//! header maps.
+//! Typed client commands. A raw [`Frame`] from a client becomes a [`Request`] here: required
+//! headers are checked, values are parsed per the negotiated version, and the STOMP header
+//! conventions other brokers established (`expires`, `persistent`, `reply-to`, `priority`,
+//! scheduled delivery, dead-letter routing, durable subscription names, RabbitMQ's queue binding)
+//! become typed fields. Nothing after this layer reads a raw header map.
+//!
+//! The conventions are parsed leniently, as the brokers Stampede stands in for treat them: a value
+//! that does not parse is ignored (and still forwarded to consumers), never a protocol error.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -37,32 +44,80 @@ pub struct Connect {
     pub passcode: Option<String>,
     /// `(cx, cy)`: what the client can send, what it wants to receive, in ms (0 = none).
     pub heart_beat: (u64, u64),
-    pub headers: Headers,
+    /// ActiveMQ's `client-id`: names the connection for durable topic subscriptions.
+    pub client_id: Option<String>,
 }
 
-/// SEND. `headers` are the application headers to forward (framing headers removed).
+/// When a message should first be delivered, from ActiveMQ's `AMQ_SCHEDULED_DELAY`,
+/// `AMQ_SCHEDULED_PERIOD` and `AMQ_SCHEDULED_REPEAT` or RabbitMQ's `x-delay` (all milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    /// Wait this long before the first delivery.
+    pub delay: Duration,
+    /// Deliver again every `period`, `repeat` more times (ActiveMQ only).
+    pub period: Option<Duration>,
+    pub repeat: u32,
+}
+
+/// SEND.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SendFrame {
+pub struct SendCommand {
     pub destination: String,
     pub transaction: Option<String>,
-    pub headers: Headers,
+    /// The application headers to forward to consumers, first of each repeat: the framing
+    /// headers (`receipt`, `transaction`, `content-length`) and `destination` (a MESSAGE carries
+    /// the subscription's own) are removed. The conventions below stay, for consumers that read
+    /// them.
+    pub headers: Vec<(String, String)>,
     pub body: Bytes,
+    /// `expires`: milliseconds since the Unix epoch after which the message is dropped.
+    pub expires: Option<u64>,
+    /// `persistent`: a message is persistent unless it says `persistent: false`.
+    pub persistent: bool,
+    /// `reply-to`: where the consumer should answer.
+    pub reply_to: Option<String>,
+    /// `priority`: 0 (lowest) to 9 (highest), JMS style.
+    pub priority: Option<u8>,
+    pub schedule: Option<Schedule>,
 }
 
-/// SUBSCRIBE. `headers` keeps the rest for destination-specific options (durable names, selectors).
+/// A durable topic subscription's name, in whichever dialect the client spoke.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Subscribe {
+pub struct DurableName {
+    pub name: String,
+    pub dialect: Dialect,
+}
+
+/// Where a durable subscription's name came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// ActiveMQ Classic: `activemq.subscriptionName`, scoped by the connection's `client-id`.
+    ActiveMq,
+    /// ActiveMQ Artemis: `durable-subscription-name`, scoped by the connection's `client-id`.
+    Artemis,
+    /// RabbitMQ: `durable: true` with `auto-delete: false`; the subscription `id` is the name.
+    RabbitMq,
+}
+
+/// SUBSCRIBE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscribeCommand {
     pub destination: String,
     pub id: String,
     pub ack: AckMode,
     /// `prefetch-count` or `activemq.prefetchSize`, when the client bounds unacked messages.
     pub prefetch: Option<u32>,
-    pub headers: Headers,
+    /// RabbitMQ's `x-dead-letter-routing-key`: where this queue's dead letters go.
+    pub dead_letter_queue: Option<String>,
+    /// A durable topic subscription, in any of the three dialects.
+    pub durable: Option<DurableName>,
+    /// RabbitMQ's `x-queue-name`: the durable queue a topic subscription binds to.
+    pub queue_name: Option<String>,
 }
 
 /// ACK or NACK. `id` is the 1.2 `id` or the 1.0/1.1 `message-id`; both resolve the same delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AckRequest {
+pub struct AckCommand {
     pub id: String,
     pub subscription: Option<String>,
     pub transaction: Option<String>,
@@ -74,11 +129,11 @@ pub struct AckRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientCommand {
     Connect(Connect),
-    Send(SendFrame),
-    Subscribe(Subscribe),
+    Send(SendCommand),
+    Subscribe(SubscribeCommand),
     Unsubscribe { id: String },
-    Ack(AckRequest),
-    Nack(AckRequest),
+    Ack(AckCommand),
+    Nack(AckCommand),
     Begin { transaction: String },
     Commit { transaction: String },
     Abort { transaction: String },
@@ -154,13 +209,14 @@ fn connect(h: &Headers) -> Result<Connect, ProtoError> {
             expected: "two comma-separated millisecond counts such as 10000,10000",
         })?,
     };
+    let owned = |name| h.get(name).map(str::to_owned);
     Ok(Connect {
         version,
-        host: h.get("host").map(str::to_owned),
-        login: h.get("login").map(str::to_owned),
-        passcode: h.get("passcode").map(str::to_owned),
+        host: owned("host"),
+        login: owned("login"),
+        passcode: owned("passcode"),
         heart_beat,
-        headers: h.clone(),
+        client_id: owned("client-id").filter(|c| !c.is_empty()),
     })
 }
 
@@ -170,25 +226,59 @@ fn parse_heart_beat(v: &str) -> Option<(u64, u64)> {
 }
 
 /// Headers that frame a SEND rather than describe the message; they are not forwarded.
-const SEND_FRAMING: &[&str] = &["receipt", "transaction", "content-length"];
+const SEND_FRAMING: &[&str] = &["receipt", "transaction", "content-length", "destination"];
 
 fn send(frame: Frame, receipt: Option<String>) -> Result<Request, ProtoError> {
-    let destination = required(&frame.headers, "SEND", "destination")?;
-    let transaction = frame.headers.get("transaction").map(str::to_owned);
-    let mut headers = frame.headers.first_of_each();
-    headers.retain(|k| !SEND_FRAMING.contains(&k));
+    let h = &frame.headers;
+    let destination = required(h, "SEND", "destination")?;
+    let transaction = h.get("transaction").map(str::to_owned);
+    let number = |name: &str| h.get(name).and_then(|v| v.trim().parse::<u64>().ok());
+    let expires = number("expires").filter(|&ms| ms > 0);
+    let persistent = !h
+        .get("persistent")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("false"));
+    let reply_to = h
+        .get("reply-to")
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned);
+    let priority = number("priority").filter(|&p| p <= 9).map(|p| p as u8);
+    let schedule = schedule(&number);
+    let mut headers = frame.headers.first_of_each().into_vec();
+    headers.retain(|(k, _)| !SEND_FRAMING.contains(&k.as_str()));
     Ok(Request {
         receipt,
-        command: ClientCommand::Send(SendFrame {
+        command: ClientCommand::Send(SendCommand {
             destination,
             transaction,
             headers,
             body: frame.body,
+            expires,
+            persistent,
+            reply_to,
+            priority,
+            schedule,
         }),
     })
 }
 
-fn subscribe(h: &Headers, version: Version) -> Result<Subscribe, ProtoError> {
+fn schedule(number: &dyn Fn(&str) -> Option<u64>) -> Option<Schedule> {
+    let ms = Duration::from_millis;
+    let delay = number("AMQ_SCHEDULED_DELAY").or_else(|| number("x-delay"));
+    let period = number("AMQ_SCHEDULED_PERIOD").filter(|&p| p > 0).map(ms);
+    let repeat = number("AMQ_SCHEDULED_REPEAT")
+        .unwrap_or(0)
+        .min(u32::MAX as u64) as u32;
+    if delay.unwrap_or(0) == 0 && (period.is_none() || repeat == 0) {
+        return None;
+    }
+    Some(Schedule {
+        delay: ms(delay.unwrap_or(0)),
+        period: period.filter(|_| repeat > 0),
+        repeat: if period.is_some() { repeat } else { 0 },
+    })
+}
+
+fn subscribe(h: &Headers, version: Version) -> Result<SubscribeCommand, ProtoError> {
     let destination = required(h, "SUBSCRIBE", "destination")?;
     // 1.0 made `id` optional; the destination then names the subscription, as ActiveMQ does.
     let id = match (h.get("id"), version) {
@@ -214,13 +304,40 @@ fn subscribe(h: &Headers, version: Version) -> Result<Subscribe, ProtoError> {
         }
     };
     let prefetch = prefetch(h)?;
-    Ok(Subscribe {
+    let present = |name| h.get(name).filter(|v| !v.is_empty()).map(str::to_owned);
+    Ok(SubscribeCommand {
+        durable: durable(h, &id),
         destination,
         id,
         ack,
         prefetch,
-        headers: h.clone(),
+        dead_letter_queue: present("x-dead-letter-routing-key"),
+        queue_name: present("x-queue-name"),
     })
+}
+
+/// The three ways clients ask for a durable topic subscription.
+fn durable(h: &Headers, id: &str) -> Option<DurableName> {
+    let named = |header, dialect| {
+        h.get(header)
+            .filter(|v| !v.is_empty())
+            .map(|v| DurableName {
+                name: v.to_owned(),
+                dialect,
+            })
+    };
+    let flag = |name, want: &str| {
+        h.get(name)
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case(want))
+    };
+    named("activemq.subscriptionName", Dialect::ActiveMq)
+        .or_else(|| named("durable-subscription-name", Dialect::Artemis))
+        .or_else(|| {
+            (flag("durable", "true") && flag("auto-delete", "false")).then(|| DurableName {
+                name: id.to_owned(),
+                dialect: Dialect::RabbitMq,
+            })
+        })
 }
 
 fn prefetch(h: &Headers) -> Result<Option<u32>, ProtoError> {
@@ -238,7 +355,7 @@ fn prefetch(h: &Headers) -> Result<Option<u32>, ProtoError> {
     Ok(None)
 }
 
-fn ack(h: &Headers, command: &'static str) -> Result<AckRequest, ProtoError> {
+fn ack(h: &Headers, command: &'static str) -> Result<AckCommand, ProtoError> {
     // Be liberal: accept the 1.2 `id` and the 1.0/1.1 `message-id` in any version.
     let id = h
         .get("id")
@@ -260,7 +377,7 @@ fn ack(h: &Headers, command: &'static str) -> Result<AckRequest, ProtoError> {
             })
         }
     };
-    Ok(AckRequest {
+    Ok(AckCommand {
         id,
         subscription: h.get("subscription").map(str::to_owned),
         transaction: h.get("transaction").map(str::to_owned),
@@ -276,11 +393,26 @@ mod tests {
         Request::from_frame(f, v)
     }
 
+    fn send_of(f: Frame) -> SendCommand {
+        match req(f, Version::V1_2).unwrap().command {
+            ClientCommand::Send(s) => s,
+            other => panic!("not a SEND: {other:?}"),
+        }
+    }
+
+    fn subscribe_of(f: Frame) -> SubscribeCommand {
+        match req(f, Version::V1_2).unwrap().command {
+            ClientCommand::Subscribe(s) => s,
+            other => panic!("not a SUBSCRIBE: {other:?}"),
+        }
+    }
+
     #[test]
     fn connect_negotiates_versions_and_heart_beats() {
         let f = Frame::new(Command::Stomp)
             .header("accept-version", "1.1,1.2")
-            .header("heart-beat", "100,200");
+            .header("heart-beat", "100,200")
+            .header("client-id", "app-1");
         let Request {
             command: ClientCommand::Connect(c),
             ..
@@ -290,11 +422,13 @@ mod tests {
         };
         assert_eq!(c.version, Version::V1_2);
         assert_eq!(c.heart_beat, (100, 200));
+        assert_eq!(c.client_id.as_deref(), Some("app-1"));
         let bare = req(Frame::new(Command::Connect), Version::V1_0).unwrap();
         assert!(matches!(
             bare.command,
             ClientCommand::Connect(Connect {
                 version: Version::V1_0,
+                client_id: None,
                 ..
             })
         ));
@@ -320,8 +454,120 @@ mod tests {
             panic!()
         };
         assert_eq!(s.transaction.as_deref(), Some("t"));
-        let names: Vec<_> = s.headers.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        assert_eq!(names, ["destination=/queue/a", "x=1"]);
+        assert_eq!(s.destination, "/queue/a");
+        assert_eq!(s.headers, [("x".to_owned(), "1".to_owned())]);
+        assert!(s.persistent);
+    }
+
+    #[test]
+    fn send_conventions_become_typed_fields_and_stay_forwarded() {
+        let s = send_of(
+            Frame::new(Command::Send)
+                .header("destination", "q")
+                .header("expires", "1700000000000")
+                .header("persistent", "FALSE")
+                .header("reply-to", "/temp-queue/answers")
+                .header("priority", "7")
+                .header("AMQ_SCHEDULED_DELAY", "1500")
+                .header("AMQ_SCHEDULED_PERIOD", "100")
+                .header("AMQ_SCHEDULED_REPEAT", "3"),
+        );
+        assert_eq!(s.expires, Some(1_700_000_000_000));
+        assert!(!s.persistent);
+        assert_eq!(s.reply_to.as_deref(), Some("/temp-queue/answers"));
+        assert_eq!(s.priority, Some(7));
+        assert_eq!(
+            s.schedule,
+            Some(Schedule {
+                delay: Duration::from_millis(1500),
+                period: Some(Duration::from_millis(100)),
+                repeat: 3,
+            })
+        );
+        assert_eq!(s.headers.len(), 7, "conventions are forwarded as they came");
+        let rabbit = send_of(
+            Frame::new(Command::Send)
+                .header("destination", "q")
+                .header("x-delay", "250"),
+        );
+        assert_eq!(
+            rabbit.schedule.map(|s| (s.delay, s.period, s.repeat)),
+            Some((Duration::from_millis(250), None, 0))
+        );
+    }
+
+    #[test]
+    fn unparseable_conventions_are_ignored_not_errors() {
+        let s = send_of(
+            Frame::new(Command::Send)
+                .header("destination", "q")
+                .header("expires", "tomorrow")
+                .header("persistent", "maybe")
+                .header("priority", "12")
+                .header("AMQ_SCHEDULED_DELAY", "-5")
+                .header("reply-to", ""),
+        );
+        assert_eq!(
+            (s.expires, s.persistent, s.priority, s.schedule, s.reply_to),
+            (None, true, None, None, None)
+        );
+        let zero = send_of(
+            Frame::new(Command::Send)
+                .header("destination", "q")
+                .header("expires", "0")
+                .header("AMQ_SCHEDULED_DELAY", "0"),
+        );
+        assert_eq!((zero.expires, zero.schedule), (None, None));
+    }
+
+    #[test]
+    fn durable_subscriptions_in_three_dialects() {
+        let sub = |extra: &[(&str, &str)]| {
+            let mut f = Frame::new(Command::Subscribe)
+                .header("destination", "/topic/t")
+                .header("id", "sub-1");
+            for (k, v) in extra {
+                f = f.header(k, *v);
+            }
+            subscribe_of(f).durable
+        };
+        let named = |name: &str, dialect| {
+            Some(DurableName {
+                name: name.to_owned(),
+                dialect,
+            })
+        };
+        assert_eq!(
+            sub(&[("activemq.subscriptionName", "audit")]),
+            named("audit", Dialect::ActiveMq)
+        );
+        assert_eq!(
+            sub(&[("durable-subscription-name", "audit")]),
+            named("audit", Dialect::Artemis)
+        );
+        assert_eq!(
+            sub(&[("durable", "true"), ("auto-delete", "false")]),
+            named("sub-1", Dialect::RabbitMq)
+        );
+        assert_eq!(
+            sub(&[("durable", "true")]),
+            None,
+            "auto-delete defaults to true"
+        );
+        assert_eq!(sub(&[]), None);
+    }
+
+    #[test]
+    fn subscribe_carries_dead_letter_and_queue_binding_headers() {
+        let s = subscribe_of(
+            Frame::new(Command::Subscribe)
+                .header("destination", "/topic/t")
+                .header("id", "1")
+                .header("x-dead-letter-routing-key", "/queue/parked")
+                .header("x-queue-name", "orders"),
+        );
+        assert_eq!(s.dead_letter_queue.as_deref(), Some("/queue/parked"));
+        assert_eq!(s.queue_name.as_deref(), Some("orders"));
     }
 
     #[test]

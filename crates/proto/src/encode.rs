@@ -21,8 +21,8 @@ pub fn encode(frame: &Frame, version: Version, dst: &mut BytesMut) {
 }
 
 /// Appends the command line, headers and blank line of a frame whose body of `body_len` bytes the
-/// caller writes next, followed by a NUL. Lets the server write MESSAGE frames from stored parts
-/// without building a `Frame` first.
+/// caller writes next, followed by the NUL octet. Lets the server write MESSAGE frames from stored
+/// parts without building a `Frame` first.
 pub fn encode_head<'a>(
     command: Command,
     headers: impl Iterator<Item = (&'a str, &'a str)>,
@@ -31,25 +31,36 @@ pub fn encode_head<'a>(
     dst: &mut BytesMut,
 ) {
     let escape = command.escapes_headers();
-    let mut scratch = Vec::with_capacity(256);
-    scratch.extend_from_slice(command.as_str().as_bytes());
-    scratch.push(b'\n');
+    dst.reserve(256);
+    dst.extend_from_slice(command.as_str().as_bytes());
+    dst.put_u8(b'\n');
     let mut has_length = false;
     for (k, v) in headers {
         has_length |= k == "content-length";
-        escape_into(&mut scratch, k, version, escape);
-        scratch.push(b':');
-        escape_into(&mut scratch, v, version, escape);
-        scratch.push(b'\n');
+        escape_into(dst, k, version, escape);
+        dst.put_u8(b':');
+        escape_into(dst, v, version, escape);
+        dst.put_u8(b'\n');
     }
     if body_len > 0 && !has_length {
-        scratch.extend_from_slice(b"content-length:");
-        scratch.extend_from_slice(body_len.to_string().as_bytes());
-        scratch.push(b'\n');
+        dst.extend_from_slice(b"content-length:");
+        dst.extend_from_slice(itoa(body_len, &mut [0u8; 20]));
+        dst.put_u8(b'\n');
     }
-    scratch.push(b'\n');
-    dst.reserve(scratch.len() + body_len + 1);
-    dst.extend_from_slice(&scratch);
+    dst.put_u8(b'\n');
+}
+
+/// `n` in decimal, without allocating.
+fn itoa(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
 }
 
 #[cfg(test)]

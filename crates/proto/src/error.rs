@@ -40,6 +40,17 @@ pub enum ProtoError {
     UnsupportedVersion(String),
     #[error("{0} is a server frame; a client may not send it")]
     ServerCommand(&'static str),
-    #[error("i/o error: {0}")]
-    Io(#[from] std::io::Error),
+}
+
+impl ProtoError {
+    /// True for the size limits (frame, header count, header line), which operators watch apart
+    /// from malformed input.
+    pub fn is_limit(&self) -> bool {
+        matches!(
+            self,
+            ProtoError::FrameTooLarge { .. }
+                | ProtoError::TooManyHeaders { .. }
+                | ProtoError::HeaderLineTooLong { .. }
+        )
+    }
 }

@@ -1,6 +1,8 @@
 //! Header value escaping per protocol version (STOMP 1.1 added `\\ \n \c`, 1.2 added `\r`; 1.0
 //! has none). Undefined escapes are fatal in 1.1+ by the spec, which keeps us from guessing.
 
+use bytes::BufMut;
+
 use crate::{ProtoError, Version};
 
 /// Unescapes one header name or value. Returns the input untouched when it has no backslash, so
@@ -29,22 +31,22 @@ pub(crate) fn unescape(raw: &str, version: Version) -> Result<String, ProtoError
 
 /// Appends `s` escaped for `version`. For 1.0, which has no escaping, line breaks are replaced by
 /// spaces: a raw newline would let a header value inject frames into the stream.
-pub(crate) fn escape_into(dst: &mut Vec<u8>, s: &str, version: Version, escape: bool) {
+pub(crate) fn escape_into(dst: &mut impl BufMut, s: &str, version: Version, escape: bool) {
     let needs = s.bytes().any(|b| matches!(b, b'\\' | b'\n' | b'\r' | b':'));
     if !needs {
-        dst.extend_from_slice(s.as_bytes());
+        dst.put_slice(s.as_bytes());
         return;
     }
     for b in s.bytes() {
         match (b, version, escape) {
-            (b'\n' | b'\r', Version::V1_0, _) | (b'\n' | b'\r', _, false) => dst.push(b' '),
-            (_, Version::V1_0, _) | (_, _, false) => dst.push(b),
-            (b'\\', _, _) => dst.extend_from_slice(b"\\\\"),
-            (b'\n', _, _) => dst.extend_from_slice(b"\\n"),
-            (b':', _, _) => dst.extend_from_slice(b"\\c"),
-            (b'\r', Version::V1_2, _) => dst.extend_from_slice(b"\\r"),
-            (b'\r', _, _) => dst.push(b' '),
-            _ => dst.push(b),
+            (b'\n' | b'\r', Version::V1_0, _) | (b'\n' | b'\r', _, false) => dst.put_u8(b' '),
+            (_, Version::V1_0, _) | (_, _, false) => dst.put_u8(b),
+            (b'\\', _, _) => dst.put_slice(b"\\\\"),
+            (b'\n', _, _) => dst.put_slice(b"\\n"),
+            (b':', _, _) => dst.put_slice(b"\\c"),
+            (b'\r', Version::V1_2, _) => dst.put_slice(b"\\r"),
+            (b'\r', _, _) => dst.put_u8(b' '),
+            _ => dst.put_u8(b),
         }
     }
 }

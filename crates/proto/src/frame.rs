@@ -21,20 +21,23 @@ impl Version {
         }
     }
 
+    /// The version a `version` header names (`CONNECTED`), if it is one we speak.
+    pub fn parse(s: &str) -> Option<Version> {
+        match s.trim() {
+            "1.0" => Some(Version::V1_0),
+            "1.1" => Some(Version::V1_1),
+            "1.2" => Some(Version::V1_2),
+            _ => None,
+        }
+    }
+
     /// Picks the highest version both sides speak. A CONNECT without `accept-version` is 1.0 by
     /// the 1.1 spec; an `accept-version` naming nothing we know is an error the client must see.
     pub fn negotiate(accept_version: Option<&str>) -> Option<Version> {
         let Some(list) = accept_version else {
             return Some(Version::V1_0);
         };
-        list.split(',')
-            .filter_map(|v| match v.trim() {
-                "1.0" => Some(Version::V1_0),
-                "1.1" => Some(Version::V1_1),
-                "1.2" => Some(Version::V1_2),
-                _ => None,
-            })
-            .max()
+        list.split(',').filter_map(Version::parse).max()
     }
 }
 
@@ -194,9 +197,14 @@ impl Headers {
         Headers(out)
     }
 
-    /// Removes every header for which `drop` returns true.
+    /// Keeps only the headers for which `keep` returns true.
     pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
         self.0.retain(|(k, _)| keep(k));
+    }
+
+    /// The `(name, value)` pairs, without copying them.
+    pub fn into_vec(self) -> Vec<(String, String)> {
+        self.0
     }
 }
 

@@ -13,7 +13,7 @@ use stampede_proto::{
 const COMMANDS: [Command; 15] = Command::ALL;
 
 /// Header names the broker reads, so generated frames exercise `Request::from_frame` for real.
-const KNOWN_NAMES: [&str; 16] = [
+const KNOWN_NAMES: [&str; 28] = [
     "receipt",
     "destination",
     "id",
@@ -30,6 +30,18 @@ const KNOWN_NAMES: [&str; 16] = [
     "requeue",
     "subscription",
     "selector",
+    "expires",
+    "persistent",
+    "priority",
+    "reply-to",
+    "x-delay",
+    "AMQ_SCHEDULED_DELAY",
+    "durable",
+    "auto-delete",
+    "activemq.subscriptionName",
+    "x-queue-name",
+    "x-dead-letter-routing-key",
+    "client-id",
 ];
 
 const KNOWN_VALUES: [&str; 18] = [
@@ -409,10 +421,10 @@ proptest! {
         match req.command {
             ClientCommand::Send(s) => {
                 prop_assert_eq!(Some(s.destination.as_str()), headers.get("destination"));
-                prop_assert!(s
-                    .headers
-                    .iter()
-                    .all(|(k, _)| !matches!(k, "receipt" | "transaction" | "content-length")));
+                prop_assert!(s.headers.iter().all(|(k, _)| !matches!(
+                    k.as_str(),
+                    "receipt" | "transaction" | "content-length" | "destination"
+                )));
             }
             ClientCommand::Subscribe(s) => {
                 prop_assert_eq!(Some(s.destination.as_str()), headers.get("destination"));
