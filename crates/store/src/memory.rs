@@ -1,25 +1,38 @@
-//! In-memory [`Store`]: durable for the life of the process only. Used by unit tests and by brokers
-//! that run without a data directory.
+//! [`MemoryStore`]: the store of an ephemeral broker (`storage.backend = "memory"`, `stampede
+//! serve --ephemeral`) and of unit tests. Commits apply at once, under one lock, so every ticket is
+//! born resolved; what it holds lasts as long as the process, and `recover` on the same instance
+//! behaves as a disk store's would after a restart.
 
 use std::collections::{BTreeMap, HashMap};
-
-use parking_lot::Mutex;
-
 use std::sync::Arc;
 
-use crate::{Op, ReadDone, Recovered, RecoveredQueue, RecoveredQueues, Store, StoreError, Ticket};
+use bytes::Bytes;
+use parking_lot::Mutex;
 
-/// Keeps committed ops in maps so `recover` behaves like a disk store's within one process.
+use crate::{
+    Backlog, Completer, Op, QueueId, ReadDone, RecoveredQueue, Recovery, Store, StoreError,
+    StoredMessage,
+};
+
+/// Keeps committed state in maps; see the module docs.
 #[derive(Default)]
 pub struct MemoryStore {
-    queues: Mutex<HashMap<String, Stored>>,
+    state: Mutex<State>,
     /// Always empty: commits apply at once.
-    backlog: crate::Backlog,
+    backlog: Backlog,
 }
 
 #[derive(Default)]
+struct State {
+    queues: HashMap<QueueId, Stored>,
+    meta: BTreeMap<Arc<str>, Bytes>,
+    next_queue_id: QueueId,
+}
+
 struct Stored {
-    messages: BTreeMap<u64, Recovered>,
+    name: Arc<str>,
+    attrs: Bytes,
+    messages: BTreeMap<u64, StoredMessage>,
     bytes: u64,
     next_seq: u64,
 }
@@ -28,74 +41,119 @@ impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
     }
-}
 
-impl Store for MemoryStore {
-    fn backlog(&self) -> &crate::Backlog {
-        &self.backlog
-    }
-
-    fn commit(&self, ops: Vec<Op>) -> Ticket {
-        let mut queues = self.queues.lock();
-        for op in ops {
-            match op {
-                Op::Put { queue, seq, record } => {
-                    let q = queues.entry(queue.to_string()).or_default();
+    fn apply(st: &mut State, op: Op) {
+        match op {
+            Op::PutQueue {
+                id,
+                name,
+                attrs,
+                next_seq,
+            } => {
+                st.next_queue_id = st.next_queue_id.max(id + 1);
+                let q = st.queues.entry(id).or_insert_with(|| Stored {
+                    name: name.clone(),
+                    attrs: Bytes::new(),
+                    messages: BTreeMap::new(),
+                    bytes: 0,
+                    next_seq: 1,
+                });
+                q.name = name;
+                q.attrs = attrs;
+                q.next_seq = q.next_seq.max(next_seq);
+            }
+            Op::DropQueue { id } => {
+                st.queues.remove(&id);
+            }
+            Op::Put { queue, seq, record } => {
+                if let Some(q) = st.queues.get_mut(&queue) {
                     q.bytes += record.size() as u64;
                     q.next_seq = q.next_seq.max(seq + 1);
-                    q.messages.insert(
+                    let deliveries = 0;
+                    let old = q.messages.insert(
                         seq,
-                        Recovered {
+                        StoredMessage {
                             seq,
                             record,
-                            deliveries: 0,
+                            deliveries,
                         },
                     );
-                }
-                Op::Delete {
-                    queue, seq, bytes, ..
-                } => {
-                    if let Some(q) = queues.get_mut(&*queue) {
-                        if q.messages.remove(&seq).is_some() {
-                            q.bytes = q.bytes.saturating_sub(bytes);
-                        }
-                    }
-                }
-                Op::SetDeliveries { queue, seq, count } => {
-                    if let Some(m) = queues
-                        .get_mut(&*queue)
-                        .and_then(|q| q.messages.get_mut(&seq))
-                    {
-                        m.deliveries = count;
+                    if let Some(old) = old {
+                        q.bytes = q.bytes.saturating_sub(old.record.size() as u64);
                     }
                 }
             }
+            Op::Delete { queue, seq, .. } => {
+                if let Some(q) = st.queues.get_mut(&queue) {
+                    if let Some(m) = q.messages.remove(&seq) {
+                        q.bytes = q.bytes.saturating_sub(m.record.size() as u64);
+                    }
+                }
+            }
+            Op::SetDeliveries { queue, seq, count } => {
+                if let Some(m) = st
+                    .queues
+                    .get_mut(&queue)
+                    .and_then(|q| q.messages.get_mut(&seq))
+                {
+                    m.deliveries = count;
+                }
+            }
+            Op::PutMeta { key, value } => {
+                st.meta.insert(key, value);
+            }
+            Op::DeleteMeta { key } => {
+                st.meta.remove(&key);
+            }
         }
-        Ticket::ready(Ok(()))
+    }
+}
+
+impl Store for MemoryStore {
+    fn submit(&self, ops: Vec<Op>, done: Completer) {
+        let mut st = self.state.lock();
+        for op in ops {
+            Self::apply(&mut st, op);
+        }
+        drop(st);
+        done.complete(Ok(()));
     }
 
-    fn recover(&self, head: usize) -> Result<RecoveredQueues, StoreError> {
-        let queues = self.queues.lock();
-        Ok(queues
+    fn recover(&self, head: usize) -> Result<Recovery, StoreError> {
+        let st = self.state.lock();
+        let mut queues: Vec<RecoveredQueue> = st
+            .queues
             .iter()
-            .map(|(name, q)| RecoveredQueue {
-                name: name.clone(),
+            .map(|(&id, q)| RecoveredQueue {
+                id,
+                name: q.name.clone(),
+                attrs: q.attrs.clone(),
                 head: q.messages.values().take(head).cloned().collect(),
                 messages: q.messages.len() as u64,
                 bytes: q.bytes,
                 next_seq: q.next_seq,
             })
-            .collect())
+            .collect();
+        queues.sort_by_key(|q| q.id);
+        Ok(Recovery {
+            queues,
+            meta: st
+                .meta
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            next_queue_id: st.next_queue_id.max(1),
+        })
     }
 
-    fn read(&self, queue: Arc<str>, after: u64, max: usize, done: ReadDone) {
+    fn read(&self, queue: QueueId, after: u64, max: usize, done: ReadDone) {
         let found = {
-            let queues = self.queues.lock();
-            queues
-                .get(&*queue)
+            let st = self.state.lock();
+            st.queues
+                .get(&queue)
                 .map(|q| {
                     q.messages
-                        .range(after + 1..)
+                        .range(after.saturating_add(1)..)
                         .take(max)
                         .map(|(_, m)| m.clone())
                         .collect()
@@ -105,8 +163,8 @@ impl Store for MemoryStore {
         done(Ok(found));
     }
 
-    fn flush(&self) -> Ticket {
-        Ticket::ready(Ok(()))
+    fn backlog(&self) -> &Backlog {
+        &self.backlog
     }
 }
 
@@ -114,8 +172,6 @@ impl Store for MemoryStore {
 mod tests {
     use super::*;
     use crate::MessageRecord;
-    use bytes::Bytes;
-    use std::sync::Arc;
 
     fn rec(body: &'static str) -> Arc<MessageRecord> {
         Arc::new(MessageRecord {
@@ -127,46 +183,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn recover_returns_live_messages_in_order_with_counts() {
+    async fn ops_for_a_queue_that_does_not_exist_are_ignored() {
         let s = MemoryStore::new();
-        let q: Arc<str> = Arc::from("q");
-        let put = |seq, body| Op::Put {
-            queue: q.clone(),
-            seq,
-            record: rec(body),
-        };
-        s.commit(vec![put(2, "b"), put(1, "a"), put(3, "c")])
-            .await
-            .unwrap();
-        s.commit(vec![
-            Op::Delete {
-                queue: q.clone(),
-                seq: 2,
-                bytes: 1,
-                counted: false,
-            },
-            Op::SetDeliveries {
-                queue: q.clone(),
-                seq: 3,
-                count: 4,
-            },
-        ])
+        s.commit(vec![Op::Put {
+            queue: 9,
+            seq: 1,
+            record: rec("lost"),
+        }])
         .await
         .unwrap();
-        let got = s.recover(1).unwrap();
-        assert_eq!(got.len(), 1);
-        let msgs: Vec<_> = got[0].head.iter().map(|m| (m.seq, m.deliveries)).collect();
-        assert_eq!(msgs, [(1, 0)], "only the head asked for");
-        assert_eq!((got[0].messages, got[0].next_seq), (2, 4));
-        let (tx, rx) = std::sync::mpsc::channel();
-        s.read(q.clone(), 1, 10, Box::new(move |r| tx.send(r).unwrap()));
-        let rest: Vec<_> = rx
-            .recv()
-            .unwrap()
-            .unwrap()
-            .iter()
-            .map(|m| (m.seq, m.deliveries))
-            .collect();
-        assert_eq!(rest, [(3, 4)]);
+        let got = s.recover(10).unwrap();
+        assert!(got.queues.is_empty());
+        assert_eq!(got.next_queue_id, 1);
     }
 }

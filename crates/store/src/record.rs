@@ -11,6 +11,7 @@ pub struct MessageRecord {
     /// Milliseconds since the Unix epoch when the queue accepted the message.
     pub enqueued_at_ms: u64,
     /// Milliseconds since the Unix epoch after which the message is dropped (`expires` header).
+    /// Never `Some(0)`: stores may keep 0 for "none".
     pub expires_at_ms: Option<u64>,
 }
 
@@ -24,9 +25,14 @@ impl MessageRecord {
 
     /// Bytes the message occupies, for queue byte limits and metrics.
     pub fn size(&self) -> usize {
-        self.body.len()
-            + self
-                .headers
+        Self::size_of(&self.headers, self.body.len())
+    }
+
+    /// [`MessageRecord::size`] of a message with these headers and a body of `body_len` bytes,
+    /// before it is built.
+    pub fn size_of(headers: &[(String, String)], body_len: usize) -> usize {
+        body_len
+            + headers
                 .iter()
                 .map(|(k, v)| k.len() + v.len() + 2)
                 .sum::<usize>()
