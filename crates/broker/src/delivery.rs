@@ -1,64 +1,79 @@
-//! What the broker hands to a connection: deliveries and control frames, through the connection's
-//! outbox. The connection writer turns them into bytes; the broker never sees a socket.
+//! What the broker hands to a consumer's connection: [`Delivery`]s, through the [`Outbox`] the
+//! connection gave when it subscribed. The broker never sees a socket; the connection reports back
+//! which auto-ack deliveries it has written ([`crate::Broker::written`]).
 
 use std::sync::Arc;
 
-use stampede_proto::Frame;
-use stampede_store::MessageRecord;
-use tokio::sync::mpsc;
+use stampede_store::{MessageRecord, Ticket};
 
 use crate::queue::{ConsumerId, Queue};
+
+/// How a subscription acknowledges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckMode {
+    /// Settled as soon as the connection has written the message.
+    Auto,
+    /// A settle covers the named message and every earlier one of the same subscription.
+    Client,
+    /// A settle covers only the named message.
+    ClientIndividual,
+}
 
 /// One message on its way to one subscription.
 #[derive(Debug)]
 pub struct Delivery {
     /// The consumer it was dispatched to; the connection skips deliveries of a consumer it is
-    /// cancelling (the queue returns those to the queue).
+    /// cancelling (the queue takes those back).
     pub consumer: ConsumerId,
-    /// The `subscription` header: the client's id for its SUBSCRIBE.
+    /// The subscription's name (STOMP: the SUBSCRIBE `id`).
     pub subscription: Arc<str>,
-    /// The `destination` header, as the subscriber named it.
+    /// The destination as the subscriber named it.
     pub destination: Arc<str>,
-    /// Stable across redeliveries of the same message.
-    pub message_id: String,
-    /// Per-delivery token for the 1.2 `ack` header; `None` for auto-ack subscriptions.
-    pub ack_id: Option<String>,
-    pub record: Arc<MessageRecord>,
+    /// With `seq`, the message id ([`crate::message_id`]), stable across redeliveries and
+    /// restarts.
+    pub queue_number: u64,
+    pub seq: u64,
     /// 1 on the first delivery.
     pub delivery_count: u32,
-    /// Set for auto-ack subscriptions: the writer settles the message once it is on the socket.
-    pub auto_settle: Option<AutoSettle>,
-    /// Set when the delivery count must be durable before the message is written.
-    pub durable: Option<Arc<crate::effects::DurableGate>>,
+    /// The subscription settles explicitly, with the delivery's tag ([`crate::ack_token`]).
+    pub client_ack: bool,
+    pub record: Arc<MessageRecord>,
+    /// For auto-ack subscriptions: hand it back through [`crate::Broker::written`] once the
+    /// message is written.
+    pub auto_ack: Option<AutoAck>,
+    /// Set when the delivery count must be durable before the message is written: the ticket of
+    /// the commit that carries it.
+    pub durable: Option<Ticket>,
 }
 
 impl Delivery {
     pub fn redelivered(&self) -> bool {
         self.delivery_count > 1
     }
+
+    pub fn message_id(&self) -> String {
+        crate::ids::message_id(self.queue_number, self.seq)
+    }
+
+    /// The tag a client settles this delivery with; `None` for auto-ack subscriptions.
+    pub fn ack_id(&self) -> Option<String> {
+        self.client_ack
+            .then(|| crate::ids::ack_token(self.queue_number, self.seq, self.delivery_count))
+    }
 }
 
-/// Where an auto-acked delivery is settled after the writer has written it.
-#[derive(Debug, Clone)]
-pub struct AutoSettle {
-    pub queue: Arc<Queue>,
-    pub consumer: ConsumerId,
-    pub seq: u64,
-}
-
-/// Items a connection's writer drains, in order. Boxed, so the item is pointer-sized: every
-/// connection's outbox channel allocates its slots in blocks up front, idle or not.
+/// An auto-ack delivery to settle once written; opaque to the connection.
 #[derive(Debug)]
-pub enum Outgoing {
-    Message(Box<Delivery>),
-    Frame(Box<Frame>),
-    /// Answered by the writer once everything queued before it is written (and auto-ack
-    /// deliveries among it settled), so the connection can cancel a subscription without
-    /// requeueing messages the client already has.
-    Barrier(tokio::sync::oneshot::Sender<()>),
+pub struct AutoAck {
+    pub(crate) queue: Arc<Queue>,
+    pub(crate) consumer: ConsumerId,
+    pub(crate) seq: u64,
 }
 
-/// Sending half of a connection's outbox. Its depth is bounded by subscription credit (every
-/// delivery takes one credit until acked or written) plus the replies to frames the reader has
-/// processed, so an unbounded channel does not grow without bound.
-pub type Outbox = mpsc::UnboundedSender<Outgoing>;
+/// Where a subscription's deliveries go: a connection's writer, or any other consumer of them.
+/// Deliveries are bounded by the subscription's credit (prefetch), so an outbox need not bound
+/// itself.
+pub trait Outbox: Send + Sync + 'static {
+    /// Hands a delivery over; false when the connection is gone (the queue keeps the message).
+    fn deliver(&self, delivery: Box<Delivery>) -> bool;
+}

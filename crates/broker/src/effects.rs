@@ -1,17 +1,16 @@
-//! What a queue operation leaves for its caller to carry out: store ops to commit and messages to
-//! dead-letter. Operations only record effects (under the queue's lock); [`Broker::apply`] then
-//! stages the dead letters into their queues, submits everything as one store commit (atomic, so a
-//! transaction's COMMIT or a NACK-to-DLQ is all or nothing on disk), and only then publishes.
+//! What a queue operation leaves for the broker to carry out: store ops to commit, messages to
+//! dead-letter, staged messages to publish once their puts are submitted, page-in reads, and the
+//! ticket that client-ack deliveries made meanwhile wait on. Operations only record effects (under
+//! their queue's lock); the broker's `apply` carries them out once the lock is released.
 //!
-//! [`Broker::apply`]: crate::Broker::apply
+//! `Effects` is `#[must_use]`, and dropping one that still holds store ops is a bug caught in debug
+//! builds: the in-memory half of a transition has happened, and its durable half would be lost.
 
 use std::sync::Arc;
 
-use parking_lot::Mutex;
-use stampede_store::{MessageRecord, Op, Ticket};
-use tokio::sync::Notify;
+use stampede_store::{Completer, MessageRecord, Op, QueueId, Ticket};
 
-use crate::queue::Queue;
+use crate::queue::{Queue, Reservation};
 
 /// Why a message left its queue for a dead-letter queue (`x-death-reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,117 +35,57 @@ impl DeathReason {
 
 /// A message removed from `source` that belongs in `dead_letter_queue`.
 #[derive(Debug)]
-pub struct DeadLetter {
+pub(crate) struct DeadLetter {
     pub source: Arc<str>,
-    pub dead_letter_queue: String,
+    pub dead_letter_queue: Arc<str>,
     pub record: Arc<MessageRecord>,
     pub reason: DeathReason,
 }
 
 /// A message that becomes visible once `ops` (which hold its put, when `stored`) are submitted.
 #[derive(Debug)]
-pub struct Staged {
+pub(crate) struct Staged {
     pub queue: Arc<Queue>,
     pub seq: u64,
     pub record: Arc<MessageRecord>,
     pub stored: bool,
+    /// The queue's store id when its put was staged.
+    pub store_id: Option<QueueId>,
+    /// The room it holds under the queue's limits until published.
+    pub reservation: Option<Reservation>,
 }
 
 /// A queue asks for its next waiting messages from the store.
 #[derive(Debug)]
-pub struct PageIn {
+pub(crate) struct PageIn {
     pub queue: Arc<Queue>,
+    pub store_id: QueueId,
     pub after: u64,
     pub max: usize,
 }
 
-/// Holds deliveries back until the delivery counts recorded with them are durable, so a message a
-/// client has seen is never handed out again after a crash as if it were new. Created by the
-/// dispatch that records the counts, armed by [`Broker::apply`] with a ticket for the commit that
-/// carries them, awaited by the connection writer before it writes those deliveries.
-///
-/// [`Broker::apply`]: crate::Broker::apply
-#[derive(Default)]
-pub struct DurableGate {
-    state: Mutex<GateState>,
-    changed: Notify,
-}
-
-#[derive(Default)]
-enum GateState {
-    #[default]
-    Unarmed,
-    Armed(Ticket),
-    /// One waiter is awaiting the ticket; the others wait for it to finish.
-    Awaiting,
-    Open,
-}
-
-impl std::fmt::Debug for DurableGate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DurableGate")
-    }
-}
-
-impl DurableGate {
-    pub(crate) fn arm(&self, ticket: Ticket) {
-        let mut st = self.state.lock();
-        if matches!(*st, GateState::Unarmed) {
-            *st = GateState::Armed(ticket);
-        }
-        drop(st);
-        self.changed.notify_waiters();
-    }
-
-    /// Resolves once the counts are durable (or the store has failed, which its own errors
-    /// report; holding deliveries forever would help nobody).
-    pub async fn wait(&self) {
-        loop {
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            let ticket = {
-                let mut st = self.state.lock();
-                match std::mem::replace(&mut *st, GateState::Awaiting) {
-                    GateState::Open => {
-                        *st = GateState::Open;
-                        return;
-                    }
-                    GateState::Armed(ticket) => Some(ticket),
-                    other => {
-                        *st = other;
-                        None
-                    }
-                }
-            };
-            if let Some(ticket) = ticket {
-                let _ = ticket.await;
-                *self.state.lock() = GateState::Open;
-                self.changed.notify_waiters();
-                return;
-            }
-            changed.await;
-        }
-    }
-}
-
 /// Accumulated effects of one or more queue operations.
-#[derive(Debug, Default)]
-pub struct Effects {
+#[derive(Default)]
+#[must_use = "effects must be applied by the broker, or their store ops are lost"]
+pub(crate) struct Effects {
     pub ops: Vec<Op>,
     pub dead: Vec<DeadLetter>,
     pub publish: Vec<Staged>,
     pub page_in: Vec<PageIn>,
-    /// Set when deliveries were made that must wait for `ops` to be durable.
-    pub gate: Option<Arc<DurableGate>>,
+    /// Set when deliveries were made that must wait for `ops` to be durable: the ticket they
+    /// carry, and its completer, which the commit of `ops` takes.
+    pub gate: Option<(Ticket, Completer)>,
 }
 
-impl Drop for Effects {
-    fn drop(&mut self) {
-        // Effects dropped without being applied must not hold deliveries back for ever.
-        if let Some(gate) = self.gate.take() {
-            gate.arm(Ticket::ready(Ok(())));
-        }
+impl std::fmt::Debug for Effects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Effects")
+            .field("ops", &self.ops.len())
+            .field("dead", &self.dead.len())
+            .field("publish", &self.publish.len())
+            .field("page_in", &self.page_in.len())
+            .field("gated", &self.gate.is_some())
+            .finish()
     }
 }
 
@@ -155,9 +94,10 @@ impl Effects {
         Self::default()
     }
 
-    /// The gate for deliveries made under these effects.
-    pub fn gate(&mut self) -> Arc<DurableGate> {
-        self.gate.get_or_insert_with(Default::default).clone()
+    /// The ticket deliveries made under these effects wait on: the one of the commit that will
+    /// carry their delivery counts.
+    pub fn gate(&mut self) -> Ticket {
+        self.gate.get_or_insert_with(Ticket::pending).0.clone()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -165,5 +105,16 @@ impl Effects {
             && self.dead.is_empty()
             && self.publish.is_empty()
             && self.page_in.is_empty()
+            && self.gate.is_none()
+    }
+}
+
+impl Drop for Effects {
+    fn drop(&mut self) {
+        debug_assert!(
+            self.ops.is_empty() || std::thread::panicking(),
+            "effects dropped with {} store ops not applied",
+            self.ops.len()
+        );
     }
 }

@@ -1,5 +1,6 @@
-//! Errors of the routing core. Each is a client mistake or a storage failure; the server turns any
-//! of them into a STOMP `ERROR` frame whose `message` is the `Display` text.
+//! Errors of the routing core. Each is a client mistake, a refusal (a full queue, a full disk) or a
+//! storage failure; a front end turns any of them into its own error (a STOMP `ERROR` frame, an
+//! HTTP status) whose text is the `Display` text.
 
 use stampede_store::StoreError;
 use thiserror::Error;
@@ -18,6 +19,10 @@ pub enum BrokerError {
     DuplicateTransaction(String),
     #[error("no open transaction {0:?} on this connection")]
     UnknownTransaction(String),
+    #[error("no queue named {0:?}")]
+    UnknownQueue(String),
+    #[error("queue {queue:?} has {consumers} consumer(s) attached; it can be deleted once they are gone")]
+    QueueInUse { queue: String, consumers: usize },
     #[error("queue {queue:?} is full ({limit} = {value})")]
     QueueFull {
         queue: String,
@@ -28,4 +33,11 @@ pub enum BrokerError {
     StorageFull(String),
     #[error("message could not be stored: {0}")]
     Store(#[from] StoreError),
+}
+
+impl BrokerError {
+    /// True for refusals caused by storage (a full disk, a failed store) rather than the request.
+    pub fn is_storage(&self) -> bool {
+        matches!(self, BrokerError::Store(_) | BrokerError::StorageFull(_))
+    }
 }

@@ -1,5 +1,7 @@
-//! Per-queue settings (BEHAVIOUR.md "Queue semantics"): defaults, overridden by the first matching
-//! glob pattern such as `orders.*`. Each queue resolves its settings once, when it is created.
+//! Per-queue settings (docs/behaviour.md, "Queue semantics"): the configuration's defaults, overridden by the first
+//! matching glob pattern such as `orders.*`, then by what was changed for that queue at run time
+//! (kept in its stored attributes). A queue resolves them when it is created or recovered, and
+//! again when they change.
 
 use std::time::Duration;
 
@@ -95,10 +97,22 @@ pub struct QueuePolicy {
 }
 
 impl QueuePolicy {
+    /// Effective settings of queue `name` with the run-time changes `changed` over the
+    /// configuration's, and the pattern that shaped them.
+    pub fn resolve(&self, name: &str, changed: &SettingsOverride) -> (QueueSettings, Option<&str>) {
+        let (mut s, pattern) = self.settings_for(name);
+        changed.apply(&mut s);
+        (s, pattern)
+    }
+
     /// Effective settings of queue `name`, and the pattern that shaped them.
     pub fn settings_for(&self, name: &str) -> (QueueSettings, Option<&str>) {
         let mut s = self.defaults.clone();
-        let Some((pattern, o)) = self.patterns.iter().find(|(p, _)| glob_match(p, name)) else {
+        let Some((pattern, o)) = self
+            .patterns
+            .iter()
+            .find(|(p, _)| crate::glob::glob_match(p, name))
+        else {
             return (s, None);
         };
         o.apply(&mut s);
@@ -106,44 +120,9 @@ impl QueuePolicy {
     }
 }
 
-/// Glob match: `*` any run of characters (dots included), `?` one character.
-pub fn glob_match(pattern: &str, name: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    let (mut pi, mut ni) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ni));
-            pi += 1;
-        } else if let Some((sp, sn)) = star {
-            pi = sp + 1;
-            ni = sn + 1;
-            star = Some((sp, sn + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("orders.*", "orders.eu"));
-        assert!(glob_match("orders.*", "orders.eu.west"));
-        assert!(!glob_match("orders.*", "order.eu"));
-        assert!(glob_match("*", ""));
-        assert!(glob_match("a?c*z", "abcxyz"));
-        assert!(!glob_match("a?c", "ac"));
-        assert!(glob_match("ocid1.queue.*", "ocid1.queue.oc1.phx.abc"));
-    }
 
     #[test]
     fn first_matching_pattern_overrides_defaults() {

@@ -1,42 +1,34 @@
-//! Topics: every current subscriber gets its own copy. Each subscription owns a transient queue,
-//! so topic subscribers get the same ack modes, prefetch and redelivery as queue consumers.
+//! Topics. Every current subscriber gets its own copy through a transient queue of its own (so
+//! topic subscribers get the same ack modes, prefetch and redelivery as queue consumers), and
+//! every durable queue bound to the topic (a durable subscription, a RabbitMQ-style `x-queue-name`
+//! binding) stores a copy, subscribers present or not. Copies share one record: the body is never
+//! copied.
 
 use std::sync::Arc;
 
 use parking_lot::RwLock;
-use stampede_store::MessageRecord;
 
-use crate::effects::Effects;
 use crate::queue::Queue;
 
-/// A named topic and the queues of its current subscribers.
+/// A named topic, its current subscribers' queues and the durable queues bound to it.
 #[derive(Debug)]
-pub struct Topic {
+pub(crate) struct Topic {
     name: Arc<str>,
     subscribers: RwLock<Vec<Arc<Queue>>>,
+    bound: RwLock<Vec<Arc<Queue>>>,
 }
 
 impl Topic {
-    pub fn new(name: &str) -> Arc<Topic> {
+    pub fn new(name: Arc<str>) -> Arc<Topic> {
         Arc::new(Topic {
-            name: Arc::from(name),
+            name,
             subscribers: RwLock::new(Vec::new()),
+            bound: RwLock::new(Vec::new()),
         })
     }
 
     pub fn name(&self) -> &str {
         &self.name
-    }
-
-    /// Copies `record` to every subscriber; the body is shared, not copied. Returns the number of
-    /// subscribers reached.
-    pub fn publish(&self, record: &Arc<MessageRecord>, fx: &mut Effects) -> usize {
-        let subs = self.subscribers.read();
-        for q in subs.iter() {
-            let seq = q.next_seq();
-            q.publish(seq, record.clone(), false, fx);
-        }
-        subs.len()
     }
 
     pub fn attach(&self, queue: Arc<Queue>) {
@@ -47,7 +39,38 @@ impl Topic {
         self.subscribers.write().retain(|q| !Arc::ptr_eq(q, queue));
     }
 
+    /// Binds a durable queue; false if it was bound already.
+    pub fn bind(&self, queue: Arc<Queue>) -> bool {
+        let mut bound = self.bound.write();
+        if bound.iter().any(|q| Arc::ptr_eq(q, &queue)) {
+            return false;
+        }
+        bound.push(queue);
+        true
+    }
+
+    /// Unbinds the durable queue named `queue`; false if it was not bound.
+    pub fn unbind(&self, queue: &str) -> bool {
+        let mut bound = self.bound.write();
+        let before = bound.len();
+        bound.retain(|q| q.name() != queue);
+        bound.len() != before
+    }
+
+    pub fn subscribers(&self) -> Vec<Arc<Queue>> {
+        self.subscribers.read().clone()
+    }
+
+    pub fn bound(&self) -> Vec<Arc<Queue>> {
+        self.bound.read().clone()
+    }
+
+    #[cfg(test)]
     pub fn subscriber_count(&self) -> usize {
         self.subscribers.read().len()
+    }
+
+    pub fn is_unused(&self) -> bool {
+        self.subscribers.read().is_empty() && self.bound.read().is_empty()
     }
 }

@@ -1,21 +1,27 @@
 //! The data a queue's lock protects and the transitions between its states: ready → in flight →
 //! settled, requeued or dead-lettered. Every transition records its store ops and dead letters in
 //! the caller's [`Effects`].
+//!
+//! The collections that carry an index (`ready` with `expiring`, `inflight` with `deadlines`) are
+//! private: they change only through the methods here, which keep both sides in step, and the
+//! time-driven loops pop the index entry before they look up the message, so an index that ever
+//! disagreed could not make them spin with the lock held.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
-use stampede_store::{MessageRecord, Op};
+use stampede_store::{MessageRecord, Op, QueueId};
 
 use super::{ConsumerId, ConsumerSpec, NotInFlight};
 use crate::effects::{DeadLetter, DeathReason, Effects};
+use crate::policy::QueueSettings;
 
 /// Tokens of expired deliveries remembered per consumer, so a late ACK is not taken for a bogus one.
 const REMEMBERED_EXPIRIES: usize = 1024;
 
 /// A message waiting or in flight.
 #[derive(Debug, Clone)]
-pub(super) struct Entry {
+pub(crate) struct Entry {
     pub record: Arc<MessageRecord>,
     /// Deliveries so far; the next delivery is number `deliveries + 1`.
     pub deliveries: u32,
@@ -46,11 +52,15 @@ impl Entry {
             stored,
         }
     }
+
+    pub fn size(&self) -> u64 {
+        self.record.size() as u64
+    }
 }
 
 /// Who holds an in-flight message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Holder {
+pub(crate) enum Holder {
     /// A subscription; `dispatch_no` orders its deliveries for cumulative ACKs.
     Consumer { id: ConsumerId, dispatch_no: u64 },
     /// A pull consumer (GetMessages), identified only by the receipt it was handed.
@@ -58,7 +68,7 @@ pub(super) enum Holder {
 }
 
 #[derive(Debug)]
-pub(super) struct Inflight {
+pub(crate) struct Inflight {
     pub entry: Entry,
     pub holder: Holder,
     /// Milliseconds since the epoch when the message becomes visible again, if ever.
@@ -66,7 +76,7 @@ pub(super) struct Inflight {
 }
 
 #[derive(Debug)]
-pub(super) struct Consumer {
+pub(crate) struct Consumer {
     pub spec: ConsumerSpec,
     pub credit: u32,
     pub next_dispatch: u64,
@@ -76,52 +86,111 @@ pub(super) struct Consumer {
     pub expired: VecDeque<u64>,
 }
 
-/// Everything behind a queue's lock.
-#[derive(Debug, Default)]
-pub(super) struct State {
-    pub ready: BTreeMap<u64, Entry>,
-    pub inflight: HashMap<u64, Inflight>,
-    /// (deadline, seq) of in-flight messages that have a visibility deadline.
-    pub deadlines: BTreeSet<(u64, u64)>,
-    /// (expires at, seq) of waiting messages that carry an `expires` time.
-    pub expiring: BTreeSet<(u64, u64)>,
-    pub consumers: Vec<Consumer>,
-    /// Round-robin position among consumers.
-    pub cursor: usize,
-    /// Bytes of all messages in the queue, waiting or in flight.
-    pub bytes: u64,
-    /// Bytes of the messages in `ready`.
-    pub ready_bytes: u64,
-    /// Where dead letters go; `None` drops them (transient queues, dead-letter queues).
-    pub dead_letter_queue: Option<String>,
-    pub paged: Paged,
-}
-
 /// Waiting messages kept only in the store, beyond the in-memory window. Every one of them has a
 /// higher sequence number than every waiting message in memory, so FIFO holds across the boundary.
 #[derive(Debug, Default)]
-pub(super) struct Paged {
+pub(crate) struct Paged {
     pub count: u64,
     pub bytes: u64,
     /// Highest sequence number already brought into memory; paged messages lie above it.
     pub cursor: u64,
     /// A read from the store is under way.
     pub reading: bool,
+    /// When to try again after a read failed.
+    pub retry_at: Option<u64>,
+}
+
+/// Capacity taken by messages admitted and not yet published, so that concurrent SENDs and the
+/// SENDs of one transaction together cannot overfill a bounded queue.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Reserved {
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+/// Everything behind a queue's lock.
+#[derive(Debug)]
+pub(crate) struct State {
+    ready: BTreeMap<u64, Entry>,
+    /// (expires at, seq) of waiting messages that carry an `expires` time.
+    expiring: BTreeSet<(u64, u64)>,
+    /// Bytes of the messages in `ready`.
+    ready_bytes: u64,
+    inflight: HashMap<u64, Inflight>,
+    /// (deadline, seq) of in-flight messages that have a visibility deadline.
+    deadlines: BTreeSet<(u64, u64)>,
+    pub consumers: Vec<Consumer>,
+    /// Round-robin position among consumers.
+    pub cursor: usize,
+    /// Bytes of all messages in the queue, waiting or in flight.
+    pub bytes: u64,
+    pub paged: Paged,
+    pub reserved: Reserved,
+    /// The effective settings: the configuration's, then what was changed at run time.
+    pub settings: QueueSettings,
+    /// Where dead letters go; `None` drops them (transient queues, dead-letter queues).
+    pub dead_letter_queue: Option<Arc<str>>,
+    /// The queue's current id in the store; `None` for a transient queue, or once dropped. A
+    /// purge moves the queue to a fresh id, so a message staged under the old one is known gone.
+    pub store_id: Option<QueueId>,
+    /// The queue was removed from the broker; nothing may attach to it or enter it.
+    pub dropped: bool,
+    /// The earliest deadline this queue has asked the broker's timer to wake it for.
+    pub armed: Option<u64>,
+    /// What its stored attributes hold besides its number (kept to write them again).
+    pub created_at_ms: u64,
+    /// Run-time setting changes and labels; boxed, since most queues have none.
+    pub extras: Option<Box<Extras>>,
+}
+
+/// The rarely set parts of a queue's attributes.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Extras {
+    pub overrides: crate::meta::Overrides,
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// What the state needs to know about its queue to record effects.
-pub(super) struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     pub name: &'a Arc<str>,
-    pub max_deliveries: Option<u32>,
 }
 
 impl State {
+    pub fn new(
+        settings: QueueSettings,
+        dead_letter_queue: Option<Arc<str>>,
+        store_id: Option<QueueId>,
+    ) -> State {
+        State {
+            ready: BTreeMap::new(),
+            expiring: BTreeSet::new(),
+            ready_bytes: 0,
+            inflight: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            consumers: Vec::new(),
+            cursor: 0,
+            bytes: 0,
+            paged: Paged::default(),
+            reserved: Reserved::default(),
+            settings,
+            dead_letter_queue,
+            store_id,
+            dropped: false,
+            armed: None,
+            created_at_ms: 0,
+            extras: None,
+        }
+    }
+
     pub fn insert_ready(&mut self, seq: u64, entry: Entry) {
         if let Some(at) = entry.record.expires_at_ms {
             self.expiring.insert((at, seq));
         }
-        self.ready_bytes += entry.record.size() as u64;
-        self.ready.insert(seq, entry);
+        self.ready_bytes += entry.size();
+        if let Some(old) = self.ready.insert(seq, entry) {
+            // Never expected: one sequence number is one message. Keep the totals right anyway.
+            self.left_ready(seq, &old);
+        }
     }
 
     pub fn take_ready(&mut self) -> Option<(u64, Entry)> {
@@ -140,7 +209,28 @@ impl State {
         if let Some(at) = entry.record.expires_at_ms {
             self.expiring.remove(&(at, seq));
         }
-        self.ready_bytes = self.ready_bytes.saturating_sub(entry.record.size() as u64);
+        self.ready_bytes = self.ready_bytes.saturating_sub(entry.size());
+    }
+
+    /// Every waiting message in memory, oldest first.
+    pub fn ready(&self) -> impl Iterator<Item = (u64, &Entry)> {
+        self.ready.iter().map(|(s, e)| (*s, e))
+    }
+
+    /// The oldest waiting message in memory.
+    pub fn first_ready(&self) -> Option<(u64, &Entry)> {
+        self.ready.first_key_value().map(|(s, e)| (*s, e))
+    }
+
+    pub fn ready_len(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// Empties the in-memory waiting messages (a purge).
+    pub fn drain_ready(&mut self) -> Vec<(u64, Entry)> {
+        self.expiring.clear();
+        self.ready_bytes = 0;
+        std::mem::take(&mut self.ready).into_iter().collect()
     }
 
     pub fn take_inflight(&mut self, seq: u64) -> Option<Inflight> {
@@ -155,21 +245,77 @@ impl State {
         if let Some(d) = inflight.deadline {
             self.deadlines.insert((d, seq));
         }
-        self.inflight.insert(seq, inflight);
+        if let Some(old) = self.inflight.insert(seq, inflight) {
+            if let Some(d) = old.deadline {
+                self.deadlines.remove(&(d, seq));
+            }
+        }
+    }
+
+    pub fn inflight(&self, seq: u64) -> Option<&Inflight> {
+        self.inflight.get(&seq)
+    }
+
+    pub fn inflight_len(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Every in-flight message (a purge keeps them; the admin view lists them).
+    pub fn inflight_iter(&self) -> impl Iterator<Item = (u64, &Inflight)> {
+        self.inflight.iter().map(|(s, i)| (*s, i))
+    }
+
+    /// The next in-flight message whose visibility deadline is at or before `now`, taken out of
+    /// the deadline index first.
+    pub fn pop_due_deadline(&mut self, now: u64) -> Option<u64> {
+        let &(deadline, seq) = self.deadlines.first()?;
+        if deadline > now {
+            return None;
+        }
+        self.deadlines.pop_first();
+        Some(seq)
+    }
+
+    /// The next waiting message whose `expires` time is at or before `now`, taken out of the
+    /// expiry index first.
+    pub fn pop_due_expiry(&mut self, now: u64) -> Option<u64> {
+        let &(at, seq) = self.expiring.first()?;
+        if at > now {
+            return None;
+        }
+        self.expiring.pop_first();
+        Some(seq)
+    }
+
+    /// The earliest moment something in this queue is due: a visibility deadline, an `expires`
+    /// time, the oldest waiting message's retention, or a retry of a failed store read.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let retention = self.settings.retention.as_millis() as u64;
+        [
+            self.deadlines.first().map(|d| d.0),
+            self.expiring.first().map(|e| e.0),
+            self.first_ready()
+                .map(|(_, e)| e.record.enqueued_at_ms.saturating_add(retention)),
+            self.paged.retry_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// A message leaves the queue for good (settled, expired, dead-lettered).
     pub fn forget(&mut self, ctx: &Ctx, seq: u64, entry: &Entry, fx: &mut Effects) {
-        let size = entry.record.size() as u64;
+        let size = entry.size();
         self.bytes = self.bytes.saturating_sub(size);
-        if entry.stored {
+        if let (true, Some(id)) = (entry.stored, self.store_id) {
             fx.ops.push(Op::Delete {
-                queue: ctx.name.clone(),
+                queue: id,
                 seq,
                 bytes: size,
                 counted: entry.counted,
             });
         }
+        let _ = ctx;
     }
 
     /// Waiting messages, in memory or paged out.
@@ -210,7 +356,7 @@ impl State {
     /// A delivered message comes back: waiting again, or dead-lettered once it has used up its
     /// deliveries.
     pub fn requeue(&mut self, ctx: &Ctx, seq: u64, entry: Entry, fx: &mut Effects) {
-        match ctx.max_deliveries {
+        match self.settings.max_deliveries {
             Some(max) if entry.deliveries >= max => {
                 self.dead_letter(ctx, seq, entry, DeathReason::MaxDeliveries, fx)
             }
@@ -222,17 +368,34 @@ impl State {
         self.consumers.iter_mut().find(|c| c.spec.id == id)
     }
 
+    /// The dispatch number of `seq` if it is in flight to `consumer` — in its `count`th delivery,
+    /// when a count is given (a tag of an earlier delivery names nothing now).
+    fn dispatch_no(
+        &self,
+        consumer: ConsumerId,
+        seq: u64,
+        count: Option<u32>,
+    ) -> Result<u64, NotInFlight> {
+        let inflight = self.inflight.get(&seq).ok_or(NotInFlight)?;
+        match inflight.holder {
+            Holder::Consumer { id, dispatch_no }
+                if id == consumer && count.is_none_or(|c| c == inflight.entry.deliveries) =>
+            {
+                Ok(dispatch_no)
+            }
+            _ => Err(NotInFlight),
+        }
+    }
+
     /// The sequence numbers an ACK/NACK of `seq` by `consumer` covers, without settling them.
     pub fn settle_preview(
         &self,
         consumer: ConsumerId,
         seq: u64,
+        count: Option<u32>,
         cumulative: bool,
     ) -> Result<Vec<u64>, NotInFlight> {
-        let dispatch_no = match self.inflight.get(&seq).map(|i| i.holder) {
-            Some(Holder::Consumer { id, dispatch_no }) if id == consumer => dispatch_no,
-            _ => return Err(NotInFlight),
-        };
+        let dispatch_no = self.dispatch_no(consumer, seq, count)?;
         let c = self
             .consumers
             .iter()
@@ -251,12 +414,10 @@ impl State {
         &mut self,
         consumer: ConsumerId,
         seq: u64,
+        count: Option<u32>,
         cumulative: bool,
     ) -> Result<Vec<(u64, Entry)>, NotInFlight> {
-        let dispatch_no = match self.inflight.get(&seq).map(|i| i.holder) {
-            Some(Holder::Consumer { id, dispatch_no }) if id == consumer => dispatch_no,
-            _ => return Err(NotInFlight),
-        };
+        let dispatch_no = self.dispatch_no(consumer, seq, count)?;
         let c = self.consumer_mut(consumer).ok_or(NotInFlight)?;
         let seqs: Vec<u64> = if cumulative {
             let rest = c.unacked.split_off(&(dispatch_no + 1));
@@ -274,9 +435,10 @@ impl State {
             .collect())
     }
 
-    /// A visibility deadline passed for `seq`: take it back from whoever holds it.
+    /// A visibility deadline passed for `seq`: take it back from whoever holds it. The deadline's
+    /// index entry is already gone ([`State::pop_due_deadline`]).
     pub fn expire_delivery(&mut self, seq: u64) -> Option<Entry> {
-        let inflight = self.take_inflight(seq)?;
+        let inflight = self.inflight.remove(&seq)?;
         if let Holder::Consumer { id, dispatch_no } = inflight.holder {
             if let Some(c) = self.consumer_mut(id) {
                 c.unacked.remove(&dispatch_no);

@@ -1,70 +1,151 @@
+//! The queue state machine on its own: FIFO, competing consumers, credit, cumulative settles,
+//! requeue order, NACK, auto-ack, transient bounds. Effects are inspected, not applied.
+
 use super::*;
 use crate::clock::ManualClock;
+use crate::delivery::{AckMode, Delivery};
+use crate::effects::DeathReason;
+use crate::ids::DeliveryTag;
+use crate::settle::Outcome;
 use bytes::Bytes;
+use stampede_store::{MessageRecord, Op};
+use std::ops::{Deref, DerefMut};
 use tokio::sync::mpsc;
 
+/// Effects a queue test inspects and then throws away (there is no broker to apply them).
+#[derive(Default)]
+pub(super) struct Fx(pub Effects);
+
+impl Deref for Fx {
+    type Target = Effects;
+    fn deref(&self) -> &Effects {
+        &self.0
+    }
+}
+
+impl DerefMut for Fx {
+    fn deref_mut(&mut self) -> &mut Effects {
+        &mut self.0
+    }
+}
+
+impl Drop for Fx {
+    fn drop(&mut self) {
+        self.0.ops.clear();
+    }
+}
+
+pub(super) fn fx() -> Fx {
+    Fx::default()
+}
+
+pub(super) struct ChannelOutbox(pub mpsc::UnboundedSender<Box<Delivery>>);
+
+impl Outbox for ChannelOutbox {
+    fn deliver(&self, d: Box<Delivery>) -> bool {
+        self.0.send(d).is_ok()
+    }
+}
+
+pub(super) fn queue_with(
+    name: &str,
+    kind: QueueKind,
+    settings: QueueSettings,
+    clock: Arc<dyn Clock>,
+) -> Arc<Queue> {
+    Queue::new(QueueInit {
+        name: Arc::from(name),
+        number: 7,
+        kind,
+        dead_letter_queue: match kind {
+            QueueKind::Durable => settings.dead_letter_queue_of(name).map(Arc::from),
+            QueueKind::Transient { .. } => None,
+        },
+        settings,
+        store_id: matches!(kind, QueueKind::Durable).then_some(70),
+        next_seq: 1,
+        attrs: Default::default(),
+        window: Window::default(),
+        clock,
+        timer: Arc::new(Timer::default()),
+    })
+}
+
 fn queue(kind: QueueKind) -> Arc<Queue> {
-    Queue::new(
+    queue_with(
         "q",
-        1,
         kind,
         QueueSettings::default(),
-        Window::default(),
         Arc::new(ManualClock::new(0)),
     )
 }
 
-fn fx() -> Effects {
-    Effects::new()
-}
-
-fn rec(body: &str) -> Arc<MessageRecord> {
+pub(super) fn rec(body: &str, expires_at_ms: Option<u64>, at: u64) -> Arc<MessageRecord> {
     Arc::new(MessageRecord {
         headers: vec![],
         body: Bytes::copy_from_slice(body.as_bytes()),
-        enqueued_at_ms: 0,
-        expires_at_ms: None,
+        enqueued_at_ms: at,
+        expires_at_ms,
     })
 }
 
-fn consumer(
+pub(super) fn consumer(
     id: u64,
     ack: AckMode,
     prefetch: u32,
-) -> (ConsumerSpec, mpsc::UnboundedReceiver<Outgoing>) {
+) -> (ConsumerSpec, mpsc::UnboundedReceiver<Box<Delivery>>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let spec = ConsumerSpec {
         id: ConsumerId(id),
         subscription: Arc::from(id.to_string()),
         destination: Arc::from("/queue/q"),
+        principal: Arc::from("test"),
         ack,
         prefetch,
-        outbox: tx,
+        outbox: Arc::new(ChannelOutbox(tx)),
     };
     (spec, rx)
 }
 
-fn drain(rx: &mut mpsc::UnboundedReceiver<Outgoing>) -> Vec<(String, u64, u32)> {
+/// Stages and publishes one message (as the broker would after committing its put).
+pub(super) fn publish(q: &Arc<Queue>, record: Arc<MessageRecord>, fx: &mut Effects) -> u64 {
+    q.stage(record, true, None, fx).unwrap();
+    let staged = fx.publish.pop().unwrap();
+    let seq = staged.seq;
+    q.publish(staged, fx);
+    seq
+}
+
+fn send(q: &Arc<Queue>, body: &str) -> u64 {
+    publish(q, rec(body, None, 0), &mut fx())
+}
+
+pub(super) fn drain(rx: &mut mpsc::UnboundedReceiver<Box<Delivery>>) -> Vec<(String, u64, u32)> {
     let mut out = Vec::new();
-    while let Ok(Outgoing::Message(d)) = rx.try_recv() {
-        let seq = parse_ack_token(&d.message_id).unwrap().1;
+    while let Ok(d) = rx.try_recv() {
         out.push((
             String::from_utf8(d.record.body.to_vec()).unwrap(),
-            seq,
+            d.seq,
             d.delivery_count,
         ));
     }
     out
 }
 
-fn send(q: &Arc<Queue>, body: &str) -> u64 {
-    let seq = q.next_seq();
-    q.publish(seq, rec(body), true, &mut fx());
-    seq
-}
-
 fn bodies(v: &[(String, u64, u32)]) -> Vec<&str> {
     v.iter().map(|(b, _, _)| b.as_str()).collect()
+}
+
+pub(super) fn depth(q: &Queue) -> (u64, u64, usize) {
+    let s = q.view();
+    (s.visible, s.in_flight, s.consumers.len())
+}
+
+fn deletes(fx: &Effects) -> usize {
+    fx.ops
+        .iter()
+        .filter(|o| matches!(o, Op::Delete { .. }))
+        .count()
 }
 
 #[test]
@@ -74,9 +155,9 @@ fn fifo_with_one_consumer() {
         send(&q, b);
     }
     let (spec, mut rx) = consumer(1, AckMode::ClientIndividual, 10);
-    q.add_consumer(spec, &mut fx());
+    q.add_consumer(spec, &mut fx()).unwrap();
     assert_eq!(bodies(&drain(&mut rx)), ["a", "b", "c"]);
-    assert_eq!(q.depth(), (0, 3, 1));
+    assert_eq!(depth(&q), (0, 3, 1));
 }
 
 #[test]
@@ -84,8 +165,8 @@ fn competing_consumers_share_and_prefetch_bounds_each() {
     let q = queue(QueueKind::Durable);
     let (s1, mut r1) = consumer(1, AckMode::ClientIndividual, 2);
     let (s2, mut r2) = consumer(2, AckMode::ClientIndividual, 2);
-    q.add_consumer(s1, &mut fx());
-    q.add_consumer(s2, &mut fx());
+    q.add_consumer(s1, &mut fx()).unwrap();
+    q.add_consumer(s2, &mut fx()).unwrap();
     for b in ["a", "b", "c", "d", "e", "f"] {
         send(&q, b);
     }
@@ -93,8 +174,16 @@ fn competing_consumers_share_and_prefetch_bounds_each() {
     let got2 = drain(&mut r2);
     assert_eq!(bodies(&got1), ["a", "c"]);
     assert_eq!(bodies(&got2), ["b", "d"]);
-    assert_eq!(q.depth(), (2, 4, 2));
-    q.ack(ConsumerId(1), got1[0].1, false, &mut fx()).unwrap();
+    assert_eq!(depth(&q), (2, 4, 2));
+    q.settle(
+        ConsumerId(1),
+        got1[0].1,
+        None,
+        false,
+        Outcome::Ack,
+        &mut fx(),
+    )
+    .unwrap();
     assert_eq!(bodies(&drain(&mut r1)), ["e"]);
     assert!(drain(&mut r2).is_empty());
 }
@@ -103,40 +192,52 @@ fn competing_consumers_share_and_prefetch_bounds_each() {
 fn cumulative_ack_settles_earlier_deliveries_only() {
     let q = queue(QueueKind::Durable);
     let (s, mut r) = consumer(1, AckMode::Client, 10);
-    q.add_consumer(s, &mut fx());
+    q.add_consumer(s, &mut fx()).unwrap();
     for b in ["a", "b", "c"] {
         send(&q, b);
     }
     let got = drain(&mut r);
     let mut effects = fx();
-    q.ack(ConsumerId(1), got[1].1, true, &mut effects).unwrap();
-    let deletes = effects
-        .ops
-        .iter()
-        .filter(|o| matches!(o, Op::Delete { .. }))
-        .count();
-    assert_eq!(deletes, 2, "a and b deleted");
-    assert_eq!(q.depth(), (0, 1, 1));
+    q.settle(
+        ConsumerId(1),
+        got[1].1,
+        None,
+        true,
+        Outcome::Ack,
+        &mut effects,
+    )
+    .unwrap();
+    assert_eq!(deletes(&effects), 2, "a and b deleted");
+    assert_eq!(depth(&q), (0, 1, 1));
     assert_eq!(
-        q.ack(ConsumerId(1), got[0].1, false, &mut fx())
-            .unwrap_err(),
+        q.settle(
+            ConsumerId(1),
+            got[0].1,
+            None,
+            false,
+            Outcome::Ack,
+            &mut fx()
+        )
+        .unwrap_err(),
         NotInFlight
     );
-    assert!(q.ack(ConsumerId(1), got[2].1, true, &mut fx()).is_ok());
+    assert!(q
+        .settle(ConsumerId(1), got[2].1, None, true, Outcome::Ack, &mut fx())
+        .is_ok());
 }
 
 #[test]
 fn removed_consumer_returns_messages_ahead_of_newer_ones_redelivered() {
     let q = queue(QueueKind::Durable);
     let (s1, mut r1) = consumer(1, AckMode::ClientIndividual, 2);
-    q.add_consumer(s1, &mut fx());
+    q.add_consumer(s1, &mut fx()).unwrap();
     for b in ["a", "b", "c"] {
         send(&q, b);
     }
     assert_eq!(bodies(&drain(&mut r1)), ["a", "b"]);
     q.remove_consumer(ConsumerId(1), &mut fx());
     let (s2, mut r2) = consumer(2, AckMode::ClientIndividual, 10);
-    q.add_consumer(s2, &mut fx());
+    q.add_consumer(s2, &mut fx()).unwrap();
     let got = drain(&mut r2);
     assert_eq!(bodies(&got), ["a", "b", "c"]);
     let counts: Vec<u32> = got.iter().map(|g| g.2).collect();
@@ -147,71 +248,123 @@ fn removed_consumer_returns_messages_ahead_of_newer_ones_redelivered() {
 fn nack_requeues_at_once_or_hands_back_dead_letters() {
     let q = queue(QueueKind::Durable);
     let (s, mut r) = consumer(1, AckMode::ClientIndividual, 10);
-    q.add_consumer(s, &mut fx());
+    q.add_consumer(s, &mut fx()).unwrap();
     send(&q, "a");
     send(&q, "b");
     let got = drain(&mut r);
     let mut out = fx();
-    q.nack(ConsumerId(1), got[0].1, false, true, &mut out)
+    let requeue = Outcome::Nack { requeue: true };
+    q.settle(ConsumerId(1), got[0].1, None, false, requeue, &mut out)
         .unwrap();
     assert!(out.dead.is_empty());
     assert_eq!(drain(&mut r), [("a".to_owned(), got[0].1, 2)]);
     let mut out = fx();
-    q.nack(ConsumerId(1), got[1].1, false, false, &mut out)
+    let dead = Outcome::Nack { requeue: false };
+    q.settle(ConsumerId(1), got[1].1, None, false, dead, &mut out)
         .unwrap();
     assert_eq!(&out.dead[0].record.body[..], b"b");
     assert_eq!(out.dead[0].reason, DeathReason::Nack);
-    assert_eq!(out.dead[0].dead_letter_queue, "DLQ.q");
-    let deletes = out
-        .ops
-        .iter()
-        .filter(|o| matches!(o, Op::Delete { .. }))
-        .count();
-    assert_eq!(deletes, 1, "deleted from the source queue");
-    assert_eq!(q.depth(), (0, 1, 1));
+    assert_eq!(&*out.dead[0].dead_letter_queue, "DLQ.q");
+    assert_eq!(deletes(&out), 1, "deleted from the source queue");
+    assert_eq!(depth(&q), (0, 1, 1));
 }
 
 #[test]
 fn auto_ack_settles_only_after_written() {
     let q = queue(QueueKind::Durable);
     let (s, mut r) = consumer(1, AckMode::Auto, 1);
-    q.add_consumer(s, &mut fx());
+    q.add_consumer(s, &mut fx()).unwrap();
     send(&q, "a");
     send(&q, "b");
-    let Ok(Outgoing::Message(d)) = r.try_recv() else {
-        panic!("no delivery")
-    };
-    assert!(d.ack_id.is_none());
+    let d = r.try_recv().expect("a delivery");
+    assert!(d.ack_id().is_none());
     assert!(r.try_recv().is_err(), "credit of 1 holds b back");
-    let settle = d.auto_settle.unwrap();
+    let ack = d.auto_ack.expect("auto-ack token");
     let mut out = fx();
-    settle
-        .queue
-        .settle_written(settle.consumer, &[settle.seq], &mut out);
-    assert_eq!(out.ops.len(), 1, "deleted once written");
+    ack.queue.settle_written(ack.consumer, &[ack.seq], &mut out);
+    assert_eq!(deletes(&out), 1, "deleted once written");
     assert_eq!(bodies(&drain(&mut r)), ["b"]);
 }
 
 #[test]
-fn transient_queue_drops_oldest_beyond_its_bound() {
+fn transient_queue_drops_oldest_beyond_its_bound_and_never_persists() {
     let q = queue(QueueKind::Transient { max_ready: 2 });
+    let mut effects = fx();
     for b in ["a", "b", "c"] {
-        send(&q, b);
+        publish(&q, rec(b, None, 0), &mut effects);
     }
-    let mut staged = fx();
-    q.stage(9, rec("x"), true, &mut staged);
-    assert!(staged.ops.is_empty(), "transient queues never persist");
-    staged.publish.clear();
+    assert!(effects.ops.is_empty(), "transient queues never persist");
     let (s, mut r) = consumer(1, AckMode::Auto, 10);
-    q.add_consumer(s, &mut fx());
+    q.add_consumer(s, &mut fx()).unwrap();
     assert_eq!(bodies(&drain(&mut r)), ["b", "c"]);
-    assert_eq!(q.stats.dropped.load(Ordering::Relaxed), 1);
+    assert_eq!(q.view().counters.dropped, 1);
 }
 
 #[test]
-fn ack_tokens_parse() {
-    assert_eq!(parse_ack_token("3-17"), Some((3, 17, None)));
-    assert_eq!(parse_ack_token("3-17-2"), Some((3, 17, Some(2))));
-    assert_eq!(parse_ack_token("x-1"), None);
-    assert_eq!(parse_ack_token("1-2-3-4"), None);
+fn reservations_count_towards_the_limits_until_published_or_dropped() {
+    let q = queue_with(
+        "q",
+        QueueKind::Durable,
+        QueueSettings {
+            max_messages: Some(2),
+            max_bytes: Some(10),
+            ..QueueSettings::default()
+        },
+        Arc::new(ManualClock::new(0)),
+    );
+    let a = q.reserve(4).unwrap();
+    let b = q.reserve(4).unwrap();
+    assert_eq!(q.reserve(0).unwrap_err().limit, "max_messages");
+    drop(b);
+    assert_eq!(
+        q.reserve(7).unwrap_err().limit,
+        "max_bytes",
+        "4 held + 7 > 10"
+    );
+    let mut out = fx();
+    q.stage(rec("1234", None, 0), true, Some(a), &mut out)
+        .unwrap();
+    let staged = out.publish.pop().unwrap();
+    q.publish(staged, &mut out);
+    assert!(
+        q.reserve(6).is_ok(),
+        "the published message replaced its reservation"
+    );
+    assert_eq!(q.reserve(7).unwrap_err().limit, "max_bytes");
+}
+
+#[test]
+fn a_message_staged_before_a_purge_is_not_published_after_it() {
+    let q = queue(QueueKind::Durable);
+    send(&q, "old");
+    let mut before = fx();
+    q.stage(rec("racing", None, 0), true, None, &mut before)
+        .unwrap();
+    let staged = before.publish.pop().unwrap();
+    let mut purge = fx();
+    let create = Op::PutQueue {
+        id: 71,
+        name: Arc::from("q"),
+        attrs: Bytes::new(),
+        next_seq: 1,
+    };
+    assert_eq!(q.purge(71, create, &mut purge), 1);
+    assert!(matches!(purge.ops.last(), Some(Op::DropQueue { id: 70 })));
+    q.publish(staged, &mut fx());
+    assert_eq!(depth(&q), (0, 0, 0), "its put went with the old store id");
+    send(&q, "new");
+    assert_eq!(depth(&q), (1, 0, 0));
+    assert_eq!(q.store_id(), Some(71));
+}
+
+#[test]
+fn delivery_tags_name_the_queue_number_and_delivery() {
+    let q = queue(QueueKind::Durable);
+    let (s, mut r) = consumer(1, AckMode::ClientIndividual, 10);
+    q.add_consumer(s, &mut fx()).unwrap();
+    send(&q, "a");
+    let d = r.try_recv().unwrap();
+    assert_eq!(d.message_id(), "7-1");
+    let tag = DeliveryTag::parse(&d.ack_id().unwrap()).unwrap();
+    assert_eq!((tag.queue, tag.seq, tag.count), (7, 1, Some(1)));
 }

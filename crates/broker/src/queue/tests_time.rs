@@ -1,10 +1,15 @@
 //! The queue state machine against a clock the tests move: visibility timeouts, max deliveries,
-//! expiry and retention, FIFO across redeliveries, and the pull front end.
+//! expiry and retention, FIFO across redeliveries, the pull front end, and the deadlines the queue
+//! asks its timer for.
 
+use super::tests::{consumer, depth, fx, publish, queue_with, rec, Fx};
 use super::*;
 use crate::clock::ManualClock;
-use bytes::Bytes;
+use crate::delivery::{AckMode, Delivery};
+use crate::effects::DeathReason;
+use crate::settle::Outcome;
 use stampede_store::Op;
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 const T0: u64 = 1_000_000;
@@ -22,24 +27,8 @@ fn fixture(tune: impl FnOnce(&mut QueueSettings)) -> Fixture {
     };
     tune(&mut settings);
     let clock = Arc::new(ManualClock::new(T0));
-    let q = Queue::new(
-        "work",
-        7,
-        QueueKind::Durable,
-        settings,
-        Window::default(),
-        clock.clone(),
-    );
+    let q = queue_with("work", QueueKind::Durable, settings, clock.clone());
     Fixture { q, clock }
-}
-
-fn rec(body: &str, expires_at_ms: Option<u64>) -> Arc<MessageRecord> {
-    Arc::new(MessageRecord {
-        headers: vec![],
-        body: Bytes::copy_from_slice(body.as_bytes()),
-        enqueued_at_ms: T0,
-        expires_at_ms,
-    })
 }
 
 impl Fixture {
@@ -48,37 +37,26 @@ impl Fixture {
     }
 
     fn send_expiring(&self, body: &str, expires: Option<u64>) -> u64 {
-        let seq = self.q.next_seq();
-        self.q
-            .publish(seq, rec(body, expires), true, &mut Effects::new());
-        seq
+        publish(&self.q, rec(body, expires, self.clock.now_ms()), &mut fx())
     }
 
-    fn consumer(&self, id: u64, prefetch: u32) -> mpsc::UnboundedReceiver<Outgoing> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let spec = ConsumerSpec {
-            id: ConsumerId(id),
-            subscription: Arc::from("s"),
-            destination: Arc::from("/queue/work"),
-            ack: AckMode::ClientIndividual,
-            prefetch,
-            outbox: tx,
-        };
-        self.q.add_consumer(spec, &mut Effects::new());
+    fn consumer(&self, id: u64, prefetch: u32) -> mpsc::UnboundedReceiver<Box<Delivery>> {
+        let (spec, rx) = consumer(id, AckMode::ClientIndividual, prefetch);
+        self.q.add_consumer(spec, &mut fx()).unwrap();
         rx
     }
 
-    fn tick_after(&self, ms: u64) -> Effects {
+    fn tick_after(&self, ms: u64) -> Fx {
         self.clock.advance(ms);
-        let mut fx = Effects::new();
-        self.q.tick(&mut fx);
-        fx
+        let mut out = fx();
+        self.q.tick(None, &mut out);
+        out
     }
 }
 
-fn got(rx: &mut mpsc::UnboundedReceiver<Outgoing>) -> Vec<(String, u32)> {
+fn got(rx: &mut mpsc::UnboundedReceiver<Box<Delivery>>) -> Vec<(String, u32)> {
     let mut out = Vec::new();
-    while let Ok(Outgoing::Message(d)) = rx.try_recv() {
+    while let Ok(d) = rx.try_recv() {
         out.push((
             String::from_utf8(d.record.body.to_vec()).unwrap(),
             d.delivery_count,
@@ -101,7 +79,7 @@ fn visibility_timeout_redelivers_while_the_consumer_is_connected() {
     assert!(got(&mut rx).is_empty(), "not before the deadline");
     f.tick_after(1);
     assert_eq!(got(&mut rx), pairs(&[("a", 2)]));
-    assert_eq!(f.q.stats.timed_out.load(Ordering::Relaxed), 1);
+    assert_eq!(f.q.view().counters.timed_out, 1);
     assert!(f.q.timed_out_from(ConsumerId(1), 1));
 }
 
@@ -113,7 +91,7 @@ fn no_visibility_timeout_means_only_disconnect_returns_messages() {
     got(&mut rx);
     f.tick_after(6 * 86_400_000);
     assert!(got(&mut rx).is_empty());
-    f.q.remove_consumer(ConsumerId(1), &mut Effects::new());
+    f.q.remove_consumer(ConsumerId(1), &mut fx());
     let mut rx2 = f.consumer(2, 10);
     assert_eq!(got(&mut rx2), pairs(&[("a", 2)]));
 }
@@ -131,7 +109,7 @@ fn max_deliveries_moves_the_message_to_the_dead_letter_queue() {
         } else {
             assert_eq!(fx.dead.len(), 1);
             assert_eq!(fx.dead[0].reason, DeathReason::MaxDeliveries);
-            assert_eq!(fx.dead[0].dead_letter_queue, "DLQ.work");
+            assert_eq!(&*fx.dead[0].dead_letter_queue, "DLQ.work");
             assert!(fx
                 .ops
                 .iter()
@@ -139,7 +117,7 @@ fn max_deliveries_moves_the_message_to_the_dead_letter_queue() {
         }
     }
     assert!(got(&mut rx).is_empty());
-    assert_eq!(f.q.depth(), (0, 0, 1));
+    assert_eq!(depth(&f.q), (0, 0, 1));
 }
 
 #[test]
@@ -148,13 +126,16 @@ fn nack_counts_a_delivery_towards_max_deliveries() {
     let mut rx = f.consumer(1, 10);
     let seq = f.send("m");
     got(&mut rx);
-    let mut fx = Effects::new();
-    f.q.nack(ConsumerId(1), seq, false, true, &mut fx).unwrap();
-    assert!(fx.dead.is_empty());
+    let nack = Outcome::Nack { requeue: true };
+    let mut out = fx();
+    f.q.settle(ConsumerId(1), seq, None, false, nack, &mut out)
+        .unwrap();
+    assert!(out.dead.is_empty());
     assert_eq!(got(&mut rx), pairs(&[("m", 2)]));
-    let mut fx = Effects::new();
-    f.q.nack(ConsumerId(1), seq, false, true, &mut fx).unwrap();
-    assert_eq!(fx.dead.len(), 1, "second NACK used up both deliveries");
+    let mut out = fx();
+    f.q.settle(ConsumerId(1), seq, None, false, nack, &mut out)
+        .unwrap();
+    assert_eq!(out.dead.len(), 1, "second NACK used up both deliveries");
 }
 
 #[test]
@@ -182,7 +163,7 @@ fn competing_consumers_take_over_a_timed_out_message() {
     f.send("b");
     assert_eq!(got(&mut slow), pairs(&[("a", 1)]));
     assert_eq!(got(&mut other), pairs(&[("b", 1)]));
-    f.q.ack(ConsumerId(2), 2, false, &mut Effects::new())
+    f.q.settle(ConsumerId(2), 2, None, false, Outcome::Ack, &mut fx())
         .unwrap();
     f.tick_after(10_000);
     let both: Vec<_> = got(&mut slow).into_iter().chain(got(&mut other)).collect();
@@ -194,9 +175,9 @@ fn expires_header_dead_letters_waiting_messages() {
     let f = fixture(|_| {});
     f.send_expiring("soon", Some(T0 + 500));
     f.send("later");
-    let fx = f.tick_after(500);
-    assert_eq!(fx.dead.len(), 1);
-    assert_eq!(fx.dead[0].reason, DeathReason::Expired);
+    let out = f.tick_after(500);
+    assert_eq!(out.dead.len(), 1);
+    assert_eq!(out.dead[0].reason, DeathReason::Expired);
     let mut rx = f.consumer(1, 10);
     assert_eq!(got(&mut rx), pairs(&[("later", 1)]));
 }
@@ -208,59 +189,65 @@ fn an_expired_message_is_never_delivered_even_between_ticks() {
     f.clock.advance(100);
     let mut rx = f.consumer(1, 10);
     assert!(got(&mut rx).is_empty());
-    assert_eq!(f.q.stats.expired.load(Ordering::Relaxed), 1);
+    assert_eq!(f.q.view().counters.expired, 1);
 }
 
 #[test]
 fn retention_deletes_old_messages_without_dead_lettering() {
     let f = fixture(|s| s.retention = Duration::from_secs(60));
     f.send("old");
-    let fx = f.tick_after(59_999);
-    assert!(fx.ops.is_empty());
-    let fx = f.tick_after(1);
-    assert!(fx.dead.is_empty());
-    assert_eq!(fx.ops.len(), 1, "deleted from the store");
-    assert_eq!(f.q.depth(), (0, 0, 0));
+    let out = f.tick_after(59_999);
+    assert!(out.ops.is_empty());
+    let out = f.tick_after(1);
+    assert!(out.dead.is_empty());
+    assert_eq!(out.ops.len(), 1, "deleted from the store");
+    assert_eq!(depth(&f.q), (0, 0, 0));
 }
 
 #[test]
 fn delivery_counts_are_persisted_for_client_acks() {
     let f = fixture(|_| {});
-    let (tx, _rx) = mpsc::unbounded_channel();
     f.send("m");
-    let mut fx = Effects::new();
-    f.q.add_consumer(
-        ConsumerSpec {
-            id: ConsumerId(1),
-            subscription: Arc::from("s"),
-            destination: Arc::from("/queue/work"),
-            ack: AckMode::Client,
-            prefetch: 1,
-            outbox: tx,
-        },
-        &mut fx,
-    );
+    let (spec, _rx) = consumer(1, AckMode::Client, 1);
+    let mut out = fx();
+    f.q.add_consumer(spec, &mut out).unwrap();
     assert!(matches!(
-        fx.ops[..],
+        out.ops[..],
         [Op::SetDeliveries {
+            queue: 70,
             seq: 1,
             count: 1,
-            ..
         }]
     ));
+    assert!(
+        out.gate.is_some(),
+        "the delivery waits for the commit of its count"
+    );
 }
 
 #[test]
-fn full_queue_refuses_by_count_and_bytes() {
-    let f = fixture(|s| {
-        s.max_messages = Some(2);
-        s.max_bytes = Some(10);
-    });
-    f.send("12345");
-    assert!(f.q.check_capacity(5).is_ok());
-    assert_eq!(f.q.check_capacity(6).unwrap_err().limit, "max_bytes");
-    f.send("1");
-    assert_eq!(f.q.check_capacity(0).unwrap_err().limit, "max_messages");
+fn the_queue_arms_its_timer_for_its_earliest_deadline_only() {
+    let f = fixture(|s| s.retention = Duration::from_secs(3600));
+    let timer = f.q.timer.clone();
+    assert_eq!(timer.len(), 0, "an empty queue asks for nothing");
+    f.send("a");
+    f.send("b");
+    assert_eq!(
+        timer.len(),
+        1,
+        "one wake-up for the oldest message's retention"
+    );
+    let mut rx = f.consumer(1, 10);
+    got(&mut rx);
+    assert_eq!(timer.len(), 2, "the visibility deadline is earlier");
+    f.clock.advance(10_000);
+    let due = timer.due(f.clock.now_ms());
+    assert_eq!(due.len(), 1);
+    let (deadline, q) = &due[0];
+    assert_eq!(*deadline, T0 + 10_000);
+    q.tick(Some(*deadline), &mut fx());
+    assert_eq!(got(&mut rx).len(), 2, "both redelivered by the one wake-up");
+    assert!(timer.due(f.clock.now_ms()).is_empty());
 }
 
 #[test]
@@ -269,22 +256,23 @@ fn pull_hides_messages_and_receipts_delete_or_extend() {
     for b in ["a", "b", "c"] {
         f.send(b);
     }
-    let mut fx = Effects::new();
-    let first = f.q.pull(2, Some(Duration::from_secs(5)), &mut fx);
+    let mut out = fx();
+    let first = f.q.pull(2, Some(Duration::from_secs(5)), &mut out);
     assert_eq!(
         first.iter().map(|p| &p.record.body[..]).collect::<Vec<_>>(),
         [b"a", b"b"]
     );
-    assert_eq!(f.q.depth(), (1, 2, 0));
-    f.q.delete(&first[0].receipt, &mut fx).unwrap();
+    assert_eq!(first[0].visible_after_ms, Some(T0 + 5_000));
+    assert_eq!(depth(&f.q), (1, 2, 0));
+    f.q.delete(&first[0].receipt, &mut out).unwrap();
     assert!(
-        f.q.delete(&first[0].receipt, &mut fx).is_err(),
+        f.q.delete(&first[0].receipt, &mut out).is_err(),
         "receipt used up"
     );
     f.q.extend(&first[1].receipt, Duration::from_secs(60))
         .unwrap();
     f.tick_after(5_000);
-    let again = f.q.pull(10, None, &mut fx);
+    let again = f.q.pull(10, None, &mut out);
     assert_eq!(
         again.len(),
         1,
@@ -292,10 +280,10 @@ fn pull_hides_messages_and_receipts_delete_or_extend() {
     );
     assert_eq!(&again[0].record.body[..], b"c");
     f.tick_after(55_000);
-    let b = f.q.pull(10, None, &mut fx);
+    let b = f.q.pull(10, None, &mut out);
     assert_eq!((&b[0].record.body[..], b[0].delivery_count), (&b"b"[..], 2));
     assert!(
-        f.q.delete(&first[1].receipt, &mut fx).is_err(),
+        f.q.delete(&first[1].receipt, &mut out).is_err(),
         "the old receipt is stale"
     );
 }

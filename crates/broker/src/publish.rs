@@ -1,0 +1,322 @@
+//! Producing: [`Broker::publish`] for one message, [`Broker::commit`] for a [`Transaction`] of
+//! messages and settles that apply together or not at all.
+//!
+//! Both run in two phases. `prepare` does everything that can fail — the storage alarm, capacity
+//! (reserved, so the messages of one transaction and concurrent producers are counted together),
+//! checking that every settle names a delivery still held — and changes nothing a failure would
+//! have to undo. `execute` then cannot fail: it stages, settles (a delivery whose visibility
+//! timed out meanwhile is back in its queue, and its settle is dropped, as a late ACK is), submits
+//! one commit and publishes. A failed COMMIT therefore leaves every message where it was.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use stampede_store::{MessageRecord, Ticket};
+
+use crate::effects::Effects;
+use crate::ids::{message_id, DeliveryTag};
+use crate::queue::{ConsumerId, Full, Queue, Reservation};
+use crate::settle::Outcome;
+use crate::subscribe::Subscription;
+use crate::topic::Topic;
+use crate::{Broker, BrokerError, Destination};
+
+/// A message a producer hands to the broker, its protocol's conventions already parsed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewMessage {
+    /// Forwarded to consumers as they are.
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+    /// Milliseconds since the Unix epoch after which the message is dropped.
+    pub expires_at_ms: Option<u64>,
+    /// False: may skip the store while its queue's backlog fits in memory (lost on restart).
+    pub persistent: bool,
+}
+
+impl NewMessage {
+    /// A persistent message with no headers.
+    pub fn new(body: impl Into<Bytes>) -> NewMessage {
+        NewMessage {
+            body: body.into(),
+            persistent: true,
+            ..NewMessage::default()
+        }
+    }
+
+    fn into_record(self, now_ms: u64) -> Arc<MessageRecord> {
+        Arc::new(MessageRecord {
+            headers: self.headers,
+            body: self.body,
+            enqueued_at_ms: now_ms,
+            // 0 would read back as "no expiry" from a store; it means the epoch, long past.
+            expires_at_ms: self.expires_at_ms.map(|at| at.max(1)),
+        })
+    }
+}
+
+/// Sends and settles held until they are committed together; see the module docs.
+#[derive(Debug, Default)]
+pub struct Transaction {
+    ops: Vec<TxOp>,
+}
+
+#[derive(Debug)]
+enum TxOp {
+    Publish(Destination, NewMessage),
+    Settle(SettleOp),
+}
+
+/// A settle of a delivery a subscription holds.
+#[derive(Debug)]
+pub(crate) struct SettleOp {
+    pub queue: Arc<Queue>,
+    pub consumer: ConsumerId,
+    pub seq: u64,
+    /// The delivery it names, when the settle names one (a delivery tag, not a message id).
+    pub count: Option<u32>,
+    pub cumulative: bool,
+    pub outcome: Outcome,
+}
+
+impl SettleOp {
+    /// Settles what it names; `Err` when that is no longer in flight (its visibility timed out
+    /// meanwhile: the settle is late and does nothing).
+    pub fn apply(&self, fx: &mut Effects) -> Result<(), crate::queue::NotInFlight> {
+        self.queue.settle(
+            self.consumer,
+            self.seq,
+            self.count,
+            self.cumulative,
+            self.outcome,
+            fx,
+        )
+    }
+}
+
+impl Transaction {
+    pub fn new() -> Transaction {
+        Transaction::default()
+    }
+
+    /// Adds a message for `to`, invisible until the commit.
+    pub fn publish(&mut self, to: Destination, message: NewMessage) {
+        self.ops.push(TxOp::Publish(to, message));
+    }
+
+    /// Adds a settle of the delivery `tag` names, which `sub` must hold now. A delivery `sub` held
+    /// until its visibility timeout took it back is no error: its settle is simply not added.
+    pub fn settle(
+        &mut self,
+        sub: &Subscription,
+        tag: &DeliveryTag,
+        outcome: Outcome,
+    ) -> Result<(), BrokerError> {
+        if let Some(op) = sub.resolve(tag, outcome)? {
+            self.ops.push(TxOp::Settle(op));
+        }
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// A transaction op that passed every check.
+pub(crate) enum ReadyOp {
+    Queue {
+        queue: Arc<Queue>,
+        record: Arc<MessageRecord>,
+        persistent: bool,
+        reservation: Reservation,
+    },
+    Topic {
+        topic: Option<Arc<Topic>>,
+        bound: Vec<(Arc<Queue>, Reservation)>,
+        record: Arc<MessageRecord>,
+        persistent: bool,
+    },
+    Settle(SettleOp),
+}
+
+impl Broker {
+    /// Publishes one message to `to`. Producer flow control comes first: the call waits while the
+    /// destination queue's consumers are behind or the store's write backlog is full (the caller
+    /// reads nothing meanwhile, so the producer is pushed back on). The ticket resolves once the
+    /// message is durable.
+    pub async fn publish(
+        &self,
+        to: &Destination,
+        message: NewMessage,
+    ) -> Result<Ticket, BrokerError> {
+        if let Destination::Queue(name) = to {
+            let queue = self.queue(name);
+            if queue.pace(self.config.consumer_stall).await {
+                self.stats.count_wait_for_consumers();
+            }
+        }
+        self.wait_for_store().await;
+        let mut tx = Transaction::new();
+        tx.publish(to.clone(), message);
+        let ready = self.prepare(tx)?;
+        Ok(self.execute(ready))
+    }
+
+    /// Commits `tx`: all of it, or — when a check fails — none of it, with nothing changed.
+    pub async fn commit(&self, tx: Transaction) -> Result<Ticket, BrokerError> {
+        if tx.ops.iter().any(|op| matches!(op, TxOp::Publish(..))) {
+            self.wait_for_store().await;
+        }
+        let ready = self.prepare(tx)?;
+        Ok(self.execute(ready))
+    }
+
+    /// Waits while the store holds more than `max_pending_writes` of message data not yet durable.
+    async fn wait_for_store(&self) {
+        if self
+            .store
+            .backlog()
+            .room(self.config.max_pending_writes)
+            .await
+        {
+            self.stats.count_wait_for_store();
+        }
+    }
+
+    pub(crate) fn prepare(&self, tx: Transaction) -> Result<Vec<ReadyOp>, BrokerError> {
+        let now = self.now_ms();
+        let mut claimed: HashSet<(u64, u64)> = HashSet::new();
+        let mut ready = Vec::with_capacity(tx.ops.len());
+        for op in tx.ops {
+            ready.push(match op {
+                TxOp::Publish(Destination::Queue(name), message) => {
+                    self.check_storage()?;
+                    let queue = self.queue(&name);
+                    let persistent = message.persistent;
+                    let record = message.into_record(now);
+                    let reservation = reserve(&queue, &record)?;
+                    ReadyOp::Queue {
+                        queue,
+                        record,
+                        persistent,
+                        reservation,
+                    }
+                }
+                TxOp::Publish(Destination::Topic(name), message) => {
+                    let topic = self.find_topic(&name);
+                    let bound_queues = topic.as_ref().map(|t| t.bound()).unwrap_or_default();
+                    if !bound_queues.is_empty() {
+                        self.check_storage()?;
+                    }
+                    let persistent = message.persistent;
+                    let record = message.into_record(now);
+                    let mut bound = Vec::with_capacity(bound_queues.len());
+                    for queue in bound_queues {
+                        let r = reserve(&queue, &record)?;
+                        bound.push((queue, r));
+                    }
+                    ReadyOp::Topic {
+                        topic,
+                        bound,
+                        record,
+                        persistent,
+                    }
+                }
+                TxOp::Settle(op) => {
+                    let unknown =
+                        || BrokerError::UnknownMessage(message_id(op.queue.number(), op.seq));
+                    let covered =
+                        match op
+                            .queue
+                            .settle_preview(op.consumer, op.seq, op.count, op.cumulative)
+                        {
+                            Ok(seqs) => seqs,
+                            // Taken back by its visibility timeout since it was added: a late settle.
+                            Err(_) if op.queue.timed_out_from(op.consumer, op.seq) => continue,
+                            Err(_) => return Err(unknown()),
+                        };
+                    // A repeat, or a message an earlier cumulative settle already covers.
+                    if claimed.contains(&(op.queue.number(), op.seq)) {
+                        return Err(unknown());
+                    }
+                    claimed.extend(covered.into_iter().map(|s| (op.queue.number(), s)));
+                    ReadyOp::Settle(op)
+                }
+            });
+        }
+        Ok(ready)
+    }
+
+    pub(crate) fn execute(&self, ready: Vec<ReadyOp>) -> Ticket {
+        let mut fx = Effects::new();
+        for op in ready {
+            match op {
+                ReadyOp::Queue {
+                    queue,
+                    record,
+                    persistent,
+                    reservation,
+                } => self.stage(&queue, record, persistent, Some(reservation), &mut fx),
+                ReadyOp::Topic {
+                    topic,
+                    bound,
+                    record,
+                    persistent,
+                } => {
+                    for (queue, reservation) in bound {
+                        self.stage(
+                            &queue,
+                            record.clone(),
+                            persistent,
+                            Some(reservation),
+                            &mut fx,
+                        );
+                    }
+                    for queue in topic.map(|t| t.subscribers()).unwrap_or_default() {
+                        let _ = queue.stage(record.clone(), false, None, &mut fx);
+                    }
+                }
+                ReadyOp::Settle(op) => {
+                    // Not in flight any more: its visibility timed out since `prepare` (it is
+                    // waiting again), so this settle is late and does nothing.
+                    let _ = op.apply(&mut fx);
+                }
+            }
+        }
+        self.apply(fx)
+    }
+
+    /// Stages into `queue`, or into the queue made anew under its name when it was removed since
+    /// it was looked up.
+    fn stage(
+        &self,
+        queue: &Arc<Queue>,
+        record: Arc<MessageRecord>,
+        persistent: bool,
+        reservation: Option<Reservation>,
+        fx: &mut Effects,
+    ) {
+        if queue
+            .stage(record.clone(), persistent, reservation, fx)
+            .is_err()
+        {
+            let again = self.queue(queue.name());
+            let _ = again.stage(record, persistent, None, fx);
+        }
+    }
+}
+
+fn reserve(queue: &Arc<Queue>, record: &MessageRecord) -> Result<Reservation, BrokerError> {
+    queue
+        .reserve(record.size() as u64)
+        .map_err(|Full { limit, value }| BrokerError::QueueFull {
+            queue: queue.name().to_owned(),
+            limit,
+            value,
+        })
+}

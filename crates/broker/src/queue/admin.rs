@@ -1,0 +1,211 @@
+//! What the admin API does to a queue: purge, peek, take messages to move them elsewhere, change
+//! settings at run time, and the snapshot its views are built from.
+
+use std::sync::Arc;
+
+use stampede_store::{MessageRecord, Op, QueueId};
+
+use super::state::Extras;
+use super::{Queue, QueueStats};
+use crate::effects::Effects;
+use crate::meta::QueueAttrs;
+use crate::policy::QueueSettings;
+use crate::view::{ConsumerView, QueueCounters, QueueView};
+
+/// Messages taken out of a queue to be put into another.
+pub(crate) struct Moved {
+    pub records: Vec<Arc<MessageRecord>>,
+}
+
+/// A waiting message as the admin API shows it.
+#[derive(Debug, Clone)]
+pub struct Peeked {
+    pub seq: u64,
+    pub record: Arc<MessageRecord>,
+    pub deliveries: u32,
+}
+
+impl Queue {
+    /// Removes every waiting message, in memory and paged out. In-flight messages stay with their
+    /// holders, to be settled as usual. The queue moves to store id `new_id` in the same commit:
+    /// `create` (the `PutQueue` of `new_id`) first, then the in-flight messages put again under
+    /// it, then the old id dropped — one commit, however many messages were waiting, and a message
+    /// staged under the old id meanwhile is discarded when it is published (it was dropped with
+    /// the old id). Returns how many messages were purged.
+    pub fn purge(self: &Arc<Self>, new_id: QueueId, create: Op, fx: &mut Effects) -> u64 {
+        let mut st = self.lock();
+        if st.dropped {
+            return 0;
+        }
+        let purged = st.waiting() as u64;
+        for (_, entry) in st.drain_ready() {
+            st.bytes = st.bytes.saturating_sub(entry.size());
+        }
+        st.bytes = st.bytes.saturating_sub(st.paged.bytes);
+        st.paged.count = 0;
+        st.paged.bytes = 0;
+        st.paged.reading = false;
+        st.paged.retry_at = None;
+        if let Some(old) = st.store_id {
+            fx.ops.push(create);
+            for (seq, inflight) in st.inflight_iter() {
+                let entry = &inflight.entry;
+                if !entry.stored {
+                    continue;
+                }
+                fx.ops.push(Op::Put {
+                    queue: new_id,
+                    seq,
+                    record: entry.record.clone(),
+                });
+                if entry.deliveries > 0 {
+                    fx.ops.push(Op::SetDeliveries {
+                        queue: new_id,
+                        seq,
+                        count: entry.deliveries,
+                    });
+                }
+            }
+            fx.ops.push(Op::DropQueue { id: old });
+            st.store_id = Some(new_id);
+        }
+        QueueStats::add(&self.stats.purged, purged);
+        self.dispatch(&mut st, fx);
+        purged
+    }
+
+    /// Up to `max` waiting messages in memory, oldest first, and how many more wait in the store
+    /// (with the store id and sequence number to read them after).
+    pub fn peek_ready(&self, max: usize) -> (Vec<Peeked>, Option<(QueueId, u64, u64)>) {
+        let st = self.lock();
+        let out: Vec<Peeked> = st
+            .ready()
+            .take(max)
+            .map(|(seq, e)| Peeked {
+                seq,
+                record: e.record.clone(),
+                deliveries: e.deliveries,
+            })
+            .collect();
+        let rest = match (st.paged.count, st.store_id) {
+            (0, _) | (_, None) => None,
+            (n, Some(id)) => Some((id, st.paged.cursor, n)),
+        };
+        (out, rest)
+    }
+
+    /// Takes up to `max` waiting messages out of memory, oldest first, deleting them here.
+    pub fn take_waiting(self: &Arc<Self>, max: usize, fx: &mut Effects) -> Moved {
+        let mut st = self.lock();
+        let ctx = self.ctx();
+        let mut records = Vec::new();
+        while records.len() < max {
+            let Some((seq, entry)) = st.take_ready() else {
+                break;
+            };
+            st.forget(&ctx, seq, &entry, fx);
+            records.push(entry.record);
+        }
+        self.dispatch(&mut st, fx);
+        Moved { records }
+    }
+
+    /// Replaces the queue's settings and dead-letter queue (changed at run time).
+    pub fn set_settings(
+        self: &Arc<Self>,
+        settings: QueueSettings,
+        dead_letter_queue: Option<Arc<str>>,
+        fx: &mut Effects,
+    ) {
+        let mut st = self.lock();
+        st.settings = settings;
+        if self.is_durable() {
+            st.dead_letter_queue = dead_letter_queue;
+        }
+        // A shorter retention or timeout may make something due at once.
+        st.armed = None;
+        self.dispatch(&mut st, fx);
+    }
+
+    /// Marks the queue removed: nothing attaches to it or enters it from now on. Refused while
+    /// consumers are attached.
+    pub fn mark_dropped(&self) -> Result<Option<QueueId>, usize> {
+        let mut st = self.lock();
+        if !st.consumers.is_empty() {
+            return Err(st.consumers.len());
+        }
+        st.dropped = true;
+        Ok(st.store_id.take())
+    }
+
+    /// The attributes to store for this queue, with `change` applied to them first (a run-time
+    /// settings change, new labels).
+    pub fn attrs(&self, change: impl FnOnce(&mut QueueAttrs)) -> QueueAttrs {
+        let mut st = self.lock();
+        let extras = st.extras.as_deref().cloned().unwrap_or_default();
+        let mut attrs = QueueAttrs {
+            number: self.number,
+            created_at_ms: st.created_at_ms,
+            overrides: extras.overrides,
+            labels: extras.labels,
+        };
+        change(&mut attrs);
+        st.extras = Some(Box::new(Extras {
+            overrides: attrs.overrides.clone(),
+            labels: attrs.labels.clone(),
+        }));
+        attrs
+    }
+
+    pub fn dead_letter_queue(&self) -> Option<Arc<str>> {
+        self.lock().dead_letter_queue.clone()
+    }
+
+    pub fn settings(&self) -> QueueSettings {
+        self.lock().settings.clone()
+    }
+
+    /// The queue as it is now, under one lock.
+    pub fn view(&self) -> QueueView {
+        let st = self.lock();
+        let consumers = st
+            .consumers
+            .iter()
+            .map(|c| ConsumerView {
+                subscription: c.spec.subscription.clone(),
+                principal: c.spec.principal.clone(),
+                ack: c.spec.ack,
+                prefetch: c.spec.prefetch,
+                unacked: c.unacked.len() as u64,
+            })
+            .collect();
+        QueueView {
+            name: self.name.clone(),
+            number: self.number,
+            visible: st.waiting() as u64,
+            in_flight: st.inflight_len() as u64,
+            bytes: st.bytes,
+            settings: st.settings.clone(),
+            dead_letter_queue: st.dead_letter_queue.clone(),
+            consumers,
+            counters: self.counters(),
+        }
+    }
+
+    fn counters(&self) -> QueueCounters {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = &self.stats;
+        QueueCounters {
+            enqueued: s.enqueued.load(Relaxed),
+            delivered: s.delivered.load(Relaxed),
+            redelivered: s.redelivered.load(Relaxed),
+            acked: s.acked.load(Relaxed),
+            nacked: s.nacked.load(Relaxed),
+            timed_out: s.timed_out.load(Relaxed),
+            dead_lettered: s.dead_lettered.load(Relaxed),
+            expired: s.expired.load(Relaxed),
+            dropped: s.dropped.load(Relaxed),
+            purged: s.purged.load(Relaxed),
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Dispatch: hands waiting messages to consumers with credit, round-robin, until one side runs
+//! out. Client-ack deliveries of stored messages record their delivery count first and carry the
+//! ticket of the commit that makes it durable, so a message a client has seen is never handed out
+//! again after a crash as if it were new.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use stampede_store::Op;
+
+use super::state::{Consumer, Entry, Holder, Inflight, State};
+use super::{Queue, QueueStats};
+use crate::delivery::{AckMode, AutoAck, Delivery};
+use crate::effects::{DeathReason, Effects};
+
+impl Queue {
+    /// Dispatches what it can, asks for paged messages if the head ran low, wakes paced
+    /// producers once the backlog is below the low-water mark, and re-arms the queue's timer.
+    pub(super) fn dispatch(self: &Arc<Self>, st: &mut State, fx: &mut Effects) {
+        self.dispatch_ready(st, fx);
+        self.maybe_page_in(st, fx);
+        if st.waiting() < self.window.messages / 2 && st.waiting_bytes() < self.window.bytes / 2 {
+            self.stalled.store(false, Ordering::Relaxed);
+            if self.pacers.load(Ordering::Acquire) > 0 {
+                self.progress.notify_waiters();
+            }
+        }
+        self.schedule(st);
+    }
+
+    fn dispatch_ready(self: &Arc<Self>, st: &mut State, fx: &mut Effects) {
+        if st.consumers.is_empty() || st.ready_len() == 0 {
+            return;
+        }
+        let now = self.clock.now_ms();
+        let visibility = st.settings.visibility_timeout.map(|v| v.as_millis() as u64);
+        loop {
+            let n = st.consumers.len();
+            let Some(idx) = (0..n)
+                .map(|i| (st.cursor + i) % n)
+                .find(|&i| st.consumers[i].credit > 0)
+            else {
+                return;
+            };
+            let Some((seq, mut entry)) = self.next_live(st, now, fx) else {
+                return;
+            };
+            st.cursor = (idx + 1) % n;
+            entry.deliveries += 1;
+            let consumer = &mut st.consumers[idx];
+            let mut delivery = self.delivery(consumer, seq, &entry);
+            let client_ack = consumer.spec.ack != AckMode::Auto;
+            if entry.stored && client_ack {
+                delivery.durable = Some(fx.gate());
+            }
+            if !consumer.spec.outbox.deliver(Box::new(delivery)) {
+                // The connection is gone and will detach this consumer; until then it gets nothing.
+                consumer.credit = 0;
+                entry.deliveries -= 1;
+                st.insert_ready(seq, entry);
+                continue;
+            }
+            consumer.credit -= 1;
+            let dispatch_no = consumer.next_dispatch;
+            consumer.next_dispatch += 1;
+            consumer.unacked.insert(dispatch_no, seq);
+            let holder = Holder::Consumer {
+                id: consumer.spec.id,
+                dispatch_no,
+            };
+            if client_ack {
+                self.record_delivery(st, seq, &mut entry, fx);
+            } else {
+                self.count_delivery(&entry);
+            }
+            st.insert_inflight(
+                seq,
+                Inflight {
+                    entry,
+                    holder,
+                    deadline: visibility.map(|v| now + v),
+                },
+            );
+        }
+    }
+
+    fn delivery(self: &Arc<Self>, consumer: &Consumer, seq: u64, entry: &Entry) -> Delivery {
+        let spec = &consumer.spec;
+        let auto = spec.ack == AckMode::Auto;
+        Delivery {
+            consumer: spec.id,
+            subscription: spec.subscription.clone(),
+            destination: spec.destination.clone(),
+            queue_number: self.number,
+            seq,
+            delivery_count: entry.deliveries,
+            client_ack: !auto,
+            record: entry.record.clone(),
+            auto_ack: auto.then(|| AutoAck {
+                queue: self.clone(),
+                consumer: spec.id,
+                seq,
+            }),
+            durable: None,
+        }
+    }
+
+    /// The next waiting message that has not expired; expired ones met on the way are removed.
+    pub(super) fn next_live(
+        &self,
+        st: &mut State,
+        now: u64,
+        fx: &mut Effects,
+    ) -> Option<(u64, Entry)> {
+        let retention = st.settings.retention.as_millis() as u64;
+        let ctx = self.ctx();
+        loop {
+            let (seq, entry) = st.take_ready()?;
+            if entry.record.expires_at_ms.is_some_and(|at| at <= now) {
+                QueueStats::add(&self.stats.expired, 1);
+                st.dead_letter(&ctx, seq, entry, DeathReason::Expired, fx);
+            } else if entry.record.enqueued_at_ms.saturating_add(retention) <= now {
+                QueueStats::add(&self.stats.expired, 1);
+                st.forget(&ctx, seq, &entry, fx);
+            } else {
+                return Some((seq, entry));
+            }
+        }
+    }
+
+    /// Persists a delivery count, so `max_deliveries` holds across restarts.
+    pub(super) fn record_delivery(
+        &self,
+        st: &State,
+        seq: u64,
+        entry: &mut Entry,
+        fx: &mut Effects,
+    ) {
+        self.count_delivery(entry);
+        if let (true, Some(id)) = (entry.stored, st.store_id) {
+            entry.counted = true;
+            fx.ops.push(Op::SetDeliveries {
+                queue: id,
+                seq,
+                count: entry.deliveries,
+            });
+        }
+    }
+
+    pub(super) fn count_delivery(&self, entry: &Entry) {
+        QueueStats::add(&self.stats.delivered, 1);
+        if entry.deliveries > 1 {
+            QueueStats::add(&self.stats.redelivered, 1);
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! The pull front end (OCI Queue's GetMessages / DeleteMessage / UpdateMessage): messages handed
+//! out with a receipt and hidden for a visibility timeout, on the same state machine as
+//! subscriptions, so visibility, `max_deliveries` and the dead-letter queue work the same.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use stampede_store::MessageRecord;
+
+use super::state::{Holder, Inflight, State};
+use super::{NotInFlight, Queue, QueueStats};
+use crate::effects::Effects;
+use crate::ids::{ack_token, DeliveryTag};
+
+/// A message handed to a pull consumer.
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    /// Stable for the message's life, also across restarts (the OCI message id).
+    pub seq: u64,
+    pub record: Arc<MessageRecord>,
+    pub delivery_count: u32,
+    /// Names this delivery for deleting it or changing its visibility; stale once the message is
+    /// delivered again.
+    pub receipt: String,
+    /// When it becomes visible again unless deleted, in ms since the epoch (`None`: never).
+    pub visible_after_ms: Option<u64>,
+}
+
+impl Queue {
+    /// Hands up to `max` visible messages to a pull consumer and hides them for `visibility` (the
+    /// queue's own timeout when `None`).
+    pub fn pull(
+        self: &Arc<Self>,
+        max: usize,
+        visibility: Option<Duration>,
+        fx: &mut Effects,
+    ) -> Vec<Pulled> {
+        let now = self.clock.now_ms();
+        let mut st = self.lock();
+        let visibility = visibility.or(st.settings.visibility_timeout);
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some((seq, mut entry)) = self.next_live(&mut st, now, fx) else {
+                break;
+            };
+            entry.deliveries += 1;
+            self.record_delivery(&st, seq, &mut entry, fx);
+            let deadline = visibility.map(|v| now + v.as_millis() as u64);
+            out.push(Pulled {
+                seq,
+                record: entry.record.clone(),
+                delivery_count: entry.deliveries,
+                receipt: ack_token(self.number, seq, entry.deliveries),
+                visible_after_ms: deadline,
+            });
+            st.insert_inflight(
+                seq,
+                Inflight {
+                    entry,
+                    holder: Holder::Pull,
+                    deadline,
+                },
+            );
+        }
+        self.maybe_page_in(&mut st, fx);
+        self.schedule(&mut st);
+        out
+    }
+
+    /// Deletes a pulled message by its receipt.
+    pub fn delete(self: &Arc<Self>, receipt: &str, fx: &mut Effects) -> Result<(), NotInFlight> {
+        let mut st = self.lock();
+        let seq = self.pulled_seq(&st, receipt)?;
+        let inflight = st.take_inflight(seq).ok_or(NotInFlight)?;
+        QueueStats::add(&self.stats.acked, 1);
+        st.forget(&self.ctx(), seq, &inflight.entry, fx);
+        self.dispatch(&mut st, fx);
+        Ok(())
+    }
+
+    /// Hides a pulled message for `visibility` from now (0 makes it visible at the next tick).
+    /// Returns when it becomes visible again.
+    pub fn extend(
+        self: &Arc<Self>,
+        receipt: &str,
+        visibility: Duration,
+    ) -> Result<u64, NotInFlight> {
+        let now = self.clock.now_ms();
+        let mut st = self.lock();
+        let seq = self.pulled_seq(&st, receipt)?;
+        let mut inflight = st.take_inflight(seq).ok_or(NotInFlight)?;
+        let at = now + visibility.as_millis() as u64;
+        inflight.deadline = Some(at);
+        st.insert_inflight(seq, inflight);
+        self.schedule(&mut st);
+        Ok(at)
+    }
+
+    fn pulled_seq(&self, st: &State, receipt: &str) -> Result<u64, NotInFlight> {
+        let tag = DeliveryTag::parse(receipt).ok_or(NotInFlight)?;
+        match st.inflight(tag.seq) {
+            Some(i)
+                if tag.queue == self.number
+                    && i.holder == Holder::Pull
+                    && tag.count.is_none_or(|c| c == i.entry.deliveries) =>
+            {
+                Ok(tag.seq)
+            }
+            _ => Err(NotInFlight),
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! The admin operations: views, peeking, purging, moving (redrive), labels, and the pull front end
+//! used without a session.
+
+use super::*;
+use std::time::Duration;
+
+#[tokio::test]
+async fn peek_shows_waiting_messages_in_memory_and_in_the_store_without_delivering() {
+    let env = Env::with_window(2);
+    for n in 0..5 {
+        send(&env.broker, "q", &n.to_string()).await;
+    }
+    let peeked = env.broker.peek("q", 4).await.unwrap();
+    let bodies: Vec<&[u8]> = peeked.iter().map(|m| &m.record.body[..]).collect();
+    assert_eq!(bodies, [b"0", b"1", b"2", b"3"]);
+    assert_eq!(
+        peeked[0].message_id,
+        format!("{}-1", env.broker.queue_view("q").unwrap().number)
+    );
+    assert_eq!(env.depth("q"), (5, 0, 0), "nothing was delivered");
+    assert!(env.broker.peek("nope", 1).await.is_err());
+}
+
+#[tokio::test]
+async fn purge_removes_waiting_messages_in_one_commit_and_keeps_those_in_flight() {
+    let env = Env::with_window(3);
+    for n in 0..10 {
+        send(&env.broker, "q", &n.to_string()).await;
+    }
+    let mut c = env.conn();
+    c.subscribe_with("q", "1", AckMode::ClientIndividual, |s| {
+        s.prefetch = Some(2)
+    });
+    let held = c.deliveries();
+    assert_eq!(held.len(), 2);
+    let commits = env.store.commits();
+    let (purged, ticket) = env.broker.purge("q").unwrap();
+    ticket.await.unwrap();
+    assert_eq!(
+        purged, 8,
+        "3 in memory and 5 in the store, not the 2 in flight"
+    );
+    assert_eq!(env.store.commits() - commits, 1);
+    assert_eq!(env.depth("q"), (0, 2, 1));
+    assert_eq!(env.stored(), 2, "the in-flight ones are still stored");
+    c.settle(&held[0], Outcome::Ack).unwrap().await.unwrap();
+    assert_eq!(env.stored(), 1, "settled as usual after the purge");
+    drop(c);
+    let again = env.restart();
+    assert_eq!(
+        depth(&again, "q"),
+        (1, 0, 0),
+        "the other one survives a restart"
+    );
+    send(&again, "q", "after").await;
+    assert_eq!(depth(&again, "q"), (2, 0, 0));
+}
+
+#[tokio::test]
+async fn moving_messages_redrives_a_dead_letter_queue_in_one_commit() {
+    let env = Env::new();
+    for b in ["a", "b", "c"] {
+        send(&env.broker, "DLQ.orders", b).await;
+    }
+    let commits = env.store.commits();
+    let (moved, ticket) = env.broker.move_messages("DLQ.orders", "orders", 2).unwrap();
+    ticket.await.unwrap();
+    assert_eq!(moved, 2);
+    assert_eq!(
+        env.store.commits() - commits,
+        2,
+        "the target's creation, then the move"
+    );
+    assert_eq!((env.depth("DLQ.orders").0, env.depth("orders").0), (1, 2));
+    let again = env.restart();
+    assert_eq!(
+        (depth(&again, "DLQ.orders").0, depth(&again, "orders").0),
+        (1, 2)
+    );
+    let mut c = Conn::new(&again);
+    c.subscribe("orders", "1", AckMode::Auto);
+    assert_eq!(c.bodies(), ["a", "b"]);
+}
+
+#[tokio::test]
+async fn views_report_consumers_counters_and_the_dead_letter_queue() {
+    let env = Env::new();
+    send(&env.broker, "v", "m").await;
+    let mut c = env.conn();
+    c.subscribe("v", "sub-7", AckMode::Client);
+    let view = env.broker.queue_view("v").unwrap();
+    assert_eq!((view.visible, view.in_flight), (0, 1));
+    assert_eq!(view.counters.enqueued, 1);
+    assert_eq!(view.counters.delivered, 1);
+    assert_eq!(&*view.consumers[0].subscription, "sub-7");
+    assert_eq!(&*view.consumers[0].principal, "tester");
+    assert_eq!(view.dead_letter_queue.as_deref(), Some("DLQ.v"));
+    assert_eq!(env.broker.queues().len(), 1);
+}
+
+#[tokio::test]
+async fn labels_are_kept_with_the_queue() {
+    let env = Env::new();
+    send(&env.broker, "ocid1.queue.x", "m").await;
+    env.broker
+        .set_labels("ocid1.queue.x", &[("displayName", Some("orders"))])
+        .unwrap()
+        .await
+        .unwrap();
+    let again = env.restart();
+    assert_eq!(
+        again.labels("ocid1.queue.x").unwrap(),
+        [("displayName".to_owned(), "orders".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn the_pull_front_end_works_without_a_session() {
+    let env = Env::new();
+    for b in ["a", "b"] {
+        send(&env.broker, "ocid1.queue.p", b).await;
+    }
+    let (pulled, ticket) = env
+        .broker
+        .pull("ocid1.queue.p", 10, Some(Duration::from_secs(30)))
+        .unwrap();
+    ticket.await.unwrap();
+    assert_eq!(pulled.len(), 2);
+    assert_eq!(pulled[0].seq, 1);
+    env.broker
+        .delete_pulled("ocid1.queue.p", &pulled[0].receipt)
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(env
+        .broker
+        .delete_pulled("ocid1.queue.p", &pulled[0].receipt)
+        .is_err());
+    let visible_at = env
+        .broker
+        .extend_pulled("ocid1.queue.p", &pulled[1].receipt, Duration::from_secs(1))
+        .unwrap();
+    assert_eq!(visible_at, T0 + 1_000);
+    env.advance(1_000);
+    let (again, _) = env.broker.pull("ocid1.queue.p", 10, None).unwrap();
+    assert_eq!((again[0].seq, again[0].delivery_count), (2, 2));
+}
+
+#[tokio::test]
+async fn idle_queues_cost_the_timer_nothing_until_a_deadline_comes() {
+    let env = Env::new();
+    for n in 0..200 {
+        send(&env.broker, &format!("idle-{n}"), "m").await;
+    }
+    assert_eq!(
+        env.broker.pending_wakeups(),
+        200,
+        "one wake-up each: its message's retention"
+    );
+    env.advance(60_000);
+    assert_eq!(
+        env.broker.pending_wakeups(),
+        200,
+        "nothing was due, nothing was visited"
+    );
+    env.advance(7 * 86_400_000);
+    assert_eq!(env.broker.pending_wakeups(), 0);
+    assert_eq!(env.stored(), 0, "retention removed them all");
+}

@@ -1,0 +1,92 @@
+//! Read-only views of the broker for metrics, the admin API and the console: plain values copied
+//! out under each queue's lock, so a reader never holds a lock while it formats.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::delivery::AckMode;
+use crate::policy::QueueSettings;
+
+/// One queue as it is now.
+#[derive(Debug, Clone)]
+pub struct QueueView {
+    pub name: Arc<str>,
+    /// The prefix of its message ids; stable across restarts.
+    pub number: u64,
+    /// Waiting messages, in memory or in the store.
+    pub visible: u64,
+    pub in_flight: u64,
+    pub bytes: u64,
+    pub settings: QueueSettings,
+    /// Where its dead letters go (`None`: it is itself a dead-letter queue, or a transient one).
+    pub dead_letter_queue: Option<Arc<str>>,
+    pub consumers: Vec<ConsumerView>,
+    pub counters: QueueCounters,
+}
+
+/// A consumer attached to a queue.
+#[derive(Debug, Clone)]
+pub struct ConsumerView {
+    pub subscription: Arc<str>,
+    pub principal: Arc<str>,
+    pub ack: AckMode,
+    pub prefetch: u32,
+    pub unacked: u64,
+}
+
+/// A queue's counters since the broker started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueCounters {
+    pub enqueued: u64,
+    pub delivered: u64,
+    /// Deliveries of a message that had been delivered before.
+    pub redelivered: u64,
+    pub acked: u64,
+    pub nacked: u64,
+    /// Deliveries whose visibility timeout passed.
+    pub timed_out: u64,
+    pub dead_lettered: u64,
+    /// Removed by retention or `expires`.
+    pub expired: u64,
+    /// Dropped from a transient queue over its bound.
+    pub dropped: u64,
+    /// Removed by a purge.
+    pub purged: u64,
+}
+
+/// Broker-wide counters.
+#[derive(Debug, Default)]
+pub struct BrokerStats {
+    waits_consumers: AtomicU64,
+    waits_store: AtomicU64,
+}
+
+impl BrokerStats {
+    pub(crate) fn count_wait_for_consumers(&self) {
+        self.waits_consumers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_wait_for_store(&self) {
+        self.waits_store.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Publishes held back by producer flow control because a crowded queue's consumers were
+    /// behind.
+    pub fn waits_for_consumers(&self) -> u64 {
+        self.waits_consumers.load(Ordering::Relaxed)
+    }
+
+    /// Publishes held back because the store's write backlog was full.
+    pub fn waits_for_store(&self) -> u64 {
+        self.waits_store.load(Ordering::Relaxed)
+    }
+}
+
+/// A waiting message, for peeking.
+#[derive(Debug, Clone)]
+pub struct MessageView {
+    pub seq: u64,
+    pub message_id: String,
+    pub record: Arc<stampede_store::MessageRecord>,
+    pub deliveries: u32,
+}
