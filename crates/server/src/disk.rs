@@ -1,6 +1,6 @@
-//! Free space on the data directory's filesystem, for the storage alarm: SENDs are refused while
-//! it is below `storage.min_free_space`, because running the store into ENOSPC leaves it unable to
-//! write until restart.
+//! The data directory on disk: free space on its filesystem, for the storage alarm (SENDs are
+//! refused while it is below `storage.min_free_space`, because running the store into ENOSPC leaves
+//! it unable to write until restart), and the space it occupies, for metrics.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -22,6 +22,22 @@ pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
     // fsblkcnt_t and c_ulong are u64 here but narrower on some targets.
     #[allow(clippy::unnecessary_cast)]
     Ok(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// Bytes the files under `path` occupy (the data directory, for the `stampede_store_disk_bytes`
+/// gauge).
+pub fn dir_size(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// The alarm reason when `free` is below `min`, else `None`.

@@ -12,19 +12,51 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use stampede_broker::Broker;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
 
 use crate::metrics::Metrics;
 
 /// What the HTTP handlers read.
 pub struct HttpState {
-    pub metrics: Arc<Metrics>,
+    metrics: Arc<Metrics>,
     /// Set once recovery has finished.
-    pub broker: OnceLock<Arc<Broker>>,
-    /// Set once the STOMP listener is bound.
-    pub stomp_ready: AtomicBool,
+    broker: OnceLock<Arc<Broker>>,
+    /// Set once the STOMP listeners accept connections.
+    stomp_ready: AtomicBool,
 }
 
-pub fn router(state: Arc<HttpState>) -> Router {
+impl HttpState {
+    pub fn new(metrics: Arc<Metrics>) -> HttpState {
+        HttpState {
+            metrics,
+            broker: OnceLock::new(),
+            stomp_ready: AtomicBool::new(false),
+        }
+    }
+
+    pub fn set_broker(&self, broker: Arc<Broker>) {
+        let _ = self.broker.set(broker);
+    }
+
+    pub fn set_stomp_ready(&self) {
+        self.stomp_ready.store(true, Ordering::Release);
+    }
+}
+
+/// Serves HTTP on `listener` until `shutdown` is cancelled.
+pub async fn serve(listener: TcpListener, state: Arc<HttpState>, shutdown: CancellationToken) {
+    let app = router(state);
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
+    if let Err(e) = served {
+        warn!(error = %e, "HTTP listener failed");
+    }
+}
+
+fn router(state: Arc<HttpState>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
@@ -44,7 +76,7 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready to take traffic: recovery finished, listeners bound, store writable.
+/// Ready to take traffic: recovery finished, listeners accepting, store writable.
 async fn readyz(State(s): State<Arc<HttpState>>) -> (StatusCode, String) {
     let Some(broker) = s.broker.get() else {
         return (

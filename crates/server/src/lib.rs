@@ -1,56 +1,46 @@
-//! The Stampede server: wires configuration, the broker core and the listeners together, and owns
-//! process lifecycle (recovery before accepting, graceful shutdown). `main.rs` only parses the CLI
-//! and calls [`run`].
+//! The Stampede server: wires configuration, the store, the broker core and the listeners
+//! together, and owns the process lifecycle — recovery before serving, graceful shutdown.
+//!
+//! The shape is mini-redis's: the caller binds the listeners ([`bind`] does it from the
+//! configuration) and hands them to [`run`] with a shutdown future, so tests start a server in
+//! process on sockets they bound themselves. Every STOMP listener, whatever its transport, hands
+//! its connections to one [`hub::ConnectionHub`], which holds what connections share (the broker,
+//! the connection cap, the task tracker, the shutdown token). `main.rs` only parses the command
+//! line and calls these.
 
 pub mod config;
 mod connection;
 mod disk;
 mod http;
+mod hub;
 mod listener;
 mod metrics;
+mod store;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use stampede_broker::{Broker, BrokerConfig, SystemClock};
 use stampede_proto::Limits;
-use stampede_store::{SledOptions, SledStore};
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::config::Loaded;
-
-/// Per-connection settings derived from the configuration once.
-#[derive(Debug, Clone)]
-pub struct ConnectionSettings {
-    pub limits: Limits,
-    pub max_connect_frame: usize,
-    pub connect_timeout: Duration,
-    /// Offered heart-beat interval (0 = none).
-    pub heartbeat: Duration,
-    /// How long a closing connection may take to flush its last frames.
-    pub close_timeout: Duration,
-    pub metrics: Arc<metrics::Metrics>,
-}
+use crate::config::{Backend, Loaded, Settings};
+pub use hub::ConnectionSettings;
 
 #[derive(Debug, Error)]
 pub enum ServerError {
-    #[error("cannot bind the HTTP listener on {addr} (listeners.http.bind): {source}")]
-    BindHttp {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("cannot bind STOMP listener on {addr}: {source}")]
+    #[error("cannot bind {key} on {addr}: {source}")]
     Bind {
-        addr: std::net::SocketAddr,
+        key: &'static str,
+        addr: SocketAddr,
         source: std::io::Error,
     },
-    // Names the key, as every start-up configuration error does (BEHAVIOUR.md "Ports and process").
+    // Names the key, as every start-up configuration error does.
     #[error("data directory {path} (configuration key `storage.data_dir`, or --data-dir) is not usable: {source}")]
     DataDir {
         path: std::path::PathBuf,
@@ -65,101 +55,90 @@ pub enum ServerError {
     },
 }
 
-/// Runs the broker until `shutdown` completes, then closes connections within the grace period.
-pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+/// A STOMP listener and the name its connections carry in metrics and logs.
+pub struct StompListener {
+    pub name: &'static str,
+    pub listener: TcpListener,
+}
+
+/// Every socket the server serves.
+pub struct Listeners {
+    pub stomp: Vec<StompListener>,
+    pub http: TcpListener,
+}
+
+/// Binds the listeners the configuration names.
+pub async fn bind(loaded: &Loaded) -> Result<Listeners, ServerError> {
+    let tcp = |key, addr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { key, addr, source })
+    };
+    Ok(Listeners {
+        stomp: vec![StompListener {
+            name: "stomp",
+            listener: tcp("listeners.stomp.bind", loaded.stomp_addr).await?,
+        }],
+        http: tcp("listeners.http.bind", loaded.http_addr).await?,
+    })
+}
+
+/// Runs the broker on `listeners` until `shutdown` completes, then closes connections within the
+/// grace period. HTTP answers from the start (`/readyz` says "not yet" during recovery); STOMP
+/// connections are accepted once recovery is done.
+pub async fn run(
+    loaded: Loaded,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
     let s = &loaded.settings;
     let started = Instant::now();
-    prepare_data_dir(&s.storage.data_dir)?;
     let token = CancellationToken::new();
+    let data_dir = (s.storage.backend == Backend::Sled).then(|| s.storage.data_dir.clone());
     let metrics = Arc::new(metrics::Metrics::new(
         s.metrics.max_queue_series,
-        &s.storage.data_dir,
+        data_dir.clone(),
     ));
-    let http_state = Arc::new(http::HttpState {
-        metrics: metrics.clone(),
-        broker: std::sync::OnceLock::new(),
-        stomp_ready: std::sync::atomic::AtomicBool::new(false),
-    });
-    let http_listener = TcpListener::bind(loaded.http_addr)
-        .await
-        .map_err(|source| ServerError::BindHttp {
-            addr: loaded.http_addr,
-            source,
-        })?;
-    let http_bound = http_listener
-        .local_addr()
-        .map_err(|source| ServerError::BindHttp {
-            addr: loaded.http_addr,
-            source,
-        })?;
-    let http_task = {
-        let token = token.clone();
-        let app = http::router(http_state.clone());
-        tokio::spawn(async move {
-            let served = axum::serve(http_listener, app)
-                .with_graceful_shutdown(async move { token.cancelled().await })
-                .await;
-            if let Err(e) = served {
-                warn!(error = %e, "HTTP listener failed");
-            }
-        })
-    };
-    info!(http = %http_bound, "HTTP listening; recovering the store");
-    let (broker, recovery) = open_broker(&loaded, metrics.clone()).await?;
+    let http_state = Arc::new(http::HttpState::new(metrics.clone()));
+    let http_addr = local_addr(&listeners.http, "listeners.http.bind")?;
+    let http_task = tokio::spawn(http::serve(
+        listeners.http,
+        http_state.clone(),
+        token.clone(),
+    ));
+    info!(http = %http_addr, backend = ?s.storage.backend, "HTTP listening; recovering the store");
+    let broker = open_broker(s, loaded.policy.clone(), metrics.clone()).await?;
     metrics
         .recovery_seconds
         .set(started.elapsed().as_secs_f64());
-    info!(
-        queues = recovery.queues,
-        messages = recovery.messages,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "recovery finished"
+    http_state.set_broker(broker.clone());
+    let hub = hub::ConnectionHub::new(
+        broker.clone(),
+        connection_settings(s, metrics.clone()),
+        s.listeners.stomp.max_connections,
+        token.clone(),
     );
-    let _ = http_state.broker.set(broker.clone());
-    let listener = TcpListener::bind(loaded.stomp_addr)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: loaded.stomp_addr,
-            source,
-        })?;
-    let bound = listener.local_addr().map_err(|source| ServerError::Bind {
-        addr: loaded.stomp_addr,
-        source,
-    })?;
-    let p = &s.protocol;
-    let settings = Arc::new(ConnectionSettings {
-        limits: Limits {
-            max_frame_size: p.max_frame_size,
-            max_headers: p.max_headers,
-            max_header_line: p.max_header_line,
-        },
-        max_connect_frame: p.max_connect_frame,
-        connect_timeout: p.connect_timeout,
-        heartbeat: p.heartbeat,
-        close_timeout: s.shutdown.grace.min(Duration::from_secs(5)),
-        metrics: metrics.clone(),
-    });
-    let tracker = TaskTracker::new();
-    let acceptor = listener::Listener {
-        listener,
-        broker: broker.clone(),
-        settings,
-        limit: Arc::new(Semaphore::new(s.listeners.stomp.max_connections)),
-        tracker: tracker.clone(),
-    };
-    let accept_task = tokio::spawn(acceptor.run(token.clone()));
+    let mut accepting = Vec::new();
+    let mut addrs = Vec::new();
+    for l in listeners.stomp {
+        addrs.push((l.name, local_addr(&l.listener, "listeners.stomp.bind")?));
+        accepting.push(tokio::spawn(listener::run(l, hub.clone())));
+    }
     let timer = tokio::spawn(run_timer(
         broker.clone(),
-        s.storage.data_dir.clone(),
+        data_dir,
         s.storage.min_free_space as u64,
         token.clone(),
     ));
-    http_state
-        .stomp_ready
-        .store(true, std::sync::atomic::Ordering::Release);
+    http_state.set_stomp_ready();
+    let stomp = addrs
+        .first()
+        .map(|(_, a)| a.to_string())
+        .unwrap_or_default();
     info!(
-        stomp = %bound,
-        http = %http_bound,
+        stomp = %stomp,
+        http = %http_addr,
+        listeners = ?addrs,
         startup_ms = started.elapsed().as_millis() as u64,
         "ready"
     );
@@ -167,16 +146,12 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<(
     shutdown.await;
     info!("shutting down");
     token.cancel();
-    let _ = accept_task.await;
+    for task in accepting {
+        let _ = task.await;
+    }
     let _ = timer.await;
     let _ = http_task.await;
-    tracker.close();
-    if tokio::time::timeout(s.shutdown.grace, tracker.wait())
-        .await
-        .is_err()
-    {
-        warn!(grace = ?s.shutdown.grace, "connections still open after the grace period");
-    }
+    hub.drain(s.shutdown.grace).await;
     // A store that failed earlier may never finish a flush; do not let it hold the exit.
     match tokio::time::timeout(s.shutdown.grace, broker.flush()).await {
         Ok(result) => result.map_err(stampede_broker::BrokerError::from)?,
@@ -186,22 +161,39 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<(
     Ok(())
 }
 
-/// How often visibility deadlines, `expires` times and retention are checked: the precision of
-/// every queue timeout.
-const TICK: Duration = Duration::from_millis(100);
+fn local_addr(l: &TcpListener, key: &'static str) -> Result<SocketAddr, ServerError> {
+    l.local_addr().map_err(|source| ServerError::Bind {
+        key,
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })
+}
 
-/// Opens the store and rebuilds the broker from it, off the async workers (sled blocks).
+/// Per-connection settings, derived from the configuration once.
+fn connection_settings(s: &Settings, metrics: Arc<metrics::Metrics>) -> ConnectionSettings {
+    let p = &s.protocol;
+    ConnectionSettings {
+        limits: Limits {
+            max_frame_size: p.max_frame_size,
+            max_headers: p.max_headers,
+            max_header_line: p.max_header_line,
+        },
+        max_connect_frame: p.max_connect_frame,
+        connect_timeout: p.connect_timeout,
+        heartbeat: p.heartbeat,
+        close_timeout: s.shutdown.grace.min(Duration::from_secs(5)),
+        metrics,
+    }
+}
+
+/// Opens the store and rebuilds the broker from it, off the async workers (recovery blocks).
 async fn open_broker(
-    loaded: &Loaded,
+    s: &Settings,
+    policy: stampede_broker::QueuePolicy,
     metrics: Arc<metrics::Metrics>,
-) -> Result<(Arc<Broker>, stampede_broker::Recovery), ServerError> {
-    let s = &loaded.settings;
-    let dir = s.storage.data_dir.clone();
-    let options = SledOptions {
-        cache_capacity: s.storage.cache_capacity as u64,
-        inline_limit: s.storage.large_body_threshold,
-        ..SledOptions::default()
-    };
+) -> Result<Arc<Broker>, ServerError> {
+    let started = Instant::now();
+    let store = store::open(s, metrics).await?;
     let config = BrokerConfig {
         default_prefetch: s.broker.default_prefetch,
         topic_subscriber_buffer: s.broker.topic_subscriber_buffer,
@@ -212,27 +204,28 @@ async fn open_broker(
         max_pending_writes: s.storage.max_pending_writes as u64,
         consumer_stall: s.broker.consumer_stall,
     };
-    let policy = loaded.policy.clone();
-    let opened = tokio::task::spawn_blocking(move || {
-        let observer: Arc<dyn stampede_store::StoreObserver> = metrics;
-        let store = SledStore::open_observed(&dir, options, Some(observer)).map_err(|source| {
-            ServerError::Store {
-                path: dir.clone(),
-                source,
-            }
-        })?;
-        let broker = Broker::new(config, policy, Arc::new(store), Arc::new(SystemClock));
-        let recovery = broker.recover()?;
-        Ok::<_, ServerError>((broker, recovery))
-    })
-    .await;
-    opened.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    let broker = Broker::new(config, policy, store, Arc::new(SystemClock));
+    let recovering = broker.clone();
+    let recovery = tokio::task::spawn_blocking(move || recovering.recover())
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+    info!(
+        queues = recovery.queues,
+        messages = recovery.messages,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "recovery finished"
+    );
+    Ok(broker)
 }
+
+/// How often visibility deadlines, `expires` times and retention are checked: the precision of
+/// every queue timeout. Each tick visits only the queues with something due.
+const TICK: Duration = Duration::from_millis(100);
 
 /// Drives queue timeouts, and the storage alarm every tenth tick, until shutdown.
 async fn run_timer(
     broker: Arc<Broker>,
-    data_dir: std::path::PathBuf,
+    data_dir: Option<std::path::PathBuf>,
     min_free: u64,
     shutdown: CancellationToken,
 ) {
@@ -245,25 +238,12 @@ async fn run_timer(
             _ = shutdown.cancelled() => return,
         }
         n += 1;
-        if min_free > 0 && n % 10 == 1 {
-            match disk::free_bytes(&data_dir) {
-                Ok(free) => broker.set_storage_alarm(disk::alarm(free, min_free)),
-                Err(e) => warn!(error = %e, "cannot read free space of the data directory"),
-            }
+        let Some(dir) = data_dir.as_ref().filter(|_| min_free > 0 && n % 10 == 1) else {
+            continue;
+        };
+        match disk::free_bytes(dir) {
+            Ok(free) => broker.set_storage_alarm(disk::alarm(free, min_free)),
+            Err(e) => warn!(error = %e, "cannot read free space of the data directory"),
         }
     }
-}
-
-/// Creates the data directory and proves it writable, so a bad path fails at start, not at the
-/// first message.
-fn prepare_data_dir(path: &std::path::Path) -> Result<(), ServerError> {
-    let err = |source| ServerError::DataDir {
-        path: path.to_owned(),
-        source,
-    };
-    std::fs::create_dir_all(path).map_err(err)?;
-    let probe = path.join(".stampede-write-probe");
-    std::fs::write(&probe, b"ok").map_err(err)?;
-    std::fs::remove_file(&probe).map_err(err)?;
-    Ok(())
 }

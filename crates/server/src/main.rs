@@ -27,7 +27,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the broker (the default).
-    Serve,
+    Serve {
+        /// Keep everything in memory (storage.backend = "memory"): nothing is written to disk and
+        /// nothing survives the process. For tests and CI pipelines.
+        #[arg(long)]
+        ephemeral: bool,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -59,8 +64,11 @@ fn describe(e: &anyhow::Error) -> String {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let (Some(Cmd::Serve) | None) = cli.command;
+    let ephemeral = matches!(cli.command, Some(Cmd::Serve { ephemeral: true }));
     let mut loaded = config::load(cli.config.as_deref(), std::env::vars())?;
+    if ephemeral {
+        loaded.settings.storage.backend = config::Backend::Memory;
+    }
     if let Some(dir) = cli.data_dir {
         loaded.settings.storage.data_dir = dir;
     }
@@ -76,7 +84,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let _ctx = runtime.enter();
         shutdown_signal()
     };
-    runtime.block_on(stampede_server::run(loaded, shutdown))?;
+    runtime.block_on(async {
+        let listeners = stampede_server::bind(&loaded).await?;
+        stampede_server::run(loaded, listeners, shutdown).await
+    })?;
     Ok(())
 }
 

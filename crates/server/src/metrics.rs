@@ -1,10 +1,10 @@
 //! Prometheus metrics (docs/metrics.md lists them all). Hot paths touch only pre-resolved counters;
-//! per-queue series are read from each queue's own atomic counters when `/metrics` is scraped, so
-//! a queue costs nothing between scrapes. Per-queue series are capped: queues beyond
+//! per-queue series are read from the broker's queue views when `/metrics` is scraped, so a queue
+//! costs nothing between scrapes. Per-queue series are capped: queues beyond
 //! `metrics.max_queue_series` (in name order) are summed into `queue="_other"`.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -12,14 +12,12 @@ use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
 };
-use stampede_broker::{Broker, Queue};
+use stampede_broker::{Broker, QueueView};
 use stampede_proto::Command;
 use stampede_store::StoreObserver;
 
-const COMMANDS: [Command; 15] = Command::ALL;
-
 /// Why a connection got an ERROR or was refused; the `kind` label of `stampede_errors_total`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     /// Malformed frame, unknown command, missing or invalid header.
     Protocol,
@@ -53,7 +51,7 @@ pub struct FrameCounters([IntCounter; 15]);
 
 impl FrameCounters {
     fn new(vec: &IntCounterVec) -> FrameCounters {
-        FrameCounters(COMMANDS.map(|c| vec.with_label_values(&[c.as_str()])))
+        FrameCounters(Command::ALL.map(|c| vec.with_label_values(&[c.as_str()])))
     }
 
     pub fn inc(&self, command: Command) {
@@ -61,16 +59,85 @@ impl FrameCounters {
     }
 }
 
-/// A per-queue counter family and how to read it from a queue.
-type QueueCounter = (IntCounterVec, fn(&Queue) -> u64);
-/// A per-queue gauge family and how to read it (some need the broker, e.g. the DLQ's depth).
-type QueueGauge = (IntGaugeVec, fn(&Queue, &Broker) -> u64);
+/// How a per-queue series reads its value; the DLQ gauge needs the other queues' views.
+type Read = fn(&QueueView, &HashMap<&str, &QueueView>) -> u64;
 
-/// Per-queue series, filled at scrape time.
-struct QueueFamilies {
-    counters: Vec<QueueCounter>,
-    gauges: Vec<QueueGauge>,
-}
+/// The per-queue counters: name, help, reader.
+const QUEUE_COUNTERS: [(&str, &str, Read); 8] = [
+    (
+        "stampede_queue_enqueued_total",
+        "Messages accepted into the queue.",
+        |q, _| q.counters.enqueued,
+    ),
+    (
+        "stampede_queue_delivered_total",
+        "Deliveries to consumers, redeliveries included.",
+        |q, _| q.counters.delivered,
+    ),
+    (
+        "stampede_queue_redelivered_total",
+        "Deliveries of messages delivered before.",
+        |q, _| q.counters.redelivered,
+    ),
+    (
+        "stampede_queue_acked_total",
+        "Messages acknowledged.",
+        |q, _| q.counters.acked,
+    ),
+    ("stampede_queue_nacked_total", "Messages NACKed.", |q, _| {
+        q.counters.nacked
+    }),
+    (
+        "stampede_queue_visibility_timeouts_total",
+        "Deliveries whose visibility timeout passed.",
+        |q, _| q.counters.timed_out,
+    ),
+    (
+        "stampede_queue_dead_lettered_total",
+        "Messages moved from this queue to its dead-letter queue.",
+        |q, _| q.counters.dead_lettered,
+    ),
+    (
+        "stampede_queue_expired_total",
+        "Messages removed by retention or their expires time.",
+        |q, _| q.counters.expired,
+    ),
+];
+
+/// The per-queue gauges: name, help, reader.
+const QUEUE_GAUGES: [(&str, &str, Read); 5] = [
+    (
+        "stampede_queue_messages_visible",
+        "Messages waiting for delivery.",
+        |q, _| q.visible,
+    ),
+    (
+        "stampede_queue_messages_in_flight",
+        "Messages delivered and not yet settled.",
+        |q, _| q.in_flight,
+    ),
+    (
+        "stampede_queue_bytes",
+        "Bytes of the messages in the queue.",
+        |q, _| q.bytes,
+    ),
+    (
+        "stampede_queue_consumers",
+        "Subscriptions consuming the queue.",
+        |q, _| q.consumers.len() as u64,
+    ),
+    (
+        "stampede_queue_dead_letter_messages",
+        "Messages in this queue's dead-letter queue.",
+        |q, all| {
+            // The queue's own dead-letter queue: the one a subscriber named, or its settings'.
+            q.dead_letter_queue
+                .as_deref()
+                .and_then(|d| all.get(d))
+                .map_or(0, |d| d.visible)
+        },
+    ),
+];
 
 /// All of Stampede's metrics and the registry they are exposed from.
 pub struct Metrics {
@@ -88,12 +155,13 @@ pub struct Metrics {
     pub recovery_seconds: Gauge,
     store_bytes: IntGauge,
     pending_writes: IntGauge,
-    /// SENDs held back by producer flow control, by what they waited for.
-    pub flow_waits_consumers: IntCounter,
-    pub flow_waits_store: IntCounter,
-    queues: QueueFamilies,
+    /// SENDs held back by producer flow control, by what they waited for (read from the broker).
+    flow_waits: IntCounterVec,
+    queue_counters: Vec<(IntCounterVec, Read)>,
+    queue_gauges: Vec<(IntGaugeVec, Read)>,
     max_queue_series: usize,
-    data_dir: PathBuf,
+    /// The data directory whose size is reported; `None` for an ephemeral broker.
+    data_dir: Option<PathBuf>,
     /// Scrapes reset and refill the per-queue families; one at a time.
     scrape: Mutex<()>,
 }
@@ -104,22 +172,35 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
+fn register<M: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: M) -> M {
+    r.register(Box::new(m.clone())).expect("unique metric");
+    m
+}
+
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let v = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    r.register(Box::new(v.clone())).expect("unique metric");
-    v
+    register(
+        r,
+        IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+    )
 }
 
 fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let v = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-    r.register(Box::new(v.clone())).expect("unique metric");
-    v
+    register(
+        r,
+        IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"),
+    )
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    register(
+        r,
+        IntGauge::with_opts(Opts::new(name, help)).expect("valid metric"),
+    )
 }
 
 fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
-    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("valid");
-    r.register(Box::new(h.clone())).expect("unique metric");
-    h
+    let opts = HistogramOpts::new(name, help).buckets(buckets);
+    register(r, Histogram::with_opts(opts).expect("valid metric"))
 }
 
 /// Latency buckets from 50 µs to 5 s.
@@ -127,21 +208,13 @@ fn latency_buckets() -> Vec<f64> {
     prometheus::exponential_buckets(0.000_05, 2.0, 17).expect("valid buckets")
 }
 
+fn doubling(count: usize) -> Vec<f64> {
+    prometheus::exponential_buckets(1.0, 2.0, count).expect("valid buckets")
+}
+
 impl Metrics {
-    pub fn new(max_queue_series: usize, data_dir: &Path) -> Metrics {
+    pub fn new(max_queue_series: usize, data_dir: Option<PathBuf>) -> Metrics {
         let r = Registry::new();
-        let frames_in = counter_vec(
-            &r,
-            "stampede_frames_received_total",
-            "STOMP frames received, by command.",
-            &["command"],
-        );
-        let frames_out = counter_vec(
-            &r,
-            "stampede_frames_sent_total",
-            "STOMP frames sent, by command.",
-            &["command"],
-        );
         let build = gauge_vec(
             &r,
             "stampede_build_info",
@@ -150,184 +223,30 @@ impl Metrics {
         );
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         let q = ["queue"];
-        let c = |name: &str, help: &str| counter_vec(&r, name, help, &q);
-        let g = |name: &str, help: &str| gauge_vec(&r, name, help, &q);
-        let counters: Vec<QueueCounter> = vec![
-            (
-                c(
-                    "stampede_queue_enqueued_total",
-                    "Messages accepted into the queue.",
-                ),
-                |q| q.stats.enqueued.load(Ordering::Relaxed),
-            ),
-            (
-                c(
-                    "stampede_queue_delivered_total",
-                    "Deliveries to consumers, redeliveries included.",
-                ),
-                |q| q.stats.delivered.load(Ordering::Relaxed),
-            ),
-            (
-                c(
-                    "stampede_queue_redelivered_total",
-                    "Deliveries of messages delivered before.",
-                ),
-                |q| q.stats.redelivered.load(Ordering::Relaxed),
-            ),
-            (
-                c("stampede_queue_acked_total", "Messages acknowledged."),
-                |q| q.stats.acked.load(Ordering::Relaxed),
-            ),
-            (c("stampede_queue_nacked_total", "Messages NACKed."), |q| {
-                q.stats.nacked.load(Ordering::Relaxed)
-            }),
-            (
-                c(
-                    "stampede_queue_visibility_timeouts_total",
-                    "Deliveries whose visibility timeout passed.",
-                ),
-                |q| q.stats.timed_out.load(Ordering::Relaxed),
-            ),
-            (
-                c(
-                    "stampede_queue_dead_lettered_total",
-                    "Messages moved from this queue to its dead-letter queue.",
-                ),
-                |q| q.stats.dead_lettered.load(Ordering::Relaxed),
-            ),
-            (
-                c(
-                    "stampede_queue_expired_total",
-                    "Messages removed by retention or their expires time.",
-                ),
-                |q| q.stats.expired.load(Ordering::Relaxed),
-            ),
-        ];
-        let gauges: Vec<QueueGauge> = vec![
-            (
-                g(
-                    "stampede_queue_messages_visible",
-                    "Messages waiting for delivery.",
-                ),
-                |q, _| q.snapshot().visible,
-            ),
-            (
-                g(
-                    "stampede_queue_messages_in_flight",
-                    "Messages delivered and not yet settled.",
-                ),
-                |q, _| q.snapshot().in_flight,
-            ),
-            (
-                g(
-                    "stampede_queue_bytes",
-                    "Bytes of the messages in the queue.",
-                ),
-                |q, _| q.snapshot().bytes,
-            ),
-            (
-                g(
-                    "stampede_queue_consumers",
-                    "Subscriptions consuming the queue.",
-                ),
-                |q, _| q.snapshot().consumers,
-            ),
-            (
-                g(
-                    "stampede_queue_dead_letter_messages",
-                    "Messages in this queue's dead-letter queue.",
-                ),
-                |q, b| {
-                    q.settings()
-                        .dead_letter_queue_of(q.name())
-                        .and_then(|d| b.find_queue(&d))
-                        .map_or(0, |d| d.snapshot().visible)
-                },
-            ),
-        ];
-        let flow_waits = counter_vec(
-            &r,
-            "stampede_flow_control_waits_total",
-            "SENDs held back by producer flow control, by what they waited for: a crowded queue's consumers, or the store's write backlog.",
-            &["reason"],
-        );
         Metrics {
-            connections_open: gauge_vec(
-                &r,
-                "stampede_connections_open",
-                "Open client connections, by listener.",
-                &["listener"],
-            ),
-            connections_total: counter_vec(
-                &r,
-                "stampede_connections_total",
-                "Client connections accepted, by listener.",
-                &["listener"],
-            ),
-            frames_in: FrameCounters::new(&frames_in),
-            frames_out: FrameCounters::new(&frames_out),
-            errors: counter_vec(
-                &r,
-                "stampede_errors_total",
-                "ERROR frames sent and connections refused, by kind.",
-                &["kind"],
-            ),
-            receipt_seconds: histogram(
-                &r,
-                "stampede_send_receipt_seconds",
-                "SEND with a receipt: frame read to RECEIPT queued.",
-                latency_buckets(),
-            ),
-            commit_batch: histogram(
-                &r,
-                "stampede_store_commit_batch_commits",
-                "Commits folded into one group-commit round.",
-                prometheus::exponential_buckets(1.0, 2.0, 13).expect("valid buckets"),
-            ),
-            commit_ops: histogram(
-                &r,
-                "stampede_store_commit_batch_ops",
-                "Store operations in one group-commit round.",
-                prometheus::exponential_buckets(1.0, 2.0, 15).expect("valid buckets"),
-            ),
-            fsync_seconds: histogram(
-                &r,
-                "stampede_store_fsync_seconds",
-                "Time to make one round durable (segment sync, batch, fsync).",
-                latency_buckets(),
-            ),
-            recovery_seconds: {
-                let g = Gauge::with_opts(Opts::new(
-                    "stampede_recovery_seconds",
-                    "How long start-up recovery took.",
-                ))
-                .expect("valid");
-                r.register(Box::new(g.clone())).expect("unique metric");
-                g
-            },
-            store_bytes: {
-                let g = IntGauge::with_opts(Opts::new(
-                    "stampede_store_disk_bytes",
-                    "Bytes the data directory occupies.",
-                ))
-                .expect("valid");
-                r.register(Box::new(g.clone())).expect("unique metric");
-                g
-            },
-            pending_writes: {
-                let g = IntGauge::with_opts(Opts::new(
-                    "stampede_store_pending_write_bytes",
-                    "Message bytes accepted and not yet durable (bounded by storage.max_pending_writes).",
-                ))
-                .expect("valid");
-                r.register(Box::new(g.clone())).expect("unique metric");
-                g
-            },
-            flow_waits_consumers: flow_waits.with_label_values(&["consumers"]),
-            flow_waits_store: flow_waits.with_label_values(&["store"]),
-            queues: QueueFamilies { counters, gauges },
+            connections_open: gauge_vec(&r, "stampede_connections_open", "Open client connections, by listener.", &["listener"]),
+            connections_total: counter_vec(&r, "stampede_connections_total", "Client connections accepted, by listener.", &["listener"]),
+            frames_in: FrameCounters::new(&counter_vec(&r, "stampede_frames_received_total", "STOMP frames received, by command.", &["command"])),
+            frames_out: FrameCounters::new(&counter_vec(&r, "stampede_frames_sent_total", "STOMP frames sent, by command.", &["command"])),
+            errors: counter_vec(&r, "stampede_errors_total", "ERROR frames sent and connections refused, by kind.", &["kind"]),
+            receipt_seconds: histogram(&r, "stampede_send_receipt_seconds", "SEND with a receipt: frame read to RECEIPT queued.", latency_buckets()),
+            commit_batch: histogram(&r, "stampede_store_commit_batch_commits", "Commits folded into one group-commit round.", doubling(13)),
+            commit_ops: histogram(&r, "stampede_store_commit_batch_ops", "Store operations in one group-commit round.", doubling(15)),
+            fsync_seconds: histogram(&r, "stampede_store_fsync_seconds", "Time to make one round durable (segment sync, batch, fsync).", latency_buckets()),
+            recovery_seconds: register(&r, Gauge::with_opts(Opts::new("stampede_recovery_seconds", "How long start-up recovery took.")).expect("valid metric")),
+            store_bytes: gauge(&r, "stampede_store_disk_bytes", "Bytes the data directory occupies."),
+            pending_writes: gauge(&r, "stampede_store_pending_write_bytes", "Message bytes accepted and not yet durable (bounded by storage.max_pending_writes)."),
+            flow_waits: counter_vec(&r, "stampede_flow_control_waits_total", "SENDs held back by producer flow control, by what they waited for: a crowded queue's consumers, or the store's write backlog.", &["reason"]),
+            queue_counters: QUEUE_COUNTERS
+                .iter()
+                .map(|(name, help, read)| (counter_vec(&r, name, help, &q), *read))
+                .collect(),
+            queue_gauges: QUEUE_GAUGES
+                .iter()
+                .map(|(name, help, read)| (gauge_vec(&r, name, help, &q), *read))
+                .collect(),
             max_queue_series,
-            data_dir: data_dir.to_owned(),
+            data_dir,
             registry: r,
             scrape: Mutex::new(()),
         }
@@ -341,9 +260,19 @@ impl Metrics {
     /// async workers.
     pub fn render(&self, broker: Option<&Broker>) -> String {
         let _one = self.scrape.lock();
-        self.store_bytes.set(dir_size(&self.data_dir) as i64);
+        if let Some(dir) = &self.data_dir {
+            self.store_bytes.set(crate::disk::dir_size(dir) as i64);
+        }
         if let Some(b) = broker {
             self.pending_writes.set(b.pending_writes() as i64);
+            let stats = b.stats();
+            for (reason, n) in [
+                ("consumers", stats.waits_for_consumers()),
+                ("store", stats.waits_for_store()),
+            ] {
+                let c = self.flow_waits.with_label_values(&[reason]);
+                c.inc_by(n.saturating_sub(c.get()));
+            }
             self.fill_queues(b);
         }
         let mut out = Vec::new();
@@ -352,38 +281,30 @@ impl Metrics {
     }
 
     fn fill_queues(&self, broker: &Broker) {
-        let mut queues = broker.queues();
-        queues.sort_by(|a, b| a.name().cmp(b.name()));
-        for (vec, read) in &self.queues.counters {
+        let mut views = broker.queues();
+        views.sort_by(|a, b| a.name.cmp(&b.name));
+        let by_name: HashMap<&str, &QueueView> = views.iter().map(|v| (&*v.name, v)).collect();
+        let (own, rest) = views.split_at(views.len().min(self.max_queue_series));
+        let series = |read: Read| {
+            own.iter()
+                .map(|q| (&*q.name, read(q, &by_name)))
+                .chain(
+                    (!rest.is_empty())
+                        .then(|| ("_other", rest.iter().map(|q| read(q, &by_name)).sum())),
+                )
+                .collect::<Vec<_>>()
+        };
+        for (vec, read) in &self.queue_counters {
             vec.reset();
-            self.per_queue(&queues, read, |label, v| {
-                vec.with_label_values(&[label]).inc_by(v)
-            });
+            for (label, v) in series(*read) {
+                vec.with_label_values(&[label]).inc_by(v);
+            }
         }
-        for (vec, read) in &self.queues.gauges {
+        for (vec, read) in &self.queue_gauges {
             vec.reset();
-            self.per_queue(
-                &queues,
-                |q| read(q, broker),
-                |label, v| vec.with_label_values(&[label]).set(v as i64),
-            );
-        }
-    }
-
-    /// Writes one value per queue, the first `max_queue_series` under their own names and the
-    /// rest summed under `_other`.
-    fn per_queue(
-        &self,
-        queues: &[std::sync::Arc<Queue>],
-        read: impl Fn(&Queue) -> u64,
-        write: impl Fn(&str, u64),
-    ) {
-        let (own, rest) = queues.split_at(queues.len().min(self.max_queue_series));
-        for q in own {
-            write(q.name(), read(q));
-        }
-        if !rest.is_empty() {
-            write("_other", rest.iter().map(|q| read(q)).sum());
+            for (label, v) in series(*read) {
+                vec.with_label_values(&[label]).set(v as i64);
+            }
         }
     }
 }
@@ -394,18 +315,4 @@ impl StoreObserver for Metrics {
         self.commit_ops.observe(ops as f64);
         self.fsync_seconds.observe(flush.as_secs_f64());
     }
-}
-
-fn dir_size(path: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else {
-        return 0;
-    };
-    entries
-        .filter_map(Result::ok)
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_size(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }

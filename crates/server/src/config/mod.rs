@@ -23,7 +23,10 @@ pub enum ConfigError {
     #[error("configuration: {0}")]
     Load(#[from] config::ConfigError),
     #[error("configuration key `{key}`: {problem}")]
-    Invalid { key: &'static str, problem: String },
+    Invalid {
+        key: std::borrow::Cow<'static, str>,
+        problem: String,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -70,6 +73,8 @@ pub struct StompListener {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Storage {
+    #[serde(deserialize_with = "backend")]
+    pub backend: Backend,
     pub data_dir: PathBuf,
     #[serde(deserialize_with = "size")]
     pub cache_capacity: usize,
@@ -79,6 +84,15 @@ pub struct Storage {
     pub min_free_space: usize,
     #[serde(deserialize_with = "size")]
     pub max_pending_writes: usize,
+}
+
+/// Where the broker keeps its queues (`storage.backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// On disk, in `storage.data_dir`.
+    Sled,
+    /// In memory only: everything is gone when the broker stops.
+    Memory,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -169,9 +183,12 @@ pub fn load(
     validate(settings)
 }
 
-pub(crate) fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(
+    key: impl Into<std::borrow::Cow<'static, str>>,
+    problem: impl Into<String>,
+) -> ConfigError {
     ConfigError::Invalid {
-        key,
+        key: key.into(),
         problem: problem.into(),
     }
 }
@@ -257,7 +274,8 @@ fn validate(settings: Settings) -> Result<Loaded, ConfigError> {
     }
     let st = &settings.storage;
     if !(1024..128 * 1024).contains(&st.large_body_threshold) {
-        // sled turns values over ~128 KiB into blob files that leak under churn (ENGINE.md).
+        // sled 0.34 stores values over ~128 KiB as one blob file each and does not reclaim them
+        // under churn (docs/storage.md, "Large bodies").
         return Err(invalid(
             "storage.large_body_threshold",
             "must be at least 1KiB and below 128KiB",
@@ -323,6 +341,17 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
                 "{t:?} is not a duration; expected a number with a unit such as 500ms, 30s, 5m, 7d"
             ))
         }),
+    }
+}
+
+fn backend<'de, D: Deserializer<'de>>(d: D) -> Result<Backend, D::Error> {
+    let name = String::deserialize(d)?;
+    match name.as_str() {
+        "sled" => Ok(Backend::Sled),
+        "memory" => Ok(Backend::Memory),
+        _ => Err(serde::de::Error::custom(format!(
+            "{name:?} is not a storage backend; expected \"sled\" (on disk) or \"memory\" (ephemeral)"
+        ))),
     }
 }
 

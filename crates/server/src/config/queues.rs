@@ -76,7 +76,7 @@ fn specificity(pattern: &str) -> usize {
 /// Checks one section; `table` is its name for error messages.
 fn overrides(table: &str, q: &QueueSection) -> Result<SettingsOverride, ConfigError> {
     let key = |field: &str| format!("queues.\"{table}\".{field}");
-    let bad = |field: &str, problem: String| invalid(leak(key(field)), problem);
+    let bad = |field: &str, problem: String| invalid(key(field), problem);
     if let Some(v) = q.visibility_timeout {
         if v > MAX_VISIBILITY {
             return Err(bad(
@@ -123,11 +123,6 @@ fn overrides(table: &str, q: &QueueSection) -> Result<SettingsOverride, ConfigEr
         max_messages: q.max_messages.map(|n| (n > 0).then_some(n)),
         max_bytes: q.max_bytes.map(|n| (n > 0).then_some(n as u64)),
     })
-}
-
-/// Error keys are `&'static str` for the common case; pattern keys are built once at start-up.
-fn leak(s: String) -> &'static str {
-    Box::leak(s.into_boxed_str())
 }
 
 #[cfg(test)]

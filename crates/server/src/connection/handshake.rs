@@ -3,26 +3,40 @@
 
 use std::time::Duration;
 
+use stampede_broker::Principal;
 use stampede_proto::{ClientCommand, Command, Frame, Request, Version};
 
-use super::Heartbeat;
+use super::ConnError;
 use crate::ConnectionSettings;
 
-/// Validates the first frame; returns the CONNECTED frame (without `session`), the version and the
-/// agreed heart-beats, or the reason to refuse.
-pub fn accept(
-    frame: Frame,
-    settings: &ConnectionSettings,
-) -> Result<(Frame, Version, Heartbeat), String> {
+/// Agreed heart-beat intervals; `None` = not used in that direction.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Heartbeat {
+    /// We write at least this often.
+    pub send: Option<Duration>,
+    /// The client must be heard from at least this often (we allow 1.5x).
+    pub receive: Option<Duration>,
+}
+
+/// What a successful CONNECT established.
+pub struct Accepted {
+    /// The CONNECTED frame, without `session` (the caller adds it).
+    pub connected: Frame,
+    pub version: Version,
+    pub heartbeat: Heartbeat,
+    pub principal: Principal,
+    /// ActiveMQ's `client-id`, which scopes durable subscriptions.
+    pub client_id: Option<String>,
+}
+
+/// Validates the first frame.
+pub fn accept(frame: Frame, settings: &ConnectionSettings) -> Result<Accepted, ConnError> {
     if !matches!(frame.command, Command::Connect | Command::Stomp) {
-        return Err(format!(
-            "expected CONNECT or STOMP as the first frame, got {}",
-            frame.command
-        ));
+        return Err(ConnError::NotConnect(frame.command));
     }
-    let req = Request::from_frame(frame, Version::V1_0).map_err(|e| e.to_string())?;
+    let req = Request::from_frame(frame, Version::V1_0)?;
     let ClientCommand::Connect(connect) = req.command else {
-        return Err("expected CONNECT or STOMP as the first frame".to_owned());
+        return Err(ConnError::AlreadyConnected);
     };
     let offer = settings.heartbeat.as_millis() as u64;
     let (cx, cy) = connect.heart_beat;
@@ -36,9 +50,18 @@ pub fn accept(
         .header("version", connect.version.as_str())
         .header("server", concat!("Stampede/", env!("CARGO_PKG_VERSION")))
         .header("heart-beat", format!("{},{}", ms(send), ms(receive)));
-    let heartbeat = Heartbeat {
-        send: send.map(Duration::from_millis),
-        receive: receive.map(Duration::from_millis),
+    let principal = match connect.login.as_deref() {
+        Some(login) if !login.is_empty() => Principal::new(login),
+        _ => Principal::anonymous(),
     };
-    Ok((connected, connect.version, heartbeat))
+    Ok(Accepted {
+        connected,
+        version: connect.version,
+        heartbeat: Heartbeat {
+            send: send.map(Duration::from_millis),
+            receive: receive.map(Duration::from_millis),
+        },
+        principal,
+        client_id: connect.client_id,
+    })
 }

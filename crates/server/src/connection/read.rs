@@ -1,0 +1,85 @@
+//! Reading frames off a connection. The read buffer follows the traffic: an idle connection waits
+//! with a small array on its stack and holds no buffer; a frame whose `content-length` is known gets
+//! a buffer sized to the whole frame at once, so a large body arrives in as few reads as the socket
+//! allows and is never copied to grow the buffer; other traffic reads in 8 KiB chunks.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use stampede_proto::{Decoder, Frame};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::ConnError;
+
+/// Bytes read per syscall while frames of unknown length are arriving.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// What an idle connection waits with: a small array inside its task instead of a heap buffer.
+/// Idle connections are most of them, and a read buffer each would be most of their memory.
+const IDLE_READ: usize = 256;
+
+/// Why reading stopped short of a frame.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The peer broke the protocol, or went silent past its heart-beat.
+    Conn(ConnError),
+    /// The socket failed; nobody is there to tell.
+    Io(std::io::Error),
+}
+
+impl From<stampede_proto::ProtoError> for ReadError {
+    fn from(e: stampede_proto::ProtoError) -> Self {
+        ReadError::Conn(ConnError::Proto(e))
+    }
+}
+
+/// Reads until a whole frame is decoded. Any bytes received (heart-beat EOLs included) reset the
+/// silence timer. `Ok(None)` is a clean end of stream.
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    decoder: &mut Decoder,
+    buf: &mut BytesMut,
+    silence: Option<Duration>,
+) -> Result<Option<Frame>, ReadError> {
+    loop {
+        if let Some(frame) = decoder.decode(buf)? {
+            return Ok(Some(frame));
+        }
+        let n = if buf.is_empty() {
+            // Between frames (the decoder also consumes EOLs after a frame and heart-beats):
+            // frames keep their slices of the allocation, and ours is not needed until bytes come.
+            if buf.capacity() > 0 {
+                *buf = BytesMut::new();
+            }
+            let mut first = [0u8; IDLE_READ];
+            let n = with_silence(silence, rd.read(&mut first)).await?;
+            buf.reserve(if n == IDLE_READ { READ_CHUNK } else { n });
+            buf.extend_from_slice(&first[..n]);
+            n
+        } else {
+            let want = decoder
+                .remaining(buf.len())
+                .unwrap_or(0)
+                .max(READ_CHUNK.min(decoder.limits().max_frame_size));
+            buf.reserve(want);
+            with_silence(silence, rd.read_buf(buf)).await?
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+    }
+}
+
+/// A read that fails as [`ConnError::Silent`] when nothing arrives within `silence`.
+async fn with_silence(
+    silence: Option<Duration>,
+    read: impl std::future::Future<Output = std::io::Result<usize>>,
+) -> Result<usize, ReadError> {
+    match silence {
+        Some(limit) => tokio::time::timeout(limit, read)
+            .await
+            .map_err(|_| ReadError::Conn(ConnError::Silent))?,
+        None => read.await,
+    }
+    .map_err(ReadError::Io)
+}

@@ -1,0 +1,160 @@
+//! The STOMP session: one connection's subscriptions (by SUBSCRIBE `id`) and open transactions
+//! (by `transaction`), adapting STOMP commands to the broker's protocol-neutral operations. It
+//! owns what is STOMP's own — subscription ids, ack tokens in `id`/`message-id`, which
+//! subscription an un-named ACK meant — and nothing else; the broker decides.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use stampede_broker::{
+    AckMode, Broker, BrokerError, ConsumerId, DeliveryTag, Destination, NewMessage, Outbox,
+    Outcome, Principal, SubscribeSpec, Subscription, Ticket, Transaction,
+};
+use stampede_proto::{AckCommand, SendCommand, SubscribeCommand};
+
+/// Per-connection STOMP state; dropping it cancels every subscription (their unsettled messages
+/// go back to their queues) and aborts open transactions.
+pub struct Session {
+    broker: Arc<Broker>,
+    id: u64,
+    principal: Principal,
+    outbox: Arc<dyn Outbox>,
+    subs: HashMap<String, Subscription>,
+    transactions: HashMap<String, Transaction>,
+}
+
+impl Session {
+    pub fn new(broker: Arc<Broker>, principal: Principal, outbox: Arc<dyn Outbox>) -> Session {
+        Session {
+            id: broker.session_id(),
+            broker,
+            principal,
+            outbox,
+            subs: HashMap::new(),
+            transactions: HashMap::new(),
+        }
+    }
+
+    /// Broker-unique session number, for the CONNECTED `session` header and logs.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub async fn send(&mut self, cmd: SendCommand) -> Result<Ticket, BrokerError> {
+        let to = Destination::parse(&cmd.destination)?;
+        let message = NewMessage {
+            headers: cmd.headers,
+            body: cmd.body,
+            expires_at_ms: cmd.expires,
+            persistent: cmd.persistent,
+        };
+        match cmd.transaction {
+            Some(tx) => {
+                self.transaction(&tx)?.publish(to, message);
+                Ok(Ticket::ready(Ok(())))
+            }
+            None => self.broker.publish(&to, message).await,
+        }
+    }
+
+    pub fn subscribe(&mut self, cmd: SubscribeCommand) -> Result<(), BrokerError> {
+        if self.subs.contains_key(&cmd.id) {
+            return Err(BrokerError::DuplicateSubscription(cmd.id));
+        }
+        // Only a queue can take dead letters; anything else in the header is ignored, as before.
+        let dead_letter_queue = cmd
+            .dead_letter_queue
+            .and_then(|d| match Destination::parse(&d) {
+                Ok(Destination::Queue(name)) => Some(name),
+                _ => None,
+            });
+        let spec = SubscribeSpec {
+            destination: Destination::parse(&cmd.destination)?,
+            destination_name: Arc::from(cmd.destination.as_str()),
+            name: Arc::from(cmd.id.as_str()),
+            ack: match cmd.ack {
+                stampede_proto::AckMode::Auto => AckMode::Auto,
+                stampede_proto::AckMode::Client => AckMode::Client,
+                stampede_proto::AckMode::ClientIndividual => AckMode::ClientIndividual,
+            },
+            prefetch: cmd.prefetch,
+            dead_letter_queue,
+        };
+        let sub = self
+            .broker
+            .subscribe(&self.principal, spec, self.outbox.clone())?;
+        self.subs.insert(cmd.id, sub);
+        Ok(())
+    }
+
+    /// The consumer behind subscription `id`, if it exists.
+    pub fn consumer_of(&self, id: &str) -> Option<ConsumerId> {
+        self.subs.get(id).map(|s| s.consumer())
+    }
+
+    pub fn unsubscribe(&mut self, id: &str) -> Result<(), BrokerError> {
+        self.subs
+            .remove(id)
+            .map(drop)
+            .ok_or_else(|| BrokerError::UnknownSubscription(id.to_owned()))
+    }
+
+    /// ACK (`Outcome::Ack`) or NACK: at once, or at COMMIT when it names a transaction.
+    pub fn settle(&mut self, cmd: AckCommand, outcome: Outcome) -> Result<Ticket, BrokerError> {
+        let unknown = || BrokerError::UnknownMessage(cmd.id.clone());
+        let tag = DeliveryTag::parse(&cmd.id).ok_or_else(unknown)?;
+        let sub = match &cmd.subscription {
+            Some(id) => self.subs.get(id),
+            // Several subscriptions may consume one queue: pick the one holding the message.
+            None => self.subs.values().find(|s| s.holds(&tag)),
+        }
+        .ok_or_else(unknown)?;
+        match &cmd.transaction {
+            Some(tx) => {
+                let tx = self
+                    .transactions
+                    .get_mut(tx)
+                    .ok_or_else(|| BrokerError::UnknownTransaction(tx.clone()))?;
+                tx.settle(sub, &tag, outcome)?;
+                Ok(Ticket::ready(Ok(())))
+            }
+            None => sub.settle(&tag, outcome),
+        }
+    }
+
+    pub fn begin(&mut self, tx: &str) -> Result<(), BrokerError> {
+        if self.transactions.contains_key(tx) {
+            return Err(BrokerError::DuplicateTransaction(tx.to_owned()));
+        }
+        self.transactions.insert(tx.to_owned(), Transaction::new());
+        Ok(())
+    }
+
+    pub fn abort(&mut self, tx: &str) -> Result<(), BrokerError> {
+        self.transactions
+            .remove(tx)
+            .map(drop)
+            .ok_or_else(|| BrokerError::UnknownTransaction(tx.to_owned()))
+    }
+
+    pub async fn commit(&mut self, tx: &str) -> Result<Ticket, BrokerError> {
+        let tx = self
+            .transactions
+            .remove(tx)
+            .ok_or_else(|| BrokerError::UnknownTransaction(tx.to_owned()))?;
+        self.broker.commit(tx).await
+    }
+
+    fn transaction(&mut self, tx: &str) -> Result<&mut Transaction, BrokerError> {
+        self.transactions
+            .get_mut(tx)
+            .ok_or_else(|| BrokerError::UnknownTransaction(tx.to_owned()))
+    }
+
+    /// Ends the session: open transactions are aborted and every subscription is cancelled, so its
+    /// unsettled messages return to their queues for redelivery.
+    pub fn close(&mut self) {
+        self.transactions.clear();
+        self.subs.clear();
+    }
+}

@@ -1,0 +1,154 @@
+//! [`ConnectionHub`]: what every client connection shares, whatever listener and transport it came
+//! in by — the broker, the per-connection settings, the cap on open connections, the task tracker
+//! that graceful shutdown drains, and the shutdown token each connection watches. A listener only
+//! accepts; it hands the hub a future that yields the connection's stream (a TCP socket as it is;
+//! later, a TLS session once its handshake is done), and the handshake runs inside the
+//! connection's own task, under the connect timeout, so one slow client cannot stall the accept
+//! loop.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use stampede_broker::Broker;
+use stampede_proto::Limits;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn, Instrument};
+
+use crate::connection::{self, ConnError};
+use crate::metrics::Metrics;
+
+/// Per-connection settings derived from the configuration once.
+#[derive(Debug, Clone)]
+pub struct ConnectionSettings {
+    /// Frame limits once a connection is established.
+    pub limits: Limits,
+    /// The largest frame accepted before CONNECT is done (the CONNECT frame itself).
+    pub max_connect_frame: usize,
+    /// How long a new connection may take to complete its transport handshake and send CONNECT.
+    pub connect_timeout: Duration,
+    /// Offered heart-beat interval (0 = none).
+    pub heartbeat: Duration,
+    /// How long a closing connection may take to flush its last frames.
+    pub close_timeout: Duration,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Shared by every listener; cheap to clone.
+#[derive(Clone)]
+pub struct ConnectionHub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    broker: Arc<Broker>,
+    settings: Arc<ConnectionSettings>,
+    /// Permits = connections still allowed; each connection task holds one until it ends.
+    permits: Arc<Semaphore>,
+    /// Every connection task, so shutdown can wait for them to say goodbye.
+    tracker: TaskTracker,
+    /// Cancelled at shutdown: connections send "broker shutting down" and close.
+    shutdown: CancellationToken,
+}
+
+impl ConnectionHub {
+    pub fn new(
+        broker: Arc<Broker>,
+        settings: ConnectionSettings,
+        max_connections: usize,
+        shutdown: CancellationToken,
+    ) -> ConnectionHub {
+        ConnectionHub {
+            inner: Arc::new(Inner {
+                broker,
+                settings: Arc::new(settings),
+                permits: Arc::new(Semaphore::new(max_connections)),
+                tracker: TaskTracker::new(),
+                shutdown,
+            }),
+        }
+    }
+
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.settings.metrics
+    }
+
+    /// Serves one client on its own task: `connect` yields its stream (it runs in that task, under
+    /// the connect timeout). Over the connection cap the client gets an ERROR and is closed.
+    pub fn spawn<F, S>(&self, connect: F, peer: String, listener: &'static str)
+    where
+        F: Future<Output = std::io::Result<S>> + Send + 'static,
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let inner = &self.inner;
+        inner
+            .settings
+            .metrics
+            .connections_total
+            .with_label_values(&[listener])
+            .inc();
+        let permit = inner.permits.clone().try_acquire_owned();
+        let hub = self.clone();
+        // One span per connection: every event inside carries the peer, and the session once
+        // CONNECT has made one.
+        let span = tracing::info_span!(
+            "connection",
+            %peer,
+            listener,
+            session = tracing::field::Empty
+        );
+        inner.tracker.spawn(
+            async move {
+                // The transport handshake and the CONNECT frame share one deadline.
+                let deadline = tokio::time::Instant::now() + hub.inner.settings.connect_timeout;
+                let stream = match tokio::time::timeout_at(deadline, connect).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => return debug!(error = %e, "transport handshake failed"),
+                    Err(_) => return debug!("transport handshake timed out"),
+                };
+                let Ok(permit) = permit else {
+                    warn!("connection limit reached");
+                    return refuse(stream, hub.metrics()).await;
+                };
+                connection::serve(stream, peer, listener, &hub, deadline).await;
+                drop(permit);
+            }
+            .instrument(span),
+        );
+    }
+
+    pub(crate) fn broker(&self) -> &Arc<Broker> {
+        &self.inner.broker
+    }
+
+    pub(crate) fn settings(&self) -> &Arc<ConnectionSettings> {
+        &self.inner.settings
+    }
+
+    /// Waits up to `grace` for every connection to close after shutdown was signalled.
+    pub async fn drain(&self, grace: Duration) {
+        let tracker = &self.inner.tracker;
+        tracker.close();
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            warn!(?grace, "connections still open after the grace period");
+        }
+    }
+}
+
+/// Tells a client over the connection cap why it is closed.
+async fn refuse<S: AsyncWrite>(stream: S, metrics: &Metrics) {
+    let refused = ConnError::Refused;
+    let (kind, frame) = refused.to_error_frame(None);
+    metrics.error(kind);
+    let mut buf = bytes::BytesMut::new();
+    stampede_proto::encode(&frame, stampede_proto::Version::V1_0, &mut buf);
+    let mut stream = std::pin::pin!(stream);
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&buf)).await;
+}
