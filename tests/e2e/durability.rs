@@ -1,4 +1,4 @@
-//! Durability (BEHAVIOUR.md "Durability"): what a restart keeps. Every receipted message comes back
+//! Durability (docs/behaviour.md "Durability"): what a restart keeps. Every receipted message comes back
 //! in order with its bytes and headers, unacknowledged ones with their delivery count; nothing
 //! ACKed and nothing uncommitted comes back — after a graceful stop and after SIGKILL, including a
 //! crash test over several kill/restart cycles on one data directory.

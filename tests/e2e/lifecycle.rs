@@ -130,6 +130,55 @@ fn unknown_key_in_the_config_file_is_named() {
 }
 
 #[test]
+fn an_unknown_storage_backend_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(&dir.path().join("data"));
+    cmd.env("STAMPEDE__STORAGE__BACKEND", "floppy");
+    let out = run_to_exit(cmd);
+    assert_refused(&out, &["floppy", "sled", "memory"], "floppy");
+}
+
+#[tokio::test]
+async fn an_ephemeral_broker_writes_nothing_and_forgets_everything_when_it_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("never-created");
+    let mut server = Server::builder()
+        .serve_arg("--ephemeral")
+        .data_dir(&data)
+        .start();
+    server.wait_for_log(&["\"backend\":\"Memory\""]);
+    let q = unique("/queue/ephemeral");
+    let mut c = Client::connect(server.addr).await;
+    c.send(&q, "kept while running").await;
+    let mut reader = Client::connect(server.addr).await;
+    reader.subscribe(&q, "1", "client-individual").await;
+    assert_eq!(
+        &reader.message().await.body[..],
+        b"kept while running",
+        "it is a working broker"
+    );
+    drop(reader);
+    c.send(&q, "second").await;
+    assert!(server.stop().success());
+    assert!(!data.exists(), "nothing was written to {}", data.display());
+    let server = Server::builder()
+        .serve_arg("--ephemeral")
+        .data_dir(&data)
+        .start();
+    let mut again = Client::connect(server.addr).await;
+    again.subscribe(&q, "1", "auto").await;
+    let marker = unique("/queue/marker");
+    again.subscribe(&marker, "2", "auto").await;
+    again.send(&marker, "m").await;
+    let first = again.message().await;
+    assert_eq!(
+        first.headers.get("subscription"),
+        Some("2"),
+        "nothing survived the restart: {first:?}"
+    );
+}
+
+#[test]
 fn unusable_data_dir_names_the_key_and_the_path() {
     let dir = tempfile::tempdir().unwrap();
     // A directory cannot be created under a regular file, even by root.

@@ -1,4 +1,4 @@
-//! Queue semantics (BEHAVIOUR.md "Queue semantics"): visibility timeouts, max deliveries and the
+//! Queue semantics (docs/behaviour.md "Queue semantics"): visibility timeouts, max deliveries and the
 //! dead-letter queue, `expires`, per-queue settings from `[queues.defaults]` and
 //! `[queues."PATTERN"]`, queue limits, and what the broker does at start with bad settings, a
 //! corrupt store or a data directory another broker holds.

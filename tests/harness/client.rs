@@ -51,11 +51,11 @@ impl Client {
         if reply.command != Command::Connected {
             return Err(reply);
         }
-        let version = match reply.headers.get("version") {
-            Some("1.1") => Version::V1_1,
-            Some("1.2") => Version::V1_2,
-            _ => Version::V1_0,
-        };
+        let version = reply
+            .headers
+            .get("version")
+            .and_then(Version::parse)
+            .unwrap_or(Version::V1_0);
         framed.codec_mut().set_version(version);
         Ok(Client {
             framed,

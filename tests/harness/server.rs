@@ -74,6 +74,7 @@ pub struct ServerBuilder {
     env: Vec<(String, String)>,
     data_dir: Option<PathBuf>,
     config: Option<PathBuf>,
+    serve_args: Vec<String>,
 }
 
 impl ServerBuilder {
@@ -96,9 +97,15 @@ impl ServerBuilder {
         self
     }
 
+    /// Passes `arg` to `serve` (e.g. `--ephemeral`).
+    pub fn serve_arg(mut self, arg: &str) -> Self {
+        self.serve_args.push(arg.to_owned());
+        self
+    }
+
     fn command(&self, data_dir: &Path) -> Command {
         let mut cmd = command(data_dir);
-        cmd.arg("serve");
+        cmd.arg("serve").args(&self.serve_args);
         if let Some(file) = &self.config {
             cmd.arg("--config").arg(file);
         }

@@ -36,7 +36,7 @@ EXTERNAL = os.environ.get("STOMP_TEST_BROKER")
 def pytest_configure(config):
     config.addinivalue_line(
         "markers",
-        "stampede_only: Stampede-specific behaviour (BEHAVIOUR.md); skipped when "
+        "stampede_only: Stampede-specific behaviour (docs/behaviour.md); skipped when "
         "STOMP_TEST_BROKER points at an external broker")
 
 

@@ -1,4 +1,4 @@
-"""Guide section 'Acks and Nacks'; BEHAVIOUR.md Queue semantics (ack modes, NACK, redelivery)."""
+"""Guide section 'Acks and Nacks'; docs/behaviour.md Queue semantics (ack modes, NACK, redelivery)."""
 
 import pytest
 
@@ -84,7 +84,7 @@ def test_client_ack_and_nack(clients, version):
 
 
 def test_client_ack_is_cumulative(clients):
-    """BEHAVIOUR.md: ack mode `client` acknowledges everything up to the named message."""
+    """docs/behaviour.md: ack mode `client` acknowledges everything up to the named message."""
     consumer, crec = clients.connect("1.2")
     dest = unique_queue("cumulative")
     subscribe_and_confirm(consumer, crec, dest, "cum", ack="client")
@@ -134,7 +134,7 @@ def test_client_ack_stomp_1_0(clients):
 
 
 def test_ack_in_transaction_takes_effect_at_commit_only(clients):
-    """BEHAVIOUR.md Transactions: ACK in a transaction takes effect at COMMIT;
+    """docs/behaviour.md Transactions: ACK in a transaction takes effect at COMMIT;
     ABORT leaves the message unacknowledged."""
     consumer, crec = clients.connect("1.2")
     dest = unique_queue("txack")
@@ -164,7 +164,7 @@ def test_ack_in_transaction_takes_effect_at_commit_only(clients):
 
 @pytest.mark.stampede_only
 def test_redelivery_carries_delivery_count(clients):
-    """BEHAVIOUR.md: redeliveries carry redelivered: true and delivery-count (first delivery = 1)."""
+    """docs/behaviour.md: redeliveries carry redelivered: true and delivery-count (first delivery = 1)."""
     conn, rec = clients.connect("1.2")
     dest = unique_queue("dcount")
     subscribe_and_confirm(conn, rec, dest, "dc", ack="client-individual")
@@ -181,7 +181,7 @@ def test_redelivery_carries_delivery_count(clients):
 
 @pytest.mark.stampede_only
 def test_nack_requeue_false_dead_letters(clients):
-    """BEHAVIOUR.md: NACK with requeue: false sends the message to DLQ.<queue>, keeping
+    """docs/behaviour.md: NACK with requeue: false sends the message to DLQ.<queue>, keeping
     headers and body and adding x-original-destination and x-death-reason: nack."""
     conn, rec = clients.connect("1.2")
     name = unique("dlq")

@@ -1,4 +1,4 @@
-"""Guide: subscribe / unsubscribe by id; BEHAVIOUR.md Destinations."""
+"""Guide: subscribe / unsubscribe by id; docs/behaviour.md Destinations."""
 
 from helpers import (collect_until, new_receipt, send_and_confirm, subscribe_and_confirm,
                      unique, unique_queue)
@@ -34,7 +34,7 @@ def test_unsubscribe_stops_delivery(clients):
 
 
 def test_spellings_name_the_same_queue(clients):
-    """BEHAVIOUR.md Destinations: bare NAME, /queue/NAME and /amq/queue/NAME are one queue.
+    """docs/behaviour.md Destinations: bare NAME, /queue/NAME and /amq/queue/NAME are one queue.
     (The bare spelling is sent first: RabbitMQ's /amq/queue/ only addresses queues that exist.)"""
     conn, rec = clients.connect("1.2")
     name = unique("alias")
@@ -53,7 +53,7 @@ def test_spellings_name_the_same_queue(clients):
 
 
 def test_topic_fans_out_to_every_subscriber(clients):
-    """BEHAVIOUR.md Destinations: /topic/NAME gives every current subscriber a copy."""
+    """docs/behaviour.md Destinations: /topic/NAME gives every current subscriber a copy."""
     a, arec = clients.connect("1.2")
     b, brec = clients.connect("1.2")
     topic = "/topic/" + unique("topic")

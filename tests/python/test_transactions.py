@@ -1,4 +1,4 @@
-"""Guide section 'Transactions'; BEHAVIOUR.md Transactions."""
+"""Guide section 'Transactions'; docs/behaviour.md Transactions."""
 
 import pytest
 
@@ -66,7 +66,7 @@ def test_own_transaction_id(clients):
 
 
 def test_commit_of_unknown_transaction_is_an_error(clients):
-    """BEHAVIOUR.md: unknown transaction ids get an ERROR with a `message` header
+    """docs/behaviour.md: unknown transaction ids get an ERROR with a `message` header
     (and no RECEIPT for the failed frame)."""
     conn, rec = clients.connect("1.2")
     rid = new_receipt("bad-commit")
@@ -78,7 +78,7 @@ def test_commit_of_unknown_transaction_is_an_error(clients):
 
 @pytest.mark.stampede_only
 def test_error_carries_receipt_id_and_closes(clients):
-    """BEHAVIOUR.md Protocol: ERROR carries receipt-id where the frame asked for a
+    """docs/behaviour.md Protocol: ERROR carries receipt-id where the frame asked for a
     receipt, and then the connection is closed. (RabbitMQ 3.10 sends neither: no
     receipt-id, and the connection stays open after 'Bad transaction'.)"""
     conn, rec = clients.connect("1.2")

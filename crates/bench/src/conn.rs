@@ -82,11 +82,11 @@ impl Conn {
                 })
             }
         }
-        conn.version = match reply.headers.get("version") {
-            Some("1.2") => Version::V1_2,
-            Some("1.1") => Version::V1_1,
-            _ => Version::V1_0,
-        };
+        conn.version = reply
+            .headers
+            .get("version")
+            .and_then(Version::parse)
+            .unwrap_or(Version::V1_0);
         conn.decoder.set_version(conn.version);
         conn.server = reply.headers.get("server").map(str::to_owned);
         Ok(conn)
