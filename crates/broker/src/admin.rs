@@ -166,12 +166,9 @@ impl Broker {
         fx: &mut Effects,
     ) -> Ticket {
         let attrs = queue.attrs(|a| a.overrides.merge(change));
-        let (settings, _) = self
-            .policy
-            .resolve(queue.name(), &attrs.overrides.as_override());
-        let dlq = self.dead_letter_queue_of(queue.name(), &settings);
-        tracing::info!(queue = queue.name(), settings = ?settings, dead_letter_queue = dlq.as_deref(), "queue settings changed");
-        queue.set_settings(settings, dlq, fx);
+        let settings = self.settings_for(queue.name(), &attrs.overrides);
+        queue.set_settings(settings, fx);
+        tracing::info!(queue = queue.name(), settings = ?queue.settings(), dead_letter_queue = queue.dead_letter_queue().as_deref(), "queue settings changed");
         self.put_queue(queue, &attrs)
     }
 

@@ -7,6 +7,7 @@
 //! receipt front end), `admin` (views, peek, purge, move, settings, removal) and `recovery`; this
 //! file holds the struct and its lifecycle (the timer tick, the storage alarm, shutdown flush).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -18,11 +19,12 @@ use crate::clock::Clock;
 use crate::effects::Effects;
 use crate::meta::DurableSub;
 use crate::policy::QueuePolicy;
-use crate::queue::{Queue, Window};
+use crate::queue::{Queue, QueueEnv, Window};
 use crate::timer::Timer;
 use crate::topic::Topic;
 use crate::view::BrokerStats;
 use crate::BrokerError;
+use crate::QueueSettings;
 
 /// Broker-wide settings.
 #[derive(Debug, Clone)]
@@ -62,6 +64,13 @@ pub struct Broker {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) timer: Arc<Timer>,
+    /// What durable queues share, and what topic subscribers' transient queues share.
+    pub(crate) durable_env: Arc<QueueEnv>,
+    pub(crate) transient_env: Arc<QueueEnv>,
+    /// Resolved settings by configuration pattern, shared by the queues without run-time changes.
+    pub(crate) settings_cache: parking_lot::Mutex<HashMap<Option<String>, Arc<QueueSettings>>>,
+    /// Transient queues keep nothing in flight past their subscription and never dead-letter.
+    pub(crate) transient_settings: Arc<QueueSettings>,
     pub(crate) queues: DashMap<Arc<str>, Arc<Queue>>,
     pub(crate) topics: DashMap<Arc<str>, Arc<Topic>>,
     /// Durable subscriptions by `client\tname`.
@@ -85,13 +94,31 @@ impl Broker {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> Arc<Broker> {
+        let timer = Arc::new(Timer::default());
+        let env = |window| {
+            Arc::new(QueueEnv {
+                window,
+                clock: clock.clone(),
+                timer: timer.clone(),
+            })
+        };
+        let durable_env = env(config.window);
+        let transient_env = env(Window::default());
         Arc::new_cyclic(|me| Broker {
             me: me.clone(),
             config,
             policy,
             store,
             clock,
-            timer: Arc::new(Timer::default()),
+            timer,
+            durable_env,
+            transient_env,
+            settings_cache: parking_lot::Mutex::new(HashMap::new()),
+            transient_settings: Arc::new(QueueSettings {
+                visibility_timeout: None,
+                max_deliveries: None,
+                ..QueueSettings::default()
+            }),
             queues: DashMap::new(),
             topics: DashMap::new(),
             durable: DashMap::new(),

@@ -12,8 +12,8 @@ use bytes::Bytes;
 use stampede_store::{Op, QueueId, Ticket};
 use tracing::info;
 
-use crate::meta::{self, key, DurableSub, QueueAttrs};
-use crate::queue::{Queue, QueueInit, QueueKind, Window};
+use crate::meta::{self, key, DurableSub, Overrides, QueueAttrs};
+use crate::queue::{Queue, QueueInit, QueueKind};
 use crate::topic::Topic;
 use crate::{Broker, BrokerError, QueueSettings};
 
@@ -75,8 +75,7 @@ impl Broker {
         attrs: &QueueAttrs,
         next_seq: u64,
     ) -> Arc<Queue> {
-        let (settings, _) = self.policy.resolve(&name, &attrs.overrides.as_override());
-        let dead_letter_queue = self.dead_letter_queue_of(&name, &settings);
+        let settings = self.settings_for(&name, &attrs.overrides);
         Queue::new(QueueInit {
             number: if attrs.number > 0 {
                 attrs.number
@@ -86,47 +85,40 @@ impl Broker {
             name,
             kind: QueueKind::Durable,
             settings,
-            dead_letter_queue,
             store_id: Some(store_id),
             next_seq,
             attrs: attrs.clone(),
-            window: self.config.window,
-            clock: self.clock.clone(),
-            timer: self.timer.clone(),
+            env: self.durable_env.clone(),
         })
     }
 
-    /// Queue `name`'s dead-letter queue under `settings`. Called while the registry entry of a new
-    /// queue is held, so it must not look anything up in the registry.
-    pub(crate) fn dead_letter_queue_of(
-        &self,
-        name: &str,
-        settings: &QueueSettings,
-    ) -> Option<Arc<str>> {
-        settings.dead_letter_queue_of(name).map(Arc::from)
+    /// The settings of queue `name` with run-time changes `changed`. Queues with none share one
+    /// value per configuration pattern: a broker may hold many queues, and most are alike.
+    pub(crate) fn settings_for(&self, name: &str, changed: &Overrides) -> Arc<QueueSettings> {
+        if *changed != Overrides::default() {
+            return Arc::new(self.policy.resolve(name, &changed.as_override()).0);
+        }
+        let (settings, pattern) = self.policy.settings_for(name);
+        let mut cache = self.settings_cache.lock();
+        cache
+            .entry(pattern.map(str::to_owned))
+            .or_insert_with(|| Arc::new(settings))
+            .clone()
     }
 
     /// A queue private to one topic subscription, in memory only.
     pub(crate) fn transient_queue(&self, name: &str) -> Arc<Queue> {
-        let settings = QueueSettings {
-            visibility_timeout: None,
-            max_deliveries: None,
-            ..QueueSettings::default()
-        };
         Queue::new(QueueInit {
             name: Arc::from(name),
             number: self.alloc_queue_id(),
             kind: QueueKind::Transient {
                 max_ready: self.config.topic_subscriber_buffer,
             },
-            settings,
-            dead_letter_queue: None,
+            settings: self.transient_settings.clone(),
             store_id: None,
             next_seq: 1,
             attrs: QueueAttrs::default(),
-            window: Window::default(),
-            clock: self.clock.clone(),
-            timer: self.timer.clone(),
+            env: self.transient_env.clone(),
         })
     }
 

@@ -243,8 +243,7 @@ fn send(frame: Frame, receipt: Option<String>) -> Result<Request, ProtoError> {
         .map(str::to_owned);
     let priority = number("priority").filter(|&p| p <= 9).map(|p| p as u8);
     let schedule = schedule(&number);
-    let mut headers = frame.headers.first_of_each().into_vec();
-    headers.retain(|(k, _)| !SEND_FRAMING.contains(&k.as_str()));
+    let headers = frame.headers.forwarded(SEND_FRAMING);
     Ok(Request {
         receipt,
         command: ClientCommand::Send(SendCommand {
@@ -456,6 +455,7 @@ mod tests {
         assert_eq!(s.transaction.as_deref(), Some("t"));
         assert_eq!(s.destination, "/queue/a");
         assert_eq!(s.headers, [("x".to_owned(), "1".to_owned())]);
+        assert_eq!(s.headers.capacity(), 1, "no room kept for what was dropped");
         assert!(s.persistent);
     }
 

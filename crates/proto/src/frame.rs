@@ -186,15 +186,27 @@ impl Headers {
         self.0.is_empty()
     }
 
-    /// The headers with every repeat after the first dropped: what a forwarded message carries.
-    pub fn first_of_each(self) -> Headers {
-        let mut out: Vec<(String, String)> = Vec::with_capacity(self.0.len());
-        for (k, v) in self.0 {
-            if !out.iter().any(|(seen, _)| *seen == k) {
-                out.push((k, v));
-            }
-        }
-        Headers(out)
+    /// The headers with every repeat after the first dropped, and those `skip` names: what a
+    /// forwarded message carries. The result has no spare capacity, since it may be kept for as
+    /// long as its message waits in a queue.
+    pub fn forwarded(self, skip: &[&str]) -> Vec<(String, String)> {
+        let keep = |i: usize, k: &str| {
+            !skip.contains(&k) && !self.0[..i].iter().any(|(seen, _)| seen == k)
+        };
+        let kept: Vec<bool> = self
+            .0
+            .iter()
+            .enumerate()
+            .map(|(i, (k, _))| keep(i, k))
+            .collect();
+        let mut out = Vec::with_capacity(kept.iter().filter(|k| **k).count());
+        out.extend(
+            self.0
+                .into_iter()
+                .zip(kept)
+                .filter_map(|(pair, keep)| keep.then_some(pair)),
+        );
+        out
     }
 
     /// Keeps only the headers for which `keep` returns true.

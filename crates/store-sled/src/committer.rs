@@ -28,9 +28,9 @@ use crate::staged::Staged;
 use crate::{io_error, sled_err, SledOptions};
 
 /// What the committer knows of a live queue; the totals are rewritten whenever a round touches it.
+/// Its name and attributes stay in the tree only (recovery reads them there): a broker may hold
+/// many queues, and these are the bytes each costs the committer.
 pub(crate) struct QueueState {
-    pub name: Arc<str>,
-    pub attrs: Bytes,
     pub messages: u64,
     pub bytes: u64,
     /// Above every sequence number the queue has used.
@@ -38,10 +38,8 @@ pub(crate) struct QueueState {
 }
 
 impl QueueState {
-    pub fn new(name: Arc<str>, attrs: Bytes, next_seq: u64) -> QueueState {
+    pub fn new(next_seq: u64) -> QueueState {
         QueueState {
-            name,
-            attrs,
             messages: 0,
             bytes: 0,
             next_seq: next_seq.max(1),
@@ -332,12 +330,7 @@ impl Committer {
         if self.dead.contains(&id) {
             self.revive(id, staged)?;
         }
-        let q = self
-            .queues
-            .entry(id)
-            .or_insert_with(|| QueueState::new(name.clone(), Bytes::new(), 1));
-        q.name = name.clone();
-        q.attrs = attrs.clone();
+        let q = self.queues.entry(id).or_insert_with(|| QueueState::new(1));
         q.next_seq = q.next_seq.max(next_seq);
         self.touched.insert(id);
         let record = codec::encode_queue(name, attrs);
@@ -449,10 +442,16 @@ impl Committer {
         live.sort_unstable_by_key(|(id, _)| **id);
         let mut queues = Vec::with_capacity(live.len());
         for (&id, q) in live {
+            let record = self
+                .tree
+                .get(codec::queue_key(TAG_QUEUE, id))
+                .map_err(sled_err("reading a queue record"))?
+                .ok_or_else(|| StoreError::Corrupt(format!("queue {id} has no record")))?;
+            let (name, attrs) = codec::decode_queue(&record)?;
             queues.push(RecoveredQueue {
                 id,
-                name: q.name.clone(),
-                attrs: q.attrs.clone(),
+                name: Arc::from(name),
+                attrs,
                 head: read_range(&self.tree, &self.segments_dir, id, 0, head)?,
                 messages: q.messages,
                 bytes: q.bytes,

@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use stampede_store::{QueueId, StoreError};
 
@@ -120,8 +119,9 @@ fn scan_queues(tree: &sled::Tree) -> Result<HashMap<QueueId, QueueState>, StoreE
     for kv in tree.scan_prefix([TAG_QUEUE]) {
         let (k, v) = kv.map_err(sled_err("reading queue records"))?;
         let id = codec::parse_queue_key(&k).ok_or_else(|| corrupt("queue key"))?;
-        let (name, attrs) = codec::decode_queue(&v)?;
-        queues.insert(id, QueueState::new(Arc::from(name), attrs, 1));
+        // Decoded to refuse a damaged record now, not at recovery; kept in the tree only.
+        codec::decode_queue(&v)?;
+        queues.insert(id, QueueState::new(1));
     }
     let mut known_next = HashSet::new();
     for kv in tree.scan_prefix([TAG_TOTALS]) {

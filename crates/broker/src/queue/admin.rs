@@ -110,18 +110,10 @@ impl Queue {
         Moved { records }
     }
 
-    /// Replaces the queue's settings and dead-letter queue (changed at run time).
-    pub fn set_settings(
-        self: &Arc<Self>,
-        settings: QueueSettings,
-        dead_letter_queue: Option<Arc<str>>,
-        fx: &mut Effects,
-    ) {
+    /// Replaces the queue's settings (changed at run time).
+    pub fn set_settings(self: &Arc<Self>, settings: Arc<QueueSettings>, fx: &mut Effects) {
         let mut st = self.lock();
         st.settings = settings;
-        if self.is_durable() {
-            st.dead_letter_queue = dead_letter_queue;
-        }
         // A shorter retention or timeout may make something due at once.
         st.armed = None;
         self.dispatch(&mut st, fx);
@@ -157,11 +149,11 @@ impl Queue {
         attrs
     }
 
-    pub fn dead_letter_queue(&self) -> Option<Arc<str>> {
-        self.lock().dead_letter_queue.clone()
+    pub fn dead_letter_queue(&self) -> Option<String> {
+        self.lock().dead_letter_queue(&self.ctx())
     }
 
-    pub fn settings(&self) -> QueueSettings {
+    pub fn settings(&self) -> Arc<QueueSettings> {
         self.lock().settings.clone()
     }
 
@@ -185,8 +177,8 @@ impl Queue {
             visible: st.waiting() as u64,
             in_flight: st.inflight_len() as u64,
             bytes: st.bytes,
-            settings: st.settings.clone(),
-            dead_letter_queue: st.dead_letter_queue.clone(),
+            settings: (*st.settings).clone(),
+            dead_letter_queue: st.dead_letter_queue(&self.ctx()).map(Arc::from),
             consumers,
             counters: self.counters(),
         }

@@ -116,8 +116,8 @@ impl Queue {
 
     fn beyond_window(&self, st: &State) -> bool {
         st.paged.count > 0
-            || st.ready_len() >= self.window.messages
-            || st.memory_bytes() >= self.window.bytes
+            || st.ready_len() >= self.env.window.messages
+            || st.memory_bytes() >= self.env.window.bytes
     }
 
     /// Makes a staged message visible and dispatches it if a consumer has credit. Beyond the

@@ -19,7 +19,9 @@ impl Queue {
     pub(super) fn dispatch(self: &Arc<Self>, st: &mut State, fx: &mut Effects) {
         self.dispatch_ready(st, fx);
         self.maybe_page_in(st, fx);
-        if st.waiting() < self.window.messages / 2 && st.waiting_bytes() < self.window.bytes / 2 {
+        if st.waiting() < self.env.window.messages / 2
+            && st.waiting_bytes() < self.env.window.bytes / 2
+        {
             self.stalled.store(false, Ordering::Relaxed);
             if self.pacers.load(Ordering::Acquire) > 0 {
                 self.progress.notify_waiters();
@@ -32,7 +34,7 @@ impl Queue {
         if st.consumers.is_empty() || st.ready_len() == 0 {
             return;
         }
-        let now = self.clock.now_ms();
+        let now = self.env.clock.now_ms();
         let visibility = st.settings.visibility_timeout.map(|v| v.as_millis() as u64);
         loop {
             let n = st.consumers.len();

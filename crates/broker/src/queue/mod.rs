@@ -147,10 +147,8 @@ pub(crate) struct Queue {
     /// the queue's id in the store).
     number: u64,
     kind: QueueKind,
-    window: Window,
-    clock: Arc<dyn Clock>,
-    /// Wakes the queue when its next deadline comes (see [`Queue::schedule`]).
-    timer: Arc<Timer>,
+    /// What every queue of its kind shares: the memory window, the clock, the broker's timer.
+    env: Arc<QueueEnv>,
     next_seq: AtomicU64,
     state: Mutex<State>,
     pub stats: QueueStats,
@@ -172,26 +170,30 @@ impl std::fmt::Debug for Queue {
     }
 }
 
+/// What the queues of one kind share.
+pub(crate) struct QueueEnv {
+    pub window: Window,
+    pub clock: Arc<dyn Clock>,
+    /// Wakes a queue when its next deadline comes (see [`Queue::schedule`]).
+    pub timer: Arc<Timer>,
+}
+
 /// How to build a [`Queue`].
 pub(crate) struct QueueInit {
     pub name: Arc<str>,
     pub number: u64,
     pub kind: QueueKind,
-    pub settings: QueueSettings,
-    /// The dead-letter queue its settings name (or an override), resolved by the registry.
-    pub dead_letter_queue: Option<Arc<str>>,
+    pub settings: Arc<QueueSettings>,
     pub store_id: Option<QueueId>,
     pub next_seq: u64,
     /// Its stored attributes (default for a transient queue).
     pub attrs: crate::meta::QueueAttrs,
-    pub window: Window,
-    pub clock: Arc<dyn Clock>,
-    pub timer: Arc<Timer>,
+    pub env: Arc<QueueEnv>,
 }
 
 impl Queue {
     pub fn new(init: QueueInit) -> Arc<Queue> {
-        let mut state = State::new(init.settings, init.dead_letter_queue, init.store_id);
+        let mut state = State::new(init.settings, init.store_id);
         state.created_at_ms = init.attrs.created_at_ms;
         let crate::meta::QueueAttrs {
             overrides, labels, ..
@@ -203,9 +205,7 @@ impl Queue {
             name: init.name,
             number: init.number,
             kind: init.kind,
-            window: init.window,
-            clock: init.clock,
-            timer: init.timer,
+            env: init.env,
             next_seq: AtomicU64::new(init.next_seq.max(1)),
             state: Mutex::new(state),
             stats: QueueStats::default(),
@@ -232,7 +232,10 @@ impl Queue {
     }
 
     fn ctx(&self) -> Ctx<'_> {
-        Ctx { name: &self.name }
+        Ctx {
+            name: &self.name,
+            durable: self.is_durable(),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -306,6 +309,6 @@ impl Queue {
             return;
         }
         st.armed = Some(at);
-        self.timer.wake_at(at, self);
+        self.env.timer.wake_at(at, self);
     }
 }

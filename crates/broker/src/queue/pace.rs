@@ -24,12 +24,12 @@ impl Queue {
         let st = self.lock();
         let waiting = st.waiting();
         let (high, high_bytes) = (
-            self.window.messages - self.window.messages / 4,
-            self.window.bytes - self.window.bytes / 4,
+            self.env.window.messages - self.env.window.messages / 4,
+            self.env.window.bytes - self.env.window.bytes / 4,
         );
         !st.consumers.is_empty()
             && (waiting >= high || st.waiting_bytes() >= high_bytes)
-            && waiting < 2 * self.window.messages
+            && waiting < 2 * self.env.window.messages
     }
 
     /// Waits while the queue is crowded. A wait lasts `stall` at most: consumers that do not bring

@@ -51,7 +51,7 @@ impl Queue {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(queue = %self.name, error = %e, "reading waiting messages from the store failed");
-                st.paged.retry_at = Some(self.clock.now_ms() + READ_RETRY_MS);
+                st.paged.retry_at = Some(self.env.clock.now_ms() + READ_RETRY_MS);
                 self.schedule(&mut st);
                 return;
             }
@@ -77,12 +77,16 @@ impl Queue {
 
     /// Asks for the next paged messages once the in-memory head has drained below half the window.
     pub(super) fn maybe_page_in(self: &Arc<Self>, st: &mut State, fx: &mut Effects) {
-        let low =
-            st.ready_len() < self.window.messages / 2 && st.memory_bytes() < self.window.bytes / 2;
+        let low = st.ready_len() < self.env.window.messages / 2
+            && st.memory_bytes() < self.env.window.bytes / 2;
         if st.paged.count == 0 || st.paged.reading || !low {
             return;
         }
-        if st.paged.retry_at.is_some_and(|at| at > self.clock.now_ms()) {
+        if st
+            .paged
+            .retry_at
+            .is_some_and(|at| at > self.env.clock.now_ms())
+        {
             return;
         }
         let Some(store_id) = st.store_id else {
@@ -94,7 +98,7 @@ impl Queue {
             queue: self.clone(),
             store_id,
             after: st.paged.cursor,
-            max: self.window.messages - st.ready_len(),
+            max: self.env.window.messages - st.ready_len(),
         });
     }
 }

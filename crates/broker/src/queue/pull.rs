@@ -35,7 +35,7 @@ impl Queue {
         visibility: Option<Duration>,
         fx: &mut Effects,
     ) -> Vec<Pulled> {
-        let now = self.clock.now_ms();
+        let now = self.env.clock.now_ms();
         let mut st = self.lock();
         let visibility = visibility.or(st.settings.visibility_timeout);
         let mut out = Vec::new();
@@ -85,7 +85,7 @@ impl Queue {
         receipt: &str,
         visibility: Duration,
     ) -> Result<u64, NotInFlight> {
-        let now = self.clock.now_ms();
+        let now = self.env.clock.now_ms();
         let mut st = self.lock();
         let seq = self.pulled_seq(&st, receipt)?;
         let mut inflight = st.take_inflight(seq).ok_or(NotInFlight)?;

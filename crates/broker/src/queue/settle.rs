@@ -91,7 +91,7 @@ impl Queue {
     /// Applies what time has done: visibility deadlines that passed, `expires` times and retention.
     /// The timer calls it when the queue's earliest deadline (`deadline`) has come.
     pub fn tick(self: &Arc<Self>, deadline: Option<u64>, fx: &mut Effects) {
-        let now = self.clock.now_ms();
+        let now = self.env.clock.now_ms();
         let mut st = self.lock();
         if deadline.is_some() && st.armed == deadline {
             st.armed = None;

@@ -126,10 +126,9 @@ pub(crate) struct State {
     pub bytes: u64,
     pub paged: Paged,
     pub reserved: Reserved,
-    /// The effective settings: the configuration's, then what was changed at run time.
-    pub settings: QueueSettings,
-    /// Where dead letters go; `None` drops them (transient queues, dead-letter queues).
-    pub dead_letter_queue: Option<Arc<str>>,
+    /// The effective settings: the configuration's, then what was changed at run time. Shared
+    /// between the queues whose settings are the same (most of them).
+    pub settings: Arc<QueueSettings>,
     /// The queue's current id in the store; `None` for a transient queue, or once dropped. A
     /// purge moves the queue to a fresh id, so a message staged under the old one is known gone.
     pub store_id: Option<QueueId>,
@@ -153,14 +152,12 @@ pub(crate) struct Extras {
 /// What the state needs to know about its queue to record effects.
 pub(crate) struct Ctx<'a> {
     pub name: &'a Arc<str>,
+    /// Durable queues dead-letter; a transient one drops what it cannot deliver.
+    pub durable: bool,
 }
 
 impl State {
-    pub fn new(
-        settings: QueueSettings,
-        dead_letter_queue: Option<Arc<str>>,
-        store_id: Option<QueueId>,
-    ) -> State {
+    pub fn new(settings: Arc<QueueSettings>, store_id: Option<QueueId>) -> State {
         State {
             ready: BTreeMap::new(),
             expiring: BTreeSet::new(),
@@ -173,7 +170,6 @@ impl State {
             paged: Paged::default(),
             reserved: Reserved::default(),
             settings,
-            dead_letter_queue,
             store_id,
             dropped: false,
             armed: None,
@@ -343,14 +339,23 @@ impl State {
         fx: &mut Effects,
     ) {
         self.forget(ctx, seq, &entry, fx);
-        if let Some(dlq) = &self.dead_letter_queue {
+        if let Some(dlq) = self.dead_letter_queue(ctx) {
             fx.dead.push(DeadLetter {
                 source: ctx.name.clone(),
-                dead_letter_queue: dlq.clone(),
+                dead_letter_queue: Arc::from(dlq),
                 record: entry.record,
                 reason,
             });
         }
+    }
+
+    /// Where this queue's dead letters go: what its settings name (the configuration's template,
+    /// or a queue named at run time), none for a transient queue or a dead-letter queue itself.
+    /// Derived when needed rather than kept: a dead letter is rare, a queue is not.
+    pub fn dead_letter_queue(&self, ctx: &Ctx) -> Option<String> {
+        ctx.durable
+            .then(|| self.settings.dead_letter_queue_of(ctx.name))
+            .flatten()
     }
 
     /// A delivered message comes back: waiting again, or dead-lettered once it has used up its

@@ -57,17 +57,15 @@ pub(super) fn queue_with(
         name: Arc::from(name),
         number: 7,
         kind,
-        dead_letter_queue: match kind {
-            QueueKind::Durable => settings.dead_letter_queue_of(name).map(Arc::from),
-            QueueKind::Transient { .. } => None,
-        },
-        settings,
+        settings: Arc::new(settings),
         store_id: matches!(kind, QueueKind::Durable).then_some(70),
         next_seq: 1,
         attrs: Default::default(),
-        window: Window::default(),
-        clock,
-        timer: Arc::new(Timer::default()),
+        env: Arc::new(QueueEnv {
+            window: Window::default(),
+            clock,
+            timer: Arc::new(Timer::default()),
+        }),
     })
 }
 

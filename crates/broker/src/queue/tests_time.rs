@@ -228,7 +228,7 @@ fn delivery_counts_are_persisted_for_client_acks() {
 #[test]
 fn the_queue_arms_its_timer_for_its_earliest_deadline_only() {
     let f = fixture(|s| s.retention = Duration::from_secs(3600));
-    let timer = f.q.timer.clone();
+    let timer = f.q.env.timer.clone();
     assert_eq!(timer.len(), 0, "an empty queue asks for nothing");
     f.send("a");
     f.send("b");

@@ -6,11 +6,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use stampede_broker::{
     AckMode, Broker, BrokerError, ConsumerId, DeliveryTag, Destination, NewMessage, Outbox,
     Outcome, Principal, SubscribeSpec, Subscription, Ticket, Transaction,
 };
 use stampede_proto::{AckCommand, SendCommand, SubscribeCommand};
+
+/// Bodies up to this size get an allocation of their own (see [`Session::send`]).
+const OWN_COPY_BELOW: usize = 512;
 
 /// Per-connection STOMP state; dropping it cancels every subscription (their unsettled messages
 /// go back to their queues) and aborts open transactions.
@@ -42,9 +47,18 @@ impl Session {
 
     pub async fn send(&mut self, cmd: SendCommand) -> Result<Ticket, BrokerError> {
         let to = Destination::parse(&cmd.destination)?;
+        // A small body is a slice of the connection's read buffer, shared with the frames read
+        // with it: kept as it is, a message waiting in a queue would hold a share of that buffer
+        // many times its own size. Small bodies are cheap to copy; large ones arrive in a buffer
+        // sized to their frame and stay shared.
+        let body = if cmd.body.len() <= OWN_COPY_BELOW {
+            Bytes::copy_from_slice(&cmd.body)
+        } else {
+            cmd.body
+        };
         let message = NewMessage {
             headers: cmd.headers,
-            body: cmd.body,
+            body,
             expires_at_ms: cmd.expires,
             persistent: cmd.persistent,
         };
