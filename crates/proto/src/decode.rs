@@ -81,20 +81,6 @@ impl Decoder {
         self.limits
     }
 
-    /// How many more bytes the frame being decoded needs, when its `content-length` says so and
-    /// `buffered` bytes of it are in the buffer. Lets a reader size its next read to the frame
-    /// instead of growing the buffer chunk by chunk.
-    pub fn remaining(&self, buffered: usize) -> Option<usize> {
-        match self.state {
-            State::Body {
-                head_len,
-                content_length: Some(len),
-                ..
-            } => Some((head_len + len + 1).saturating_sub(buffered)),
-            _ => None,
-        }
-    }
-
     /// Decodes the next frame from the front of `buf`, consuming its bytes. Heart-beat line ends
     /// between frames are consumed silently.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, ProtoError> {
@@ -351,17 +337,6 @@ mod tests {
             }
             assert_eq!(out, whole, "split at {cut}");
         }
-    }
-
-    #[test]
-    fn a_declared_body_says_how_many_bytes_are_still_missing() {
-        let mut d = Decoder::new(Limits::default());
-        let mut buf = BytesMut::from(&b"SEND\ncontent-length:10\n\nabc"[..]);
-        assert!(d.decode(&mut buf).unwrap().is_none());
-        assert_eq!(d.remaining(buf.len()), Some(10 - 3 + 1));
-        buf.extend_from_slice(b"defghij\0");
-        assert_eq!(d.decode(&mut buf).unwrap().unwrap().body.len(), 10);
-        assert_eq!(d.remaining(buf.len()), None);
     }
 
     #[test]

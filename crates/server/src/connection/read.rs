@@ -1,7 +1,7 @@
 //! Reading frames off a connection. The read buffer follows the traffic: an idle connection waits
-//! with a small array on its stack and holds no buffer; a frame whose `content-length` is known gets
-//! a buffer sized to the whole frame at once, so a large body arrives in as few reads as the socket
-//! allows and is never copied to grow the buffer; other traffic reads in 8 KiB chunks.
+//! with a small array on its stack and holds no buffer; a busy one reserves 8 KiB at a time, and
+//! the buffer grows (by doubling) to what the traffic needs, so one read takes as much as the socket
+//! has. Sizing the buffer to each large frame instead was measured slower (docs/benchmarks.md).
 
 use std::time::Duration;
 
@@ -57,11 +57,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
             buf.extend_from_slice(&first[..n]);
             n
         } else {
-            let want = decoder
-                .remaining(buf.len())
-                .unwrap_or(0)
-                .max(READ_CHUNK.min(decoder.limits().max_frame_size));
-            buf.reserve(want);
+            buf.reserve(READ_CHUNK);
             with_silence(silence, rd.read_buf(buf)).await?
         };
         if n == 0 {
