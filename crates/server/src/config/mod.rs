@@ -194,96 +194,11 @@ pub(crate) fn invalid(
 }
 
 fn validate(settings: Settings) -> Result<Loaded, ConfigError> {
-    let bind = &settings.listeners.stomp.bind;
-    let stomp_addr: SocketAddr = bind.parse().map_err(|_| {
-        invalid(
-            "listeners.stomp.bind",
-            format!("{bind:?} is not HOST:PORT with a numeric address, such as 0.0.0.0:61613"),
-        )
-    })?;
+    let stomp = &settings.listeners.stomp.bind;
+    let stomp_addr = socket_addr("listeners.stomp.bind", stomp, "0.0.0.0:61613")?;
     let http = &settings.listeners.http.bind;
-    let http_addr: SocketAddr = http.parse().map_err(|_| {
-        invalid(
-            "listeners.http.bind",
-            format!("{http:?} is not HOST:PORT with a numeric address, such as 0.0.0.0:8161"),
-        )
-    })?;
-    if settings.auth.mode != "open" {
-        return Err(invalid(
-            "auth.mode",
-            format!(
-                "{:?} is not supported; this version knows only \"open\"",
-                settings.auth.mode
-            ),
-        ));
-    }
-    let p = &settings.protocol;
-    if p.max_frame_size < 1024 {
-        return Err(invalid("protocol.max_frame_size", "must be at least 1KiB"));
-    }
-    if p.max_header_line < 128 {
-        return Err(invalid(
-            "protocol.max_header_line",
-            "must be at least 128 bytes",
-        ));
-    }
-    if p.max_connect_frame < 1024 || p.max_connect_frame > p.max_frame_size {
-        return Err(invalid(
-            "protocol.max_connect_frame",
-            "must be between 1KiB and protocol.max_frame_size",
-        ));
-    }
-    if p.connect_timeout.is_zero() {
-        return Err(invalid(
-            "protocol.connect_timeout",
-            "must be greater than 0",
-        ));
-    }
-    if settings.listeners.stomp.max_connections == 0 {
-        return Err(invalid(
-            "listeners.stomp.max_connections",
-            "must be at least 1",
-        ));
-    }
-    if settings.broker.default_prefetch == 0 {
-        return Err(invalid("broker.default_prefetch", "must be at least 1"));
-    }
-    if settings.broker.queue_memory_window < 2 {
-        return Err(invalid("broker.queue_memory_window", "must be at least 2"));
-    }
-    if settings.broker.queue_memory_window_bytes < 64 * 1024 {
-        return Err(invalid(
-            "broker.queue_memory_window_bytes",
-            "must be at least 64KiB",
-        ));
-    }
-    if settings.storage.max_pending_writes < 64 * 1024 {
-        return Err(invalid(
-            "storage.max_pending_writes",
-            "must be at least 64KiB",
-        ));
-    }
-    if settings.broker.consumer_stall.is_zero() {
-        return Err(invalid("broker.consumer_stall", "must be more than 0s"));
-    }
-    if settings.broker.topic_subscriber_buffer == 0 {
-        return Err(invalid(
-            "broker.topic_subscriber_buffer",
-            "must be at least 1",
-        ));
-    }
-    let st = &settings.storage;
-    if !(1024..128 * 1024).contains(&st.large_body_threshold) {
-        // sled 0.34 stores values over ~128 KiB as one blob file each and does not reclaim them
-        // under churn (docs/storage.md, "Large bodies").
-        return Err(invalid(
-            "storage.large_body_threshold",
-            "must be at least 1KiB and below 128KiB",
-        ));
-    }
-    if st.cache_capacity < 1024 * 1024 {
-        return Err(invalid("storage.cache_capacity", "must be at least 1MiB"));
-    }
+    let http_addr = socket_addr("listeners.http.bind", http, "0.0.0.0:8161")?;
+    check_ranges(&settings)?;
     let policy = queues::policy(&settings.queues)?;
     Ok(Loaded {
         settings,
@@ -291,6 +206,99 @@ fn validate(settings: Settings) -> Result<Loaded, ConfigError> {
         http_addr,
         policy,
     })
+}
+
+fn socket_addr(key: &'static str, value: &str, example: &str) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|_| {
+        invalid(
+            key,
+            format!("{value:?} is not HOST:PORT with a numeric address, such as {example}"),
+        )
+    })
+}
+
+/// Every rule a value must keep, checked in order: (holds, key, what it must be).
+fn check_ranges(s: &Settings) -> Result<(), ConfigError> {
+    let (p, b, st) = (&s.protocol, &s.broker, &s.storage);
+    let auth = format!(
+        "{:?} is not supported; this version knows only \"open\"",
+        s.auth.mode
+    );
+    let rules: [(bool, &'static str, &str); 14] = [
+        (s.auth.mode == "open", "auth.mode", &auth),
+        (
+            p.max_frame_size >= 1024,
+            "protocol.max_frame_size",
+            "must be at least 1KiB",
+        ),
+        (
+            p.max_header_line >= 128,
+            "protocol.max_header_line",
+            "must be at least 128 bytes",
+        ),
+        (
+            (1024..=p.max_frame_size).contains(&p.max_connect_frame),
+            "protocol.max_connect_frame",
+            "must be between 1KiB and protocol.max_frame_size",
+        ),
+        (
+            !p.connect_timeout.is_zero(),
+            "protocol.connect_timeout",
+            "must be greater than 0",
+        ),
+        (
+            s.listeners.stomp.max_connections > 0,
+            "listeners.stomp.max_connections",
+            "must be at least 1",
+        ),
+        (
+            b.default_prefetch > 0,
+            "broker.default_prefetch",
+            "must be at least 1",
+        ),
+        (
+            b.queue_memory_window >= 2,
+            "broker.queue_memory_window",
+            "must be at least 2",
+        ),
+        (
+            b.queue_memory_window_bytes >= 64 * 1024,
+            "broker.queue_memory_window_bytes",
+            "must be at least 64KiB",
+        ),
+        (
+            st.max_pending_writes >= 64 * 1024,
+            "storage.max_pending_writes",
+            "must be at least 64KiB",
+        ),
+        (
+            !b.consumer_stall.is_zero(),
+            "broker.consumer_stall",
+            "must be more than 0s",
+        ),
+        (
+            b.topic_subscriber_buffer > 0,
+            "broker.topic_subscriber_buffer",
+            "must be at least 1",
+        ),
+        // sled 0.34 stores values over ~128 KiB as one blob file each and does not reclaim them
+        // under churn (docs/storage.md, "Large bodies").
+        (
+            (1024..128 * 1024).contains(&st.large_body_threshold),
+            "storage.large_body_threshold",
+            "must be at least 1KiB and below 128KiB",
+        ),
+        (
+            st.cache_capacity >= 1024 * 1024,
+            "storage.cache_capacity",
+            "must be at least 1MiB",
+        ),
+    ];
+    let broken = rules.iter().find(|(holds, _, _)| !holds);
+    match broken {
+        Some((_, key, problem)) => Err(invalid(*key, (*problem).to_owned())),
+        None => Ok(()),
+    }
 }
 
 /// A duration such as `500ms`, `30s`, `5m`, `2h`, `7d`; a bare integer is seconds.

@@ -59,8 +59,7 @@ pub async fn serve<S>(
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let settings = hub.settings().clone();
-    let metrics = settings.metrics.clone();
-    let _open = OpenConnection::new(metrics.clone(), listener);
+    let _open = OpenConnection::new(settings.metrics.clone(), listener);
     let (mut rd, wr) = tokio::io::split(stream);
     let mut decoder = Decoder::new(Limits {
         max_frame_size: settings.max_connect_frame,
@@ -72,11 +71,10 @@ pub async fn serve<S>(
         sink: StreamSink::new(wr),
         broker: hub.broker().clone(),
         rx,
-        metrics: metrics.clone(),
+        metrics: settings.metrics.clone(),
         version,
         heartbeat,
     };
-
     let first = tokio::select! {
         r = tokio::time::timeout_at(deadline, read_frame(&mut rd, &mut decoder, &mut buf, None)) => r,
         _ = hub.shutdown().cancelled() => return,
@@ -84,53 +82,84 @@ pub async fn serve<S>(
     let hello = match first {
         Err(_) => Err(ConnError::ConnectTimeout),
         Ok(Ok(Some(frame))) => {
-            metrics.frames_in.inc(frame.command);
+            settings.metrics.frames_in.inc(frame.command);
             handshake::accept(frame, &settings)
         }
         Ok(Ok(None)) | Ok(Err(ReadError::Io(_))) => return,
         Ok(Err(ReadError::Conn(e))) => Err(e),
     };
+    let accepted = match hello {
+        Ok(accepted) => accepted,
+        Err(e) => {
+            // Refused before any broker state exists for this stream.
+            let (kind, frame) = e.to_error_frame(None);
+            warn!(%peer, reason = %frame.headers.get("message").unwrap_or_default(), "connection refused");
+            settings.metrics.error(kind);
+            out.reply(frame);
+            out.close();
+            let refusal = writer(Version::V1_0, None).run();
+            let _ = tokio::time::timeout(settings.close_timeout, refusal).await;
+            return;
+        }
+    };
+    decoder.set_version(accepted.version);
+    decoder.set_limits(settings.limits);
+    let writer = writer(accepted.version, accepted.heartbeat.send);
+    let read = Reading {
+        rd: &mut rd,
+        decoder: &mut decoder,
+        buf: &mut buf,
+    };
+    established(accepted, read, out, writer, &peer, hub).await;
+}
+
+/// The reading half's state, carried from the handshake into the session.
+struct Reading<'a, R> {
+    rd: &'a mut R,
+    decoder: &'a mut Decoder,
+    buf: &'a mut BytesMut,
+}
+
+/// Runs a connected client's session until it ends, then lets the writer finish and closes the
+/// session (its unsettled messages go back to their queues).
+async fn established<R, S>(
+    accepted: Accepted,
+    read: Reading<'_, R>,
+    out: WriterTx,
+    writer: Writer<S>,
+    peer: &str,
+    hub: &ConnectionHub,
+) where
+    R: AsyncRead + Unpin,
+    S: sink::FrameSink + 'static,
+{
+    let settings = hub.settings();
     let Accepted {
         connected,
         version,
         heartbeat,
         principal,
         client_id,
-    } = match hello {
-        Ok(accepted) => accepted,
-        Err(e) => {
-            // Refused before any broker state exists for this stream.
-            let (kind, frame) = e.to_error_frame(None);
-            warn!(%peer, reason = %frame.headers.get("message").unwrap_or_default(), "connection refused");
-            metrics.error(kind);
-            out.reply(frame);
-            out.close();
-            let _ = tokio::time::timeout(settings.close_timeout, writer(Version::V1_0, None).run())
-                .await;
-            return;
-        }
-    };
+    } = accepted;
     let session = Session::new(
         hub.broker().clone(),
         principal.clone(),
         Arc::new(out.clone()),
     );
-    decoder.set_version(version);
-    decoder.set_limits(settings.limits);
     let session_id = session.id();
     tracing::Span::current().record("session", session_id);
     info!(%peer, session = session_id, version = %version, login = principal.name(), client_id = client_id.as_deref(), "connected");
     out.reply(connected.header("session", session_id.to_string()));
-    let mut writer = tokio::spawn(writer(version, heartbeat.send).run());
+    let mut writer = tokio::spawn(writer.run());
     let mut conn = Conn {
         session,
         out: out.clone(),
         version,
-        metrics,
+        metrics: settings.metrics.clone(),
     };
     let silence = heartbeat.receive.map(|d| d.mul_f64(1.5));
     let end = tokio::select! {
-        end = conn.read_loop(&mut rd, &mut decoder, &mut buf, silence) => end,
+        end = conn.read_loop(read.rd, read.decoder, read.buf, silence) => end,
         _ = hub.shutdown().cancelled() => End::Shutdown,
     };
     if let End::Shutdown = end {
