@@ -156,7 +156,9 @@ impl Broker {
     ) -> Result<Ticket, BrokerError> {
         if let Destination::Queue(name) = to {
             let queue = self.queue(name);
-            if queue.pace(self.config.consumer_stall).await {
+            // Boxed, and only when a wait is likely: a connection's task holds the future of
+            // whatever it may await, idle or not, and the wait's timer is most of this one.
+            if queue.crowded() && Box::pin(queue.pace(self.config.consumer_stall)).await {
                 self.stats.count_wait_for_consumers();
             }
         }
@@ -165,6 +167,28 @@ impl Broker {
         tx.publish(to.clone(), message);
         let ready = self.prepare(tx)?;
         Ok(self.execute(ready))
+    }
+
+    /// [`Broker::publish`] without waiting: publishes when producer flow control would not hold
+    /// the message back, and hands it back (`Ok(Err(message))`) when it would — then call
+    /// `publish`. A front end that serves many connections uses this first, so that the
+    /// waiting future exists only while a producer actually waits.
+    pub fn publish_now(
+        &self,
+        to: &Destination,
+        message: NewMessage,
+    ) -> Result<Result<Ticket, NewMessage>, BrokerError> {
+        let crowded = match to {
+            Destination::Queue(name) => self.queue(name).crowded(),
+            Destination::Topic(_) => false,
+        };
+        if crowded || self.store.backlog().bytes() >= self.config.max_pending_writes {
+            return Ok(Err(message));
+        }
+        let mut tx = Transaction::new();
+        tx.publish(to.clone(), message);
+        let ready = self.prepare(tx)?;
+        Ok(Ok(self.execute(ready)))
     }
 
     /// Commits `tx`: all of it, or — when a check fails — none of it, with nothing changed.
@@ -178,12 +202,9 @@ impl Broker {
 
     /// Waits while the store holds more than `max_pending_writes` of message data not yet durable.
     async fn wait_for_store(&self) {
-        if self
-            .store
-            .backlog()
-            .room(self.config.max_pending_writes)
-            .await
-        {
+        let (backlog, limit) = (self.store.backlog(), self.config.max_pending_writes);
+        // Boxed for the same reason as the pacing wait.
+        if backlog.bytes() >= limit && Box::pin(backlog.room(limit)).await {
             self.stats.count_wait_for_store();
         }
     }

@@ -25,9 +25,13 @@ impl Principal {
         Principal(Arc::from(name))
     }
 
-    /// A connection that did not log in.
+    /// A connection that did not log in. Shared: most connections are anonymous in open mode,
+    /// and each would otherwise hold a copy of the name.
     pub fn anonymous() -> Principal {
-        Principal::new("anonymous")
+        static ANONYMOUS: std::sync::OnceLock<Principal> = std::sync::OnceLock::new();
+        ANONYMOUS
+            .get_or_init(|| Principal::new("anonymous"))
+            .clone()
     }
 
     pub fn name(&self) -> &str {

@@ -17,7 +17,7 @@ impl Queue {
     /// (see `dispatch`), so each wake-up lets a run of messages through rather than one. A
     /// backlog already twice the window is a bulk load being drained (or a stall that has passed):
     /// pacing would hold producers for the whole drain, so they go on and it stays on disk.
-    fn crowded(&self) -> bool {
+    pub fn crowded(&self) -> bool {
         if !self.is_durable() || self.stalled.load(Ordering::Relaxed) {
             return false;
         }

@@ -248,3 +248,24 @@ async fn stalled_consumers_stop_pacing_until_they_catch_up() {
         "paced again"
     );
 }
+
+#[tokio::test]
+async fn publish_now_hands_the_message_back_when_it_would_have_to_wait() {
+    let (env, mut c, mut pending) = crowded_queue(3).await;
+    let back = env
+        .broker
+        .publish_now(&to("/queue/q"), non_persistent("held"))
+        .unwrap()
+        .expect_err("a crowded queue holds producers back");
+    assert_eq!(&back.body[..], b"held", "the message comes back untouched");
+    assert_eq!(env.depth("q").0, 3, "and nothing was published");
+    ack_next(&mut c, &mut pending).await;
+    ack_next(&mut c, &mut pending).await;
+    let ticket = env
+        .broker
+        .publish_now(&to("/queue/q"), back)
+        .unwrap()
+        .expect("room again");
+    ticket.await.unwrap();
+    assert_eq!(env.depth("q").0, 2);
+}

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use stampede_broker::{BrokerError, Outcome};
+use stampede_broker::{BrokerError, ConsumerId, Outcome, Ticket};
 use stampede_proto::{ClientCommand, Command, Decoder, Frame, Limits, Request, Version};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
@@ -33,7 +33,7 @@ use crate::hub::ConnectionHub;
 use crate::metrics::Metrics;
 use handshake::Accepted;
 use read::{read_frame, ReadError};
-use session::Session;
+use session::{Publishing, Sent, Session};
 use sink::StreamSink;
 use writer::{Writer, WriterTx};
 
@@ -134,22 +134,25 @@ async fn established<R, S>(
     S: sink::FrameSink + 'static,
 {
     let settings = hub.settings();
-    let Accepted {
-        connected,
-        version,
-        heartbeat,
-        principal,
-        client_id,
-    } = accepted;
-    let session = Session::new(
-        hub.broker().clone(),
-        principal.clone(),
-        Arc::new(out.clone()),
-    );
+    let (version, heartbeat) = (accepted.version, accepted.heartbeat);
+    // One allocation serves as the broker's outbox and the reader's handle on the writer.
+    let out = Arc::new(out);
+    let session = {
+        // Scoped: what only the log needs is not kept for the connection's life.
+        let Accepted {
+            connected,
+            principal,
+            client_id,
+            ..
+        } = accepted;
+        let session = Session::new(hub.broker().clone(), principal.clone(), out.clone());
+        let session_id = session.id();
+        tracing::Span::current().record("session", session_id);
+        info!(%peer, session = session_id, version = %version, login = principal.name(), client_id = client_id.as_deref(), "connected");
+        out.reply(connected.header("session", session_id.to_string()));
+        session
+    };
     let session_id = session.id();
-    tracing::Span::current().record("session", session_id);
-    info!(%peer, session = session_id, version = %version, login = principal.name(), client_id = client_id.as_deref(), "connected");
-    out.reply(connected.header("session", session_id.to_string()));
     let mut writer = tokio::spawn(writer.run());
     let mut conn = Conn {
         session,
@@ -187,7 +190,7 @@ async fn established<R, S>(
 /// The reader's side of an established connection.
 struct Conn {
     session: Session,
-    out: WriterTx,
+    out: Arc<WriterTx>,
     version: Version,
     metrics: Arc<Metrics>,
 }
@@ -271,51 +274,36 @@ impl Conn {
         End::Error(reason)
     }
 
+    /// Carries out one command. The command itself is dispatched synchronously; only what it
+    /// leaves to wait for is awaited, so the future a connection's task holds stays small — it
+    /// holds the largest one it may await for as long as it lives, idle or not.
     async fn handle(&mut self, req: Request) -> Result<Flow, ConnError> {
         let started = std::time::Instant::now();
         let is_send = matches!(req.command, ClientCommand::Send(_));
-        let s = &mut self.session;
-        let ticket = match req.command {
-            ClientCommand::Connect(_) => return Err(ConnError::AlreadyConnected),
-            ClientCommand::Send(cmd) => Some(s.send(cmd).await?),
-            ClientCommand::Subscribe(cmd) => s.subscribe(cmd).map(|_| None)?,
-            ClientCommand::Unsubscribe { id } => {
-                // Deliveries not yet written are skipped (the queue takes them back) and what was
-                // written is reported first; without this an auto-ack message the client already
-                // read could be requeued and delivered twice.
-                let consumer = s.consumer_of(&id);
-                if let Some(c) = consumer {
-                    self.out.cancel(c).await;
-                }
-                self.session.unsubscribe(&id)?;
-                if let Some(c) = consumer {
-                    self.out.forget(c);
-                }
+        let Request { receipt, command } = req;
+        let ticket = match self.dispatch(command)? {
+            Wait::Nothing => None,
+            Wait::Durable(ticket) => Some(ticket),
+            Wait::Publishing(publishing) => Some(publishing.await?),
+            Wait::Unsubscribe(id, consumer) => {
+                self.unsubscribe(&id, consumer).await?;
                 None
             }
-            ClientCommand::Ack(cmd) => Some(s.settle(cmd, Outcome::Ack)?),
-            ClientCommand::Nack(cmd) => {
-                let requeue = cmd.requeue;
-                Some(s.settle(cmd, Outcome::Nack { requeue })?)
-            }
-            ClientCommand::Begin { transaction } => s.begin(&transaction).map(|_| None)?,
-            ClientCommand::Commit { transaction } => Some(s.commit(&transaction).await?),
-            ClientCommand::Abort { transaction } => s.abort(&transaction).map(|_| None)?,
-            ClientCommand::Disconnect => {
-                if let Some(r) = &req.receipt {
+            Wait::Disconnect => {
+                if let Some(r) = &receipt {
                     self.out.reply(receipt_frame(r));
                 }
                 return Ok(Flow::Disconnect);
             }
         };
-        let Some(receipt) = &req.receipt else {
+        let Some(receipt) = receipt else {
             return Ok(Flow::Continue);
         };
         if let Some(ticket) = ticket {
             // A RECEIPT promises durability: wait for the store before sending it.
             ticket.await.map_err(BrokerError::Store)?;
         }
-        self.out.reply(receipt_frame(receipt));
+        self.out.reply(receipt_frame(&receipt));
         if is_send {
             self.metrics
                 .receipt_seconds
@@ -323,6 +311,70 @@ impl Conn {
         }
         Ok(Flow::Continue)
     }
+
+    fn dispatch(&mut self, command: ClientCommand) -> Result<Wait, ConnError> {
+        let s = &mut self.session;
+        Ok(match command {
+            ClientCommand::Connect(_) => return Err(ConnError::AlreadyConnected),
+            ClientCommand::Send(cmd) => match s.send(cmd)? {
+                Sent::Held => Wait::Nothing,
+                Sent::Published(ticket) => Wait::Durable(ticket),
+                Sent::Paced(publishing) => Wait::Publishing(publishing),
+            },
+            ClientCommand::Subscribe(cmd) => {
+                s.subscribe(cmd)?;
+                Wait::Nothing
+            }
+            ClientCommand::Unsubscribe { id } => {
+                let consumer = s.consumer_of(&id);
+                Wait::Unsubscribe(id, consumer)
+            }
+            ClientCommand::Ack(cmd) => Wait::Durable(s.settle(cmd, Outcome::Ack)?),
+            ClientCommand::Nack(cmd) => {
+                let requeue = cmd.requeue;
+                Wait::Durable(s.settle(cmd, Outcome::Nack { requeue })?)
+            }
+            ClientCommand::Begin { transaction } => {
+                s.begin(&transaction)?;
+                Wait::Nothing
+            }
+            ClientCommand::Commit { transaction } => Wait::Publishing(s.commit(&transaction)?),
+            ClientCommand::Abort { transaction } => {
+                s.abort(&transaction)?;
+                Wait::Nothing
+            }
+            ClientCommand::Disconnect => Wait::Disconnect,
+        })
+    }
+
+    /// UNSUBSCRIBE: deliveries not yet written are skipped (the queue takes them back) and what
+    /// was written is reported first; without this an auto-ack message the client already read
+    /// could be requeued and delivered twice.
+    async fn unsubscribe(
+        &mut self,
+        id: &str,
+        consumer: Option<ConsumerId>,
+    ) -> Result<(), ConnError> {
+        if let Some(c) = consumer {
+            self.out.cancel(c).await;
+        }
+        self.session.unsubscribe(id)?;
+        if let Some(c) = consumer {
+            self.out.forget(c);
+        }
+        Ok(())
+    }
+}
+
+/// What a dispatched command leaves to wait for before its RECEIPT.
+enum Wait {
+    Nothing,
+    /// A commit's ticket.
+    Durable(Ticket),
+    /// A publish or commit held back by flow control.
+    Publishing(Publishing),
+    Unsubscribe(String, Option<ConsumerId>),
+    Disconnect,
 }
 
 fn receipt_frame(id: &str) -> Frame {

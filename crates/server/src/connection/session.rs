@@ -4,6 +4,8 @@
 //! subscription an un-named ACK meant — and nothing else; the broker decides.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -13,6 +15,18 @@ use stampede_broker::{
     Outcome, Principal, SubscribeSpec, Subscription, Ticket, Transaction,
 };
 use stampede_proto::{AckCommand, SendCommand, SubscribeCommand};
+
+/// A publish or commit that may have to wait for producer flow control.
+pub type Publishing = Pin<Box<dyn Future<Output = Result<Ticket, BrokerError>> + Send>>;
+
+/// What became of a SEND.
+pub enum Sent {
+    /// Held in its transaction until COMMIT.
+    Held,
+    Published(Ticket),
+    /// Held back by producer flow control; published once the future is awaited.
+    Paced(Publishing),
+}
 
 /// Bodies up to this size get an allocation of their own (see [`Session::send`]).
 const OWN_COPY_BELOW: usize = 512;
@@ -45,7 +59,11 @@ impl Session {
         self.id
     }
 
-    pub async fn send(&mut self, cmd: SendCommand) -> Result<Ticket, BrokerError> {
+    /// SEND: into its transaction, or published at once, or — when producer flow control holds
+    /// it back — a boxed future that publishes it once it may. A connection's task holds the
+    /// largest future it may await for as long as it lives, so the waiting one exists only while a
+    /// producer waits.
+    pub fn send(&mut self, cmd: SendCommand) -> Result<Sent, BrokerError> {
         let to = Destination::parse(&cmd.destination)?;
         // A small body is a slice of the connection's read buffer, shared with the frames read
         // with it: kept as it is, a message waiting in a queue would hold a share of that buffer
@@ -62,12 +80,18 @@ impl Session {
             expires_at_ms: cmd.expires,
             persistent: cmd.persistent,
         };
-        match cmd.transaction {
-            Some(tx) => {
-                self.transaction(&tx)?.publish(to, message);
-                Ok(Ticket::ready(Ok(())))
+        if let Some(tx) = cmd.transaction {
+            self.transaction(&tx)?.publish(to, message);
+            return Ok(Sent::Held);
+        }
+        match self.broker.publish_now(&to, message)? {
+            Ok(ticket) => Ok(Sent::Published(ticket)),
+            Err(message) => {
+                let broker = self.broker.clone();
+                Ok(Sent::Paced(Box::pin(async move {
+                    broker.publish(&to, message).await
+                })))
             }
-            None => self.broker.publish(&to, message).await,
         }
     }
 
@@ -151,12 +175,14 @@ impl Session {
             .ok_or_else(|| BrokerError::UnknownTransaction(tx.to_owned()))
     }
 
-    pub async fn commit(&mut self, tx: &str) -> Result<Ticket, BrokerError> {
+    /// COMMIT: the boxed future that commits the transaction (it may wait for the store).
+    pub fn commit(&mut self, tx: &str) -> Result<Publishing, BrokerError> {
         let tx = self
             .transactions
             .remove(tx)
             .ok_or_else(|| BrokerError::UnknownTransaction(tx.to_owned()))?;
-        self.broker.commit(tx).await
+        let broker = self.broker.clone();
+        Ok(Box::pin(async move { broker.commit(tx).await }))
     }
 
     fn transaction(&mut self, tx: &str) -> Result<&mut Transaction, BrokerError> {
