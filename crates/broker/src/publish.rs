@@ -163,10 +163,19 @@ impl Broker {
             }
         }
         self.wait_for_store().await;
-        let mut tx = Transaction::new();
-        tx.publish(to.clone(), message);
-        let ready = self.prepare(tx)?;
-        Ok(self.execute(ready))
+        self.publish_checked(to, message)
+    }
+
+    /// Checks, then publishes one message (no transaction around it).
+    fn publish_checked(
+        &self,
+        to: &Destination,
+        message: NewMessage,
+    ) -> Result<Ticket, BrokerError> {
+        let ready = self.prepare_publish(to, message, self.now_ms())?;
+        let mut fx = Effects::new();
+        self.execute_op(ready, &mut fx);
+        Ok(self.apply(fx))
     }
 
     /// [`Broker::publish`] without waiting: publishes when producer flow control would not hold
@@ -185,10 +194,7 @@ impl Broker {
         if crowded || self.store.backlog().bytes() >= self.config.max_pending_writes {
             return Ok(Err(message));
         }
-        let mut tx = Transaction::new();
-        tx.publish(to.clone(), message);
-        let ready = self.prepare(tx)?;
-        Ok(Ok(self.execute(ready)))
+        self.publish_checked(to, message).map(Ok)
     }
 
     /// Commits `tx`: all of it, or — when a check fails — none of it, with nothing changed.
@@ -215,39 +221,7 @@ impl Broker {
         let mut ready = Vec::with_capacity(tx.ops.len());
         for op in tx.ops {
             ready.push(match op {
-                TxOp::Publish(Destination::Queue(name), message) => {
-                    self.check_storage()?;
-                    let queue = self.queue(&name);
-                    let persistent = message.persistent;
-                    let record = message.into_record(now);
-                    let reservation = reserve(&queue, &record)?;
-                    ReadyOp::Queue {
-                        queue,
-                        record,
-                        persistent,
-                        reservation,
-                    }
-                }
-                TxOp::Publish(Destination::Topic(name), message) => {
-                    let topic = self.find_topic(&name);
-                    let bound_queues = topic.as_ref().map(|t| t.bound()).unwrap_or_default();
-                    if !bound_queues.is_empty() {
-                        self.check_storage()?;
-                    }
-                    let persistent = message.persistent;
-                    let record = message.into_record(now);
-                    let mut bound = Vec::with_capacity(bound_queues.len());
-                    for queue in bound_queues {
-                        let r = reserve(&queue, &record)?;
-                        bound.push((queue, r));
-                    }
-                    ReadyOp::Topic {
-                        topic,
-                        bound,
-                        record,
-                        persistent,
-                    }
-                }
+                TxOp::Publish(to, message) => self.prepare_publish(&to, message, now)?,
                 TxOp::Settle(op) => {
                     let unknown =
                         || BrokerError::UnknownMessage(message_id(op.queue.number(), op.seq));
@@ -273,43 +247,87 @@ impl Broker {
         Ok(ready)
     }
 
-    pub(crate) fn execute(&self, ready: Vec<ReadyOp>) -> Ticket {
-        let mut fx = Effects::new();
-        for op in ready {
-            match op {
+    /// Every check a message for `to` must pass, with its room reserved.
+    fn prepare_publish(
+        &self,
+        to: &Destination,
+        message: NewMessage,
+        now: u64,
+    ) -> Result<ReadyOp, BrokerError> {
+        let persistent = message.persistent;
+        Ok(match to {
+            Destination::Queue(name) => {
+                self.check_storage()?;
+                let queue = self.queue(name);
+                let record = message.into_record(now);
+                let reservation = reserve(&queue, &record)?;
                 ReadyOp::Queue {
                     queue,
                     record,
                     persistent,
                     reservation,
-                } => self.stage(&queue, record, persistent, Some(reservation), &mut fx),
+                }
+            }
+            Destination::Topic(name) => {
+                let topic = self.find_topic(name);
+                let bound_queues = topic.as_ref().map(|t| t.bound()).unwrap_or_default();
+                if !bound_queues.is_empty() {
+                    self.check_storage()?;
+                }
+                let record = message.into_record(now);
+                let mut bound = Vec::with_capacity(bound_queues.len());
+                for queue in bound_queues {
+                    let r = reserve(&queue, &record)?;
+                    bound.push((queue, r));
+                }
                 ReadyOp::Topic {
                     topic,
                     bound,
                     record,
                     persistent,
-                } => {
-                    for (queue, reservation) in bound {
-                        self.stage(
-                            &queue,
-                            record.clone(),
-                            persistent,
-                            Some(reservation),
-                            &mut fx,
-                        );
-                    }
-                    for queue in topic.map(|t| t.subscribers()).unwrap_or_default() {
-                        let _ = queue.stage(record.clone(), false, None, &mut fx);
-                    }
-                }
-                ReadyOp::Settle(op) => {
-                    // Not in flight any more: its visibility timed out since `prepare` (it is
-                    // waiting again), so this settle is late and does nothing.
-                    let _ = op.apply(&mut fx);
                 }
             }
+        })
+    }
+
+    pub(crate) fn execute(&self, ready: Vec<ReadyOp>) -> Ticket {
+        let mut fx = Effects::new();
+        for op in ready {
+            self.execute_op(op, &mut fx);
         }
         self.apply(fx)
+    }
+
+    /// Carries out one checked op; nothing here can fail.
+    fn execute_op(&self, op: ReadyOp, fx: &mut Effects) {
+        match op {
+            ReadyOp::Queue {
+                queue,
+                record,
+                persistent,
+                reservation,
+            } => self.stage(&queue, record, persistent, Some(reservation), fx),
+            ReadyOp::Topic {
+                topic,
+                bound,
+                record,
+                persistent,
+            } => {
+                for (queue, reservation) in bound {
+                    self.stage(&queue, record.clone(), persistent, Some(reservation), fx);
+                }
+                // Subscribers' copies are in memory only and need no commit to wait for: they
+                // are delivered now.
+                if let Some(topic) = topic {
+                    topic.each_subscriber(|queue| queue.publish_transient(record.clone(), fx));
+                }
+            }
+            ReadyOp::Settle(op) => {
+                // Not in flight any more: its visibility timed out since `prepare` (it is
+                // waiting again), so this settle is late and does nothing.
+                let _ = op.apply(fx);
+            }
+        }
     }
 
     /// Stages into `queue`, or into the queue made anew under its name when it was removed since

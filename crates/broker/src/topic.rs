@@ -57,8 +57,12 @@ impl Topic {
         bound.len() != before
     }
 
-    pub fn subscribers(&self) -> Vec<Arc<Queue>> {
-        self.subscribers.read().clone()
+    /// Runs `f` on every current subscriber's queue, under the topic's read lock (the lock order
+    /// is topic, then queue; nothing takes them the other way round).
+    pub fn each_subscriber(&self, mut f: impl FnMut(&Arc<Queue>)) {
+        for queue in self.subscribers.read().iter() {
+            f(queue);
+        }
     }
 
     pub fn bound(&self) -> Vec<Arc<Queue>> {

@@ -10,7 +10,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use stampede_store::{MessageRecord, Op};
+use stampede_store::{MessageRecord, Op, QueueId};
 
 use super::state::{Entry, State};
 use super::{Dropped, Full, Queue, QueueKind, QueueStats};
@@ -114,6 +114,14 @@ impl Queue {
         Ok(())
     }
 
+    /// Publishes a copy into a transient queue (a topic subscriber's): nothing to store, so it
+    /// is made visible at once, under one lock.
+    pub fn publish_transient(self: &Arc<Self>, record: Arc<MessageRecord>, fx: &mut Effects) {
+        debug_assert!(!self.is_durable());
+        let seq = self.next_seq();
+        self.publish_at(seq, record, false, None, None, fx);
+    }
+
     fn beyond_window(&self, st: &State) -> bool {
         st.paged.count > 0
             || st.ready_len() >= self.env.window.messages
@@ -133,6 +141,18 @@ impl Queue {
             reservation,
             ..
         } = staged;
+        self.publish_at(seq, record, stored, store_id, reservation, fx);
+    }
+
+    fn publish_at(
+        self: &Arc<Self>,
+        seq: u64,
+        record: Arc<MessageRecord>,
+        stored: bool,
+        store_id: Option<QueueId>,
+        reservation: Option<Reservation>,
+        fx: &mut Effects,
+    ) {
         let mut st = self.lock();
         if let Some(r) = reservation {
             r.release(&mut st);
