@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use stampede_proto::{Command, Decoder, Frame, Limits, Version};
 use stampede_tests::{unique, Client, Server, WAIT};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 // ---------------------------------------------------------------------------------------------
@@ -50,7 +50,7 @@ pub(crate) fn lossy(bytes: &[u8]) -> String {
 
 /// Reads until the broker closes the socket and returns every byte it wrote. A reset counts as
 /// the close: the broker may close with some of our bytes unread, which makes the kernel send RST.
-pub(crate) async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+pub(crate) async fn read_until_closed(stream: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
     let mut bytes = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     loop {
@@ -540,4 +540,37 @@ async fn misbehaving_clients_do_not_disturb_others_or_stored_messages() {
     // ...and nothing else: the next message is one sent now.
     producer.send(&kept, "sentinel").await;
     assert_eq!(&consumer.message().await.body[..], b"sentinel");
+}
+
+/// The ERROR reaches a client that is still writing after its bad frame, as a simple client is:
+/// it writes everything it has, then reads. Closing with its bytes unread makes the kernel reset
+/// the connection: the client's write fails, and a client that stops at a failed write (most do)
+/// never reads the ERROR. The broker must read the rest away before closing, so the writes
+/// succeed and the ERROR is there to read. 32 MiB is more than the sockets' buffers hold.
+#[tokio::test]
+async fn a_client_still_writing_after_a_bad_frame_reads_the_error() {
+    let server = Server::start();
+    let mut frame = send_head("/queue/never", "");
+    frame.extend(std::iter::repeat_n(b'x', 64 * 1024 - frame.len() - 1));
+    frame.push(0);
+    let flood = frame.repeat(512);
+    for round in 0..3 {
+        let mut s = Client::raw(server.addr).await;
+        s.write_all(b"CONNECT\naccept-version:1.2\nhost:x\n\n\0")
+            .await
+            .unwrap();
+        s.write_all(b"BOGUS\n\n\0").await.unwrap();
+        s.write_all(&flood)
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: the broker reset the stream: {e}"));
+        let frames = decode_all(&read_until_closed(&mut s).await, Version::V1_2);
+        let commands: Vec<Command> = frames.iter().map(|f| f.command).collect();
+        assert_eq!(
+            commands,
+            [Command::Connected, Command::Error],
+            "round {round}: {frames:?}"
+        );
+        let message = frames[1].headers.get("message").unwrap_or_default();
+        assert!(message.contains("BOGUS"), "{message}");
+    }
 }

@@ -14,6 +14,7 @@ mod lifecycle;
 mod observability;
 mod queue;
 mod receipt;
+mod routing;
 mod semantics;
 mod support_q;
 mod topic;

@@ -31,7 +31,18 @@ pub async fn connect(addr: SocketAddr) -> Conn {
 
 /// Connects asking for exactly `version` ("1.0", "1.1" or "1.2").
 pub async fn connect_version(addr: SocketAddr, version: &str) -> Conn {
-    let client = Client::connect_with(addr, &[("accept-version", version), ("host", "localhost")])
+    connect_as(addr, version, &[]).await
+}
+
+/// Connects with STOMP 1.2 and `client-id: id`.
+pub async fn connect_client(addr: SocketAddr, id: &str) -> Conn {
+    connect_as(addr, "1.2", &[("client-id", id)]).await
+}
+
+async fn connect_as(addr: SocketAddr, version: &str, extra: &[(&str, &str)]) -> Conn {
+    let mut headers = vec![("accept-version", version), ("host", "localhost")];
+    headers.extend_from_slice(extra);
+    let client = Client::connect_with(addr, &headers)
         .await
         .expect("CONNECTED");
     let got = client

@@ -1,9 +1,8 @@
 """Guide section 'Dealing with disconnects' and heart-beat negotiation.
 
-Against Stampede these tests start their own instance with a 1 s server
-heart-beat (STAMPEDE__PROTOCOL__HEARTBEAT=1s); the session broker's default
-10 s would make them slow. An external broker is used as it is (RabbitMQ
-honours the client's heart-beat request).
+The broker follows the client's wish, as RabbitMQ and ActiveMQ do: it offers
+its floor (protocol.heartbeat, 500 ms by default), so a client asking for 1 s
+hears from it every second.
 
 (That a client which stops heart-beating gets disconnected is tested on the
 Rust side: stomp.py always heart-beats from its own thread.)
@@ -11,11 +10,10 @@ Rust side: stomp.py always heart-beats from its own thread.)
 
 import threading
 
+import pytest
 import stomp
 
 from helpers import WAIT, Recorder, send_and_confirm, unique_queue, wait_event
-
-HEARTBEAT_OVERRIDES = {"STAMPEDE__PROTOCOL__HEARTBEAT": "1s"}
 
 
 def parse_heart_beat(connected_frame):
@@ -25,16 +23,29 @@ def parse_heart_beat(connected_frame):
     return sx, sy
 
 
-def test_heartbeats_negotiated_and_sent(clients, broker_factory):
+@pytest.mark.parametrize("wish", [(0, 0), (1000, 1000), (10000, 10000), (0, 1000), (1000, 0)])
+def test_the_clients_wish_decides(clients, wish):
+    """CONNECTED answers each direction with the client's wish: what it wants to
+    receive is what the server sends, what it can send is what the server expects."""
+    conn, rec = clients.connect("1.2", heartbeats=wish)
+    cx, cy = wish
+    assert parse_heart_beat(rec.connected_frames[0]) == (cy, cx)
+    assert conn.heartbeats == (cx, cy)
+
+
+@pytest.mark.stampede_only
+def test_a_wish_below_the_floor_gets_the_floor(clients):
+    """docs/protocol.md Heart-beats: the broker offers protocol.heartbeat (500 ms)."""
+    conn, rec = clients.connect("1.2", heartbeats=(100, 100))
+    assert parse_heart_beat(rec.connected_frames[0]) == (500, 500)
+
+
+def test_heartbeats_negotiated_and_sent(clients):
     """heartbeats=(1000, 1000): CONNECTED offers non-zero heart-beats both ways, the
     server really sends them, and a heart-beating idle client is not dropped."""
-    b = broker_factory(HEARTBEAT_OVERRIDES)
-    conn, rec = clients.connect("1.2", broker=b, heartbeats=(1000, 1000))
+    conn, rec = clients.connect("1.2", heartbeats=(1000, 1000))
     sx, sy = parse_heart_beat(rec.connected_frames[0])
-    assert sx > 0, "server offers no heart-beats to send"
-    assert sy > 0, "server does not want heart-beats from the client"
-    if b.overrides:  # our own Stampede with a 1 s setting
-        assert (sx, sy) == (1000, 1000)
+    assert (sx, sy) == (1000, 1000), "the client's wish decides"
     # stomp.py's negotiated intervals (spec: max of both sides, 0 if either is 0)
     assert conn.heartbeats == (max(1000, sy), max(1000, sx))
 
@@ -107,13 +118,13 @@ class MyListener(stomp.ConnectionListener):
         self.loop_completed.set()
 
 
-def test_dealing_with_disconnects(clients, broker_factory):
+def test_dealing_with_disconnects(clients, broker):
     """The guide's 'server' (slow listener, heartbeats on) and 'client' (plain
     sender) scripts: the heart-beats are negotiated, the slow listener makes the
     client miss heart-beats and drop the connection, the message still gets
     processed, and after reconnect + resubscribe the next message arrives
     (the first one, auto-acked, is not delivered again)."""
-    b = broker_factory(HEARTBEAT_OVERRIDES)
+    b = broker
     dest = unique_queue("dealing")
 
     conn = b.connection("1.1", heartbeats=(1000, 1000))  # stomp.Connection is 1.1

@@ -72,7 +72,11 @@ pub struct Broker {
     /// Transient queues keep nothing in flight past their subscription and never dead-letter.
     pub(crate) transient_settings: Arc<QueueSettings>,
     pub(crate) queues: DashMap<Arc<str>, Arc<Queue>>,
+    /// Every topic by name, wildcard patterns included.
     pub(crate) topics: DashMap<Arc<str>, Arc<Topic>>,
+    /// The wildcard patterns among them, for publishing (lock order: a topic's map entry, then
+    /// this).
+    pub(crate) patterns: parking_lot::RwLock<crate::wildcard::Trie>,
     /// Durable subscriptions by `client\tname`.
     pub(crate) durable: DashMap<Arc<str>, DurableSub>,
     /// Store ids and queue numbers: one counter, never reused (recovery starts it above every id
@@ -121,6 +125,7 @@ impl Broker {
             }),
             queues: DashMap::new(),
             topics: DashMap::new(),
+            patterns: Default::default(),
             durable: DashMap::new(),
             next_queue_id: AtomicU64::new(1),
             next_consumer_id: AtomicU64::new(1),

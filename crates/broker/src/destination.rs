@@ -1,6 +1,8 @@
 //! Destination names on the wire and what they mean (docs/behaviour.md, "Destinations"):
 //! `/queue/NAME`, `/amq/queue/NAME` and a bare `NAME` (an OCI queue OCID, `DLQ.x`) are the same
-//! queue; `/topic/NAME` is a topic.
+//! queue; `/topic/NAME` and RabbitMQ's `/exchange/amq.topic/NAME` are topic `NAME`. Also the
+//! naming rule of ActiveMQ's virtual topics: queue `Consumer.<name>.VirtualTopic.<X>` takes a
+//! copy of everything sent to topic `VirtualTopic.<X>`.
 
 use crate::BrokerError;
 
@@ -23,6 +25,16 @@ impl Destination {
             (false, n)
         } else if let Some(n) = raw.strip_prefix("/topic/") {
             (true, n)
+        } else if let Some(rest) = raw.strip_prefix("/exchange/") {
+            // Only the topic exchange has a meaning here; naming another must not quietly
+            // become a queue or a topic of that name.
+            match rest.split_once('/') {
+                Some(("amq.topic", key)) => (true, key),
+                Some((exchange, _)) => {
+                    return Err(BrokerError::UnknownExchange(exchange.to_owned()))
+                }
+                None => return Err(BrokerError::UnknownExchange(rest.to_owned())),
+            }
         } else if raw.starts_with('/') {
             return Err(invalid());
         } else {
@@ -31,6 +43,7 @@ impl Destination {
         if !valid_name(name) {
             return Err(invalid());
         }
+        check_virtual(name)?;
         Ok(match topic {
             false => Destination::Queue(name.to_owned()),
             true => Destination::Topic(name.to_owned()),
@@ -40,10 +53,57 @@ impl Destination {
     /// Refuses a queue or topic name no destination could spell.
     pub fn check_name(name: &str) -> Result<(), BrokerError> {
         if valid_name(name) {
-            Ok(())
+            check_virtual(name)
         } else {
             Err(BrokerError::InvalidDestination(name.to_owned()))
         }
+    }
+}
+
+const VIRTUAL_TOPIC: &str = "VirtualTopic.";
+const CONSUMER: &str = "Consumer.";
+
+/// The topic whose messages queue `queue` takes a copy of, when its name follows the virtual
+/// topic rule: `Consumer.<one word>.VirtualTopic.<X>` → `VirtualTopic.<X>`.
+pub(crate) fn virtual_topic_of(queue: &str) -> Option<&str> {
+    let rest = queue.strip_prefix(CONSUMER)?;
+    let dot = rest.find('.')?;
+    let topic = &rest[dot + 1..];
+    (dot > 0 && topic.starts_with(VIRTUAL_TOPIC) && topic.len() > VIRTUAL_TOPIC.len())
+        .then_some(topic)
+}
+
+/// A name that means a virtual topic or one of its consumer queues must have every segment:
+/// `Consumer..VirtualTopic.x` or `VirtualTopic.` would otherwise be ordinary names that silently
+/// never receive the copies their sender or consumer expects.
+fn check_virtual(name: &str) -> Result<(), BrokerError> {
+    let topic = match name.strip_prefix(CONSUMER) {
+        Some(rest) => match rest.find(VIRTUAL_TOPIC) {
+            // `Consumer.VirtualTopic.x`: the consumer's name is missing.
+            Some(0) => return Err(empty_segment(name)),
+            Some(at) => match rest[..at].strip_suffix('.') {
+                Some(consumer) if consumer.split('.').any(str::is_empty) => {
+                    return Err(empty_segment(name))
+                }
+                Some(_) => &rest[at..],
+                // `Consumer.xVirtualTopic.y` is not a virtual-topic name at all.
+                None => return Ok(()),
+            },
+            None => return Ok(()),
+        },
+        None if name.starts_with(VIRTUAL_TOPIC) => name,
+        None => return Ok(()),
+    };
+    if topic.split('.').any(str::is_empty) {
+        return Err(empty_segment(name));
+    }
+    Ok(())
+}
+
+fn empty_segment(name: &str) -> BrokerError {
+    BrokerError::InvalidName {
+        name: name.to_owned(),
+        reason: "a virtual-topic name needs every segment: Consumer.<name>.VirtualTopic.<topic>",
     }
 }
 
@@ -79,8 +139,61 @@ mod tests {
     }
 
     #[test]
+    fn the_topic_exchange_is_the_topic_namespace_and_other_exchanges_are_refused() {
+        assert_eq!(
+            Destination::parse("/exchange/amq.topic/orders.eu").unwrap(),
+            Destination::Topic("orders.eu".into())
+        );
+        for (raw, exchange) in [
+            ("/exchange/amq.direct/k", "amq.direct"),
+            ("/exchange/x", "x"),
+        ] {
+            match Destination::parse(raw) {
+                Err(BrokerError::UnknownExchange(e)) => assert_eq!(e, exchange),
+                other => panic!("{raw}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn virtual_topic_consumer_queues_name_their_topic() {
+        assert_eq!(
+            virtual_topic_of("Consumer.app-A.VirtualTopic.xpto"),
+            Some("VirtualTopic.xpto")
+        );
+        assert_eq!(
+            virtual_topic_of("Consumer.a.VirtualTopic.x.y"),
+            Some("VirtualTopic.x.y")
+        );
+        for plain in [
+            "orders",
+            "Consumer.a",
+            "Consumer.a.b.VirtualTopic.x",
+            "VirtualTopic.x",
+        ] {
+            assert_eq!(virtual_topic_of(plain), None, "{plain}");
+        }
+        for bad in [
+            "/queue/Consumer..VirtualTopic.x",
+            "/queue/Consumer.a.VirtualTopic.",
+            "/queue/Consumer.VirtualTopic.x",
+            "/topic/VirtualTopic.",
+            "/topic/VirtualTopic.a..b",
+        ] {
+            assert!(
+                matches!(
+                    Destination::parse(bad),
+                    Err(BrokerError::InvalidName { .. })
+                ),
+                "{bad}"
+            );
+        }
+        assert!(Destination::parse("/topic/VirtualTopic.orders").is_ok());
+    }
+
+    #[test]
     fn rejects_unknown_prefixes_and_empty_names() {
-        for raw in ["/exchange/x", "/queue/", "", "/topic/", "a\nb"] {
+        for raw in ["/queue/", "", "/topic/", "a\nb", "/temp/x"] {
             assert!(Destination::parse(raw).is_err(), "{raw:?}");
         }
         assert!(Destination::check_name("a\tb").is_err());

@@ -9,6 +9,18 @@ use thiserror::Error;
 pub enum BrokerError {
     #[error("invalid destination {0:?}: expected /queue/NAME, /topic/NAME or a bare queue name")]
     InvalidDestination(String),
+    #[error("invalid destination {name:?}: {reason}")]
+    InvalidName { name: String, reason: &'static str },
+    #[error(
+        "exchange {0:?} is not supported: only /exchange/amq.topic/KEY (the same as /topic/KEY)"
+    )]
+    UnknownExchange(String),
+    #[error("durable subscription {name:?} needs a client-id header (on CONNECT or SUBSCRIBE)")]
+    MissingClientId { name: String },
+    #[error("durable subscription {name:?} of client {client:?} already has a subscriber")]
+    DurableSubscriptionActive { client: String, name: String },
+    #[error("queue {0:?} is exclusive to another connection")]
+    ExclusiveQueue(String),
     #[error("subscription id {0:?} is already in use on this connection")]
     DuplicateSubscription(String),
     #[error("no subscription with id {0:?} on this connection")]

@@ -32,6 +32,7 @@ mod subscribe;
 mod timer;
 mod topic;
 mod view;
+mod wildcard;
 
 pub use broker::{Broker, BrokerConfig};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -47,7 +48,7 @@ pub use queue::{ConsumerId, Pulled, Window};
 pub use recovery::Recovery;
 pub use settle::Outcome;
 pub use stampede_store::{MessageRecord, Ticket};
-pub use subscribe::{Principal, SubscribeSpec, Subscription};
+pub use subscribe::{Lifecycle, Principal, SubscribeSpec, Subscription, TopicQueue};
 pub use view::{BrokerStats, ConsumerView, MessageView, QueueCounters, QueueView};
 
 #[cfg(test)]

@@ -26,6 +26,16 @@ pub(crate) struct QueueAttrs {
     /// Free-form attributes front ends keep for the queue (an OCI display name, say).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Removed, with its messages, when its last consumer leaves (RabbitMQ's `auto-delete`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub auto_delete: bool,
+    /// Removed at the next start (RabbitMQ's `durable: false`; exclusive queues).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub temporary: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Settings changed at run time. Each applies over the configuration's; `0` means "none" for the

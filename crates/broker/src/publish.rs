@@ -20,7 +20,12 @@ use crate::queue::{ConsumerId, Full, Queue, Reservation};
 use crate::settle::Outcome;
 use crate::subscribe::Subscription;
 use crate::topic::Topic;
+use crate::wildcard::is_pattern;
 use crate::{Broker, BrokerError, Destination};
+
+/// The record header naming the topic a message was published to, kept when a wildcard pattern
+/// matched it; deliveries to pattern subscriptions carry it as their `destination`.
+pub(crate) const PUBLISHED_TO: &str = "destination";
 
 /// A message a producer hands to the broker, its protocol's conventions already parsed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -136,7 +141,8 @@ pub(crate) enum ReadyOp {
         reservation: Reservation,
     },
     Topic {
-        topic: Option<Arc<Topic>>,
+        /// The topic and the wildcard patterns matching it.
+        topics: Vec<Arc<Topic>>,
         bound: Vec<(Arc<Queue>, Reservation)>,
         record: Arc<MessageRecord>,
         persistent: bool,
@@ -269,10 +275,31 @@ impl Broker {
                 }
             }
             Destination::Topic(name) => {
-                let topic = self.find_topic(name);
-                let bound_queues = topic.as_ref().map(|t| t.bound()).unwrap_or_default();
+                if is_pattern(name) {
+                    return Err(BrokerError::InvalidName {
+                        name: name.clone(),
+                        reason: "a wildcard names many topics; a message is sent to one",
+                    });
+                }
+                let (topics, matched_pattern) = self.topics_for(name);
+                // A queue bound to the topic and to a pattern matching it takes one copy.
+                let mut bound_queues: Vec<Arc<Queue>> = Vec::new();
+                for topic in &topics {
+                    for q in topic.bound() {
+                        if !bound_queues.iter().any(|b| Arc::ptr_eq(b, &q)) {
+                            bound_queues.push(q);
+                        }
+                    }
+                }
                 if !bound_queues.is_empty() {
                     self.check_storage()?;
+                }
+                let mut message = message;
+                if matched_pattern {
+                    // A pattern's subscribers are told which topic each message was sent to.
+                    message
+                        .headers
+                        .push((PUBLISHED_TO.to_owned(), format!("/topic/{name}")));
                 }
                 let record = message.into_record(now);
                 let mut bound = Vec::with_capacity(bound_queues.len());
@@ -281,7 +308,7 @@ impl Broker {
                     bound.push((queue, r));
                 }
                 ReadyOp::Topic {
-                    topic,
+                    topics,
                     bound,
                     record,
                     persistent,
@@ -308,7 +335,7 @@ impl Broker {
                 reservation,
             } => self.stage(&queue, record, persistent, Some(reservation), fx),
             ReadyOp::Topic {
-                topic,
+                topics,
                 bound,
                 record,
                 persistent,
@@ -318,7 +345,7 @@ impl Broker {
                 }
                 // Subscribers' copies are in memory only and need no commit to wait for: they
                 // are delivered now.
-                if let Some(topic) = topic {
+                for topic in topics {
                     topic.each_subscriber(|queue| queue.publish_transient(record.clone(), fx));
                 }
             }

@@ -1,9 +1,13 @@
 //! The registry: every durable queue and topic by name, created on first use, removable; topic
 //! bindings and durable subscriptions, kept in the store's metadata so they survive restarts.
+//! A virtual topic's consumer queue (`Consumer.<name>.VirtualTopic.<X>`) is bound to its topic
+//! by its name alone, whenever it exists: nothing is stored for that binding, so it cannot
+//! disagree with the queue.
 //!
 //! A durable queue is made known to the store (its `PutQueue`) while its map entry is being
 //! created, before any other caller can see it: commits are applied in submission order, so
-//! every message staged into the queue reaches the store after the queue itself.
+//! every message staged into the queue reaches the store after the queue itself. Lock order: a
+//! queue's map entry, then a topic's (creating a consumer queue binds it).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -12,9 +16,12 @@ use bytes::Bytes;
 use stampede_store::{Op, QueueId, Ticket};
 use tracing::info;
 
+use crate::destination::virtual_topic_of;
 use crate::meta::{self, key, DurableSub, Overrides, QueueAttrs};
 use crate::queue::{Queue, QueueInit, QueueKind};
+use crate::subscribe::Lifecycle;
 use crate::topic::Topic;
+use crate::wildcard::is_pattern;
 use crate::{Broker, BrokerError, QueueSettings};
 
 impl Broker {
@@ -24,13 +31,26 @@ impl Broker {
 
     /// The durable queue `name`, created on first use with the settings its name selects.
     pub(crate) fn queue(&self, name: &str) -> Arc<Queue> {
+        self.declare(name, Lifecycle::DURABLE, 0)
+    }
+
+    /// The queue `name`; created with `life` (owned by `session` when exclusive) if it does not
+    /// exist. An existing queue keeps how it lives: the first declaration wins.
+    pub(crate) fn declare(&self, name: &str, life: Lifecycle, session: u64) -> Arc<Queue> {
         if let Some(q) = self.queues.get(name) {
             return q.clone();
         }
         let name: Arc<str> = Arc::from(name);
         self.queues
             .entry(name.clone())
-            .or_insert_with(|| self.create_queue(name, QueueAttrs::default()))
+            .or_insert_with(|| {
+                let attrs = QueueAttrs {
+                    auto_delete: life.auto_delete,
+                    temporary: !life.durable || life.exclusive,
+                    ..QueueAttrs::default()
+                };
+                self.create_queue(name, attrs, life.exclusive.then_some(session))
+            })
             .clone()
     }
 
@@ -40,7 +60,12 @@ impl Broker {
     }
 
     /// A durable queue `name` with `attrs`, new to the store. The caller holds its map entry.
-    fn create_queue(&self, name: Arc<str>, mut attrs: QueueAttrs) -> Arc<Queue> {
+    fn create_queue(
+        &self,
+        name: Arc<str>,
+        mut attrs: QueueAttrs,
+        owner: Option<u64>,
+    ) -> Arc<Queue> {
         let id = self.alloc_queue_id();
         attrs.number = id;
         attrs.created_at_ms = self.now_ms();
@@ -50,7 +75,7 @@ impl Broker {
             attrs: attrs.encode(),
             next_seq: 1,
         }]));
-        let queue = self.durable_queue(name, id, &attrs, 1);
+        let queue = self.durable_queue(name, id, &attrs, 1, owner);
         let st = queue.settings();
         let (_, pattern) = self.policy.settings_for(queue.name());
         info!(
@@ -62,9 +87,20 @@ impl Broker {
             retention_s = st.retention.as_secs(),
             max_messages = st.max_messages,
             max_bytes = st.max_bytes,
+            auto_delete = attrs.auto_delete,
+            temporary = attrs.temporary,
+            exclusive = owner.is_some(),
             "queue created"
         );
+        self.bind_virtual(&queue);
         queue
+    }
+
+    /// Binds a virtual topic's consumer queue to its topic (see the module docs).
+    pub(crate) fn bind_virtual(&self, queue: &Arc<Queue>) {
+        if let Some(topic) = virtual_topic_of(queue.name()) {
+            self.with_topic(topic, |t| t.bind(queue.clone()));
+        }
     }
 
     /// Builds the in-memory queue for durable queue `name` (new or recovered).
@@ -74,6 +110,7 @@ impl Broker {
         store_id: QueueId,
         attrs: &QueueAttrs,
         next_seq: u64,
+        owner: Option<u64>,
     ) -> Arc<Queue> {
         let settings = self.settings_for(&name, &attrs.overrides);
         Queue::new(QueueInit {
@@ -88,6 +125,7 @@ impl Broker {
             store_id: Some(store_id),
             next_seq,
             attrs: attrs.clone(),
+            owner,
             env: self.durable_env.clone(),
         })
     }
@@ -118,6 +156,7 @@ impl Broker {
             store_id: None,
             next_seq: 1,
             attrs: QueueAttrs::default(),
+            owner: None,
             env: self.transient_env.clone(),
         })
     }
@@ -128,13 +167,32 @@ impl Broker {
 
     /// Runs `f` on topic `name` (created if missing) while holding its registry entry, so a topic
     /// found unused and removed ([`Broker::forget_topic_if_unused`]) cannot be gaining a
-    /// subscriber or binding at the same time.
+    /// subscriber or binding at the same time. A new wildcard pattern joins the pattern trie.
     fn with_topic<T>(&self, name: &str, f: impl FnOnce(&Arc<Topic>) -> T) -> T {
-        let entry = self
-            .topics
-            .entry(Arc::from(name))
-            .or_insert_with(|| Topic::new(Arc::from(name)));
-        f(&entry)
+        use dashmap::mapref::entry::Entry;
+        match self.topics.entry(Arc::from(name)) {
+            Entry::Occupied(e) => f(e.get()),
+            Entry::Vacant(v) => {
+                let topic = Topic::new(Arc::from(name));
+                if is_pattern(name) {
+                    self.patterns.write().insert(name, topic.clone());
+                }
+                f(&v.insert(topic))
+            }
+        }
+    }
+
+    /// The topics a message published to `name` reaches: the topic itself and every wildcard
+    /// pattern matching it. True in the second place if a pattern matched.
+    pub(crate) fn topics_for(&self, name: &str) -> (Vec<Arc<Topic>>, bool) {
+        let mut topics: Vec<Arc<Topic>> = self.find_topic(name).into_iter().collect();
+        let exact = topics.len();
+        let patterns = self.patterns.read();
+        if !patterns.is_empty() {
+            patterns.matches(name, &mut topics);
+        }
+        let matched = topics.len() > exact;
+        (topics, matched)
     }
 
     /// Attaches a subscriber's transient queue to topic `name`.
@@ -157,21 +215,30 @@ impl Broker {
     }
 
     fn forget_topic_if_unused(&self, name: &str) {
-        self.topics.remove_if(name, |_, t| t.is_unused());
+        if let Some((_, topic)) = self.topics.remove_if(name, |_, t| t.is_unused()) {
+            if is_pattern(name) {
+                self.patterns.write().remove(name, &topic);
+            }
+        }
     }
 
     /// Binds durable queue `queue` (created if need be) to topic `topic`: every message sent to the
     /// topic is stored in the queue from now on, whoever is subscribed. Survives restarts.
     pub fn bind(&self, topic: &str, queue: &str) -> Result<Ticket, BrokerError> {
-        crate::Destination::check_name(topic)?;
         crate::Destination::check_name(queue)?;
         let q = self.queue(queue);
-        if !self.with_topic(topic, |t| t.bind(q)) {
+        self.bind_queue(topic, &q)
+    }
+
+    /// [`Broker::bind`] for a queue in hand.
+    pub(crate) fn bind_queue(&self, topic: &str, q: &Arc<Queue>) -> Result<Ticket, BrokerError> {
+        crate::Destination::check_name(topic)?;
+        if !self.with_topic(topic, |t| t.bind(q.clone())) {
             return Ok(Ticket::ready(Ok(())));
         }
-        info!(topic, queue, "queue bound to topic");
+        info!(topic, queue = q.name(), "queue bound to topic");
         Ok(self.store.commit(vec![Op::PutMeta {
-            key: key::binding(topic, queue),
+            key: key::binding(topic, q.name()),
             value: Bytes::new(),
         }]))
     }
@@ -265,13 +332,19 @@ impl Broker {
         let queue = self
             .find_queue(name)
             .ok_or_else(|| BrokerError::UnknownQueue(name.to_owned()))?;
+        self.remove_queue(&queue)
+    }
+
+    /// [`Broker::delete_queue`] for this very queue (not another made since under its name).
+    pub(crate) fn remove_queue(&self, queue: &Arc<Queue>) -> Result<Ticket, BrokerError> {
+        let name = queue.name();
         let store_id = queue
             .mark_dropped()
             .map_err(|consumers| BrokerError::QueueInUse {
                 queue: name.to_owned(),
                 consumers,
             })?;
-        self.queues.remove_if(name, |_, q| Arc::ptr_eq(q, &queue));
+        self.queues.remove_if(name, |_, q| Arc::ptr_eq(q, queue));
         let mut ops: Vec<Op> = store_id
             .map(|id| Op::DropQueue { id })
             .into_iter()

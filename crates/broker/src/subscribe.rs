@@ -1,7 +1,10 @@
-//! Consuming: [`Broker::subscribe`] attaches a consumer to a queue (competing consumers) or gives
-//! a topic subscriber a transient queue of its own, and returns the [`Subscription`] through which
-//! its deliveries are settled. Dropping the subscription detaches it: its unsettled messages go
-//! back to their queue. Connections report written auto-ack deliveries with [`Broker::written`].
+//! Consuming: [`Broker::subscribe`] attaches a consumer to a queue (competing consumers) or, for a
+//! topic, to the queue that keeps the subscriber's copies — a transient queue of its own, a named
+//! durable queue bound to the topic (RabbitMQ's `x-queue-name`) or a durable subscription's queue
+//! — and returns the [`Subscription`] through which its deliveries are settled. Dropping the
+//! subscription detaches it: its unsettled messages go back to their queue, and an auto-delete
+//! queue left without consumers goes. Connections report written auto-ack deliveries with
+//! [`Broker::written`].
 
 use std::sync::Arc;
 
@@ -11,7 +14,7 @@ use crate::delivery::{AckMode, AutoAck, Outbox};
 use crate::effects::Effects;
 use crate::ids::{message_id, DeliveryTag};
 use crate::publish::SettleOp;
-use crate::queue::{ConsumerId, ConsumerSpec, Queue};
+use crate::queue::{ConsumerId, ConsumerSpec, Queue, Refused};
 use crate::settle::Outcome;
 use crate::topic::Topic;
 use crate::{Broker, BrokerError, Destination};
@@ -39,6 +42,51 @@ impl Principal {
     }
 }
 
+/// Where a topic subscription's copies wait for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum TopicQueue {
+    /// A queue of the subscriber's own, in memory, gone with the subscription.
+    #[default]
+    Own,
+    /// Durable queue `queue`, bound to the topic (created with the spec's [`Lifecycle`]).
+    Named(String),
+    /// Durable subscription `name` of client `client` (see [`Broker::durable_subscription`]);
+    /// `sole`: at most one live subscriber (ActiveMQ's rule), otherwise competing consumers.
+    Durable {
+        client: String,
+        name: String,
+        sole: bool,
+    },
+}
+
+/// How a queue a subscription creates lives (RabbitMQ's queue flags). An existing queue keeps
+/// its own: the first declaration wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// Survives a restart of the broker.
+    pub durable: bool,
+    /// Removed, with its messages, when its last consumer leaves.
+    pub auto_delete: bool,
+    /// Only the subscribing session may consume it; removed when that session's consumer leaves
+    /// (and at a restart).
+    pub exclusive: bool,
+}
+
+impl Lifecycle {
+    /// An ordinary queue: kept until deleted.
+    pub const DURABLE: Lifecycle = Lifecycle {
+        durable: true,
+        auto_delete: false,
+        exclusive: false,
+    };
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Lifecycle::DURABLE
+    }
+}
+
 /// What to subscribe to, and how.
 #[derive(Debug, Clone)]
 pub struct SubscribeSpec {
@@ -52,6 +100,31 @@ pub struct SubscribeSpec {
     pub prefetch: Option<u32>,
     /// Where the queue's dead letters go from now on (RabbitMQ's `x-dead-letter-routing-key`).
     pub dead_letter_queue: Option<String>,
+    /// For a topic: which queue keeps the subscriber's copies.
+    pub topic_queue: TopicQueue,
+    /// How a queue this subscription creates lives.
+    pub lifecycle: Lifecycle,
+    /// The subscribing session (connection), which an exclusive queue belongs to.
+    pub session: u64,
+}
+
+impl SubscribeSpec {
+    /// Subscription `name` to `destination` (spelt `destination_name` by the subscriber), with
+    /// the defaults for everything else: the broker's prefetch, a topic subscriber's own queue,
+    /// an ordinary durable queue if one is created.
+    pub fn new(destination: Destination, destination_name: &str, name: &str, ack: AckMode) -> Self {
+        SubscribeSpec {
+            destination,
+            destination_name: Arc::from(destination_name),
+            name: Arc::from(name),
+            ack,
+            prefetch: None,
+            dead_letter_queue: None,
+            topic_queue: TopicQueue::Own,
+            lifecycle: Lifecycle::DURABLE,
+            session: 0,
+        }
+    }
 }
 
 /// One consumer attached to a queue; see the module docs.
@@ -62,6 +135,8 @@ pub struct Subscription {
     /// Set for topic subscriptions, whose transient queue leaves the topic with them.
     topic: Option<Arc<Topic>>,
     ack: AckMode,
+    /// The commit that made a binding or durable subscription, which a receipt waits for.
+    made: Option<Ticket>,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -86,8 +161,11 @@ impl Broker {
             self.next_consumer_id
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         );
-        let consumer_spec = ConsumerSpec {
+        let mut consumer_spec = ConsumerSpec {
             id: consumer,
+            session: spec.session,
+            sole: false,
+            pattern: matches!(&spec.destination, Destination::Topic(t) if crate::wildcard::is_pattern(t)),
             subscription: spec.name.clone(),
             destination: spec.destination_name.clone(),
             principal: Arc::from(who.name()),
@@ -96,22 +174,48 @@ impl Broker {
             outbox,
         };
         let mut fx = Effects::new();
-        let (queue, topic) = match &spec.destination {
-            Destination::Queue(name) => {
-                let queue = self.attach(name, consumer_spec, &mut fx);
-                if let Some(dlq) = &spec.dead_letter_queue {
-                    drop(self.set_dead_letter_queue(&queue, dlq, &mut fx));
-                }
+        let mut made = None;
+        let (queue, topic) = match (&spec.destination, &spec.topic_queue) {
+            (Destination::Queue(name), _) => {
+                let queue = self.attach(name, spec.lifecycle, consumer_spec, &mut fx)?;
                 (queue, None)
             }
-            Destination::Topic(name) => {
+            (Destination::Topic(name), TopicQueue::Own) => {
                 let own = self.transient_queue(name);
                 let topic = self.attach_subscriber(name, own.clone());
-                // A transient queue is never removed, so attaching cannot fail.
+                // A transient queue is never removed or shared, so attaching cannot fail.
                 let _ = own.add_consumer(consumer_spec, &mut fx);
                 (own, Some(topic))
             }
+            (Destination::Topic(topic), TopicQueue::Named(queue)) => {
+                crate::Destination::check_name(queue)?;
+                let q = self.declare(queue, spec.lifecycle, spec.session);
+                made = Some(self.bind_queue(topic, &q)?);
+                (
+                    self.attach(queue, spec.lifecycle, consumer_spec, &mut fx)?,
+                    None,
+                )
+            }
+            (Destination::Topic(topic), TopicQueue::Durable { client, name, sole }) => {
+                let (queue, ticket) = self.durable_subscription(client, name, topic)?;
+                made = Some(ticket);
+                consumer_spec.sole = *sole;
+                let attached = self.attach(&queue, Lifecycle::DURABLE, consumer_spec, &mut fx);
+                let queue = attached.map_err(|e| match e {
+                    BrokerError::DurableSubscriptionActive { .. } => {
+                        BrokerError::DurableSubscriptionActive {
+                            client: client.clone(),
+                            name: name.clone(),
+                        }
+                    }
+                    e => e,
+                })?;
+                (queue, None)
+            }
         };
+        if let (Some(dlq), None) = (&spec.dead_letter_queue, &topic) {
+            drop(self.set_dead_letter_queue(&queue, dlq, &mut fx));
+        }
         drop(self.apply(fx));
         Ok(Subscription {
             broker: self.clone(),
@@ -119,15 +223,33 @@ impl Broker {
             queue,
             topic,
             ack: spec.ack,
+            made,
         })
     }
 
-    /// Attaches to durable queue `name`, or to the one made anew when it was removed meanwhile.
-    fn attach(&self, name: &str, spec: ConsumerSpec, fx: &mut Effects) -> Arc<Queue> {
+    /// Attaches to durable queue `name` (declared with `life` if missing), or to the one made
+    /// anew when it was removed meanwhile.
+    fn attach(
+        &self,
+        name: &str,
+        life: Lifecycle,
+        spec: ConsumerSpec,
+        fx: &mut Effects,
+    ) -> Result<Arc<Queue>, BrokerError> {
         loop {
-            let queue = self.queue(name);
-            if queue.add_consumer(spec.clone(), fx).is_ok() {
-                return queue;
+            let queue = self.declare(name, life, spec.session);
+            match queue.add_consumer(spec.clone(), fx) {
+                Ok(()) => return Ok(queue),
+                Err(Refused::Dropped) => continue,
+                Err(Refused::Exclusive) => {
+                    return Err(BrokerError::ExclusiveQueue(name.to_owned()))
+                }
+                Err(Refused::Busy) => {
+                    return Err(BrokerError::DurableSubscriptionActive {
+                        client: String::new(),
+                        name: name.to_owned(),
+                    })
+                }
             }
         }
     }
@@ -170,6 +292,12 @@ impl Broker {
 impl Subscription {
     pub fn consumer(&self) -> ConsumerId {
         self.consumer
+    }
+
+    /// The commit that made this subscription's binding or durable subscription, if it made one:
+    /// what a receipt for the subscribe waits for. Taken once.
+    pub fn take_made(&mut self) -> Option<Ticket> {
+        self.made.take()
     }
 
     pub fn ack_mode(&self) -> AckMode {
@@ -240,5 +368,11 @@ impl Drop for Subscription {
         }
         self.queue.remove_consumer(self.consumer, &mut fx);
         drop(self.broker.apply(fx));
+        if self.queue.is_durable() && self.queue.auto_delete() && self.queue.consumer_count() == 0 {
+            // Refused when a consumer attached meanwhile: then the queue is still in use.
+            if let Ok(ticket) = self.broker.remove_queue(&self.queue) {
+                drop(ticket);
+            }
+        }
     }
 }

@@ -64,7 +64,7 @@ pub struct Schedule {
 pub struct SendCommand {
     pub destination: String,
     pub transaction: Option<String>,
-    /// The application headers to forward to consumers, first of each repeat: the framing
+    /// The application headers to forward to consumers, every repeat in order: the framing
     /// headers (`receipt`, `transaction`, `content-length`) and `destination` (a MESSAGE carries
     /// the subscription's own) are removed. The conventions below stay, for consumers that read
     /// them.
@@ -99,6 +99,15 @@ pub enum Dialect {
     RabbitMq,
 }
 
+/// RabbitMQ's queue flags on a SUBSCRIBE (`durable`, alias `persistent`; `auto-delete`;
+/// `exclusive`), each `None` when the header is absent or not a boolean.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueFlags {
+    pub durable: Option<bool>,
+    pub auto_delete: Option<bool>,
+    pub exclusive: Option<bool>,
+}
+
 /// SUBSCRIBE.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscribeCommand {
@@ -113,6 +122,21 @@ pub struct SubscribeCommand {
     pub durable: Option<DurableName>,
     /// RabbitMQ's `x-queue-name`: the durable queue a topic subscription binds to.
     pub queue_name: Option<String>,
+    pub flags: QueueFlags,
+    /// A `client-id` on the SUBSCRIBE itself (django-stomp sends it on both frames); the
+    /// connection's, from CONNECT, comes first.
+    pub client_id: Option<String>,
+}
+
+/// UNSUBSCRIBE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsubscribeCommand {
+    /// The subscription `id` (1.0: the destination).
+    pub id: String,
+    /// Set when the frame also asks to remove the durable subscription behind it, in its dialect's
+    /// way: ActiveMQ and Artemis repeat the subscription name, RabbitMQ repeats `durable: true`
+    /// and `auto-delete: false`.
+    pub durable: Option<DurableName>,
 }
 
 /// ACK or NACK. `id` is the 1.2 `id` or the 1.0/1.1 `message-id`; both resolve the same delivery.
@@ -131,7 +155,7 @@ pub enum ClientCommand {
     Connect(Connect),
     Send(SendCommand),
     Subscribe(SubscribeCommand),
-    Unsubscribe { id: String },
+    Unsubscribe(UnsubscribeCommand),
     Ack(AckCommand),
     Nack(AckCommand),
     Begin { transaction: String },
@@ -157,16 +181,20 @@ impl Request {
             Command::Connect | Command::Stomp => ClientCommand::Connect(connect(h)?),
             Command::Send => return send(frame, receipt),
             Command::Subscribe => ClientCommand::Subscribe(subscribe(h, version)?),
-            Command::Unsubscribe => ClientCommand::Unsubscribe {
-                id: h
+            Command::Unsubscribe => {
+                let id = h
                     .get("id")
                     .or_else(|| h.get("destination"))
                     .ok_or(ProtoError::MissingHeader {
                         command: name,
                         header: "id",
                     })?
-                    .to_owned(),
-            },
+                    .to_owned();
+                ClientCommand::Unsubscribe(UnsubscribeCommand {
+                    durable: durable(h, &id),
+                    id,
+                })
+            }
             Command::Ack => ClientCommand::Ack(ack(h, name)?),
             Command::Nack => ClientCommand::Nack(ack(h, name)?),
             Command::Begin => ClientCommand::Begin {
@@ -312,31 +340,59 @@ fn subscribe(h: &Headers, version: Version) -> Result<SubscribeCommand, ProtoErr
         prefetch,
         dead_letter_queue: present("x-dead-letter-routing-key"),
         queue_name: present("x-queue-name"),
+        flags: QueueFlags {
+            durable: flag(h, "durable").or_else(|| flag(h, "persistent")),
+            auto_delete: flag(h, "auto-delete"),
+            exclusive: flag(h, "exclusive"),
+        },
+        client_id: present("client-id"),
     })
 }
 
-/// The three ways clients ask for a durable topic subscription.
+/// A boolean header as the peers read them: `true`/`false` in any case (django-stomp sends
+/// Python's `False`); anything else is as good as absent.
+fn flag(h: &Headers, name: &str) -> Option<bool> {
+    let v = h.get(name)?.trim();
+    if v.eq_ignore_ascii_case("true") {
+        Some(true)
+    } else if v.eq_ignore_ascii_case("false") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// The three ways clients name a durable topic subscription, on SUBSCRIBE and on the UNSUBSCRIBE
+/// that removes it. ActiveMQ's header is also read misspelt as `activemq.subcriptionName`
+/// (django-stomp sends both spellings), Artemis' also as `durable-subscriber-name`; RabbitMQ's
+/// `durable` also as its older alias `persistent`.
 fn durable(h: &Headers, id: &str) -> Option<DurableName> {
-    let named = |header, dialect| {
-        h.get(header)
-            .filter(|v| !v.is_empty())
+    let named = |headers: &[&str], dialect| {
+        headers
+            .iter()
+            .find_map(|header| h.get(header).filter(|v| !v.is_empty()))
             .map(|v| DurableName {
                 name: v.to_owned(),
                 dialect,
             })
     };
-    let flag = |name, want: &str| {
-        h.get(name)
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case(want))
-    };
-    named("activemq.subscriptionName", Dialect::ActiveMq)
-        .or_else(|| named("durable-subscription-name", Dialect::Artemis))
-        .or_else(|| {
-            (flag("durable", "true") && flag("auto-delete", "false")).then(|| DurableName {
-                name: id.to_owned(),
-                dialect: Dialect::RabbitMq,
-            })
+    let durable = flag(h, "durable").or_else(|| flag(h, "persistent"));
+    named(
+        &["activemq.subscriptionName", "activemq.subcriptionName"],
+        Dialect::ActiveMq,
+    )
+    .or_else(|| {
+        named(
+            &["durable-subscription-name", "durable-subscriber-name"],
+            Dialect::Artemis,
+        )
+    })
+    .or_else(|| {
+        (durable == Some(true) && flag(h, "auto-delete") == Some(false)).then(|| DurableName {
+            name: id.to_owned(),
+            dialect: Dialect::RabbitMq,
         })
+    })
 }
 
 fn prefetch(h: &Headers) -> Result<Option<u32>, ProtoError> {
@@ -439,7 +495,7 @@ mod tests {
     }
 
     #[test]
-    fn send_strips_framing_headers_and_keeps_first_repeat() {
+    fn send_strips_framing_headers_and_keeps_every_repeat_in_order() {
         let f = Frame::new(Command::Send)
             .header("destination", "/queue/a")
             .header("receipt", "r1")
@@ -454,8 +510,9 @@ mod tests {
         };
         assert_eq!(s.transaction.as_deref(), Some("t"));
         assert_eq!(s.destination, "/queue/a");
-        assert_eq!(s.headers, [("x".to_owned(), "1".to_owned())]);
-        assert_eq!(s.headers.capacity(), 1, "no room kept for what was dropped");
+        let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        assert_eq!(s.headers, [pair("x", "1"), pair("x", "2")]);
+        assert_eq!(s.headers.capacity(), 2, "no room kept for what was dropped");
         assert!(s.persistent);
     }
 
@@ -546,6 +603,20 @@ mod tests {
             named("audit", Dialect::Artemis)
         );
         assert_eq!(
+            sub(&[("activemq.subcriptionName", "misspelt")]),
+            named("misspelt", Dialect::ActiveMq),
+            "django-stomp's spelling"
+        );
+        assert_eq!(
+            sub(&[("durable-subscriber-name", "audit")]),
+            named("audit", Dialect::Artemis)
+        );
+        assert_eq!(
+            sub(&[("persistent", "true"), ("auto-delete", "false")]),
+            named("sub-1", Dialect::RabbitMq),
+            "RabbitMQ's older alias"
+        );
+        assert_eq!(
             sub(&[("durable", "true"), ("auto-delete", "false")]),
             named("sub-1", Dialect::RabbitMq)
         );
@@ -568,6 +639,46 @@ mod tests {
         );
         assert_eq!(s.dead_letter_queue.as_deref(), Some("/queue/parked"));
         assert_eq!(s.queue_name.as_deref(), Some("orders"));
+    }
+
+    #[test]
+    fn queue_flags_read_any_case_and_unsubscribe_names_what_it_removes() {
+        let s = subscribe_of(
+            Frame::new(Command::Subscribe)
+                .header("destination", "/topic/t")
+                .header("id", "1")
+                .header("durable", "True")
+                .header("auto-delete", "FALSE")
+                .header("exclusive", "maybe")
+                .header("client-id", "app"),
+        );
+        assert_eq!(
+            s.flags,
+            QueueFlags {
+                durable: Some(true),
+                auto_delete: Some(false),
+                exclusive: None,
+            }
+        );
+        assert_eq!(s.client_id.as_deref(), Some("app"));
+        let unsub = |f: Frame| match req(f, Version::V1_2).unwrap().command {
+            ClientCommand::Unsubscribe(u) => u,
+            other => panic!("{other:?}"),
+        };
+        let plain = unsub(Frame::new(Command::Unsubscribe).header("id", "1"));
+        assert_eq!((plain.id.as_str(), plain.durable), ("1", None));
+        let removing = unsub(
+            Frame::new(Command::Unsubscribe)
+                .header("id", "1")
+                .header("activemq.subscriptionName", "audit"),
+        );
+        assert_eq!(
+            removing.durable,
+            Some(DurableName {
+                name: "audit".into(),
+                dialect: Dialect::ActiveMq
+            })
+        );
     }
 
     #[test]

@@ -186,25 +186,21 @@ impl Headers {
         self.0.is_empty()
     }
 
-    /// The headers with every repeat after the first dropped, and those `skip` names: what a
-    /// forwarded message carries. The result has no spare capacity, since it may be kept for as
-    /// long as its message waits in a queue.
+    /// The headers without those `skip` names, every repeat kept in order: what a forwarded
+    /// message carries (a consumer reads the first of a repeat, as the broker did; the rest reach it
+    /// as sent). The result has no spare capacity, since it may be kept for as long as its
+    /// message waits in a queue.
     pub fn forwarded(self, skip: &[&str]) -> Vec<(String, String)> {
-        let keep = |i: usize, k: &str| {
-            !skip.contains(&k) && !self.0[..i].iter().any(|(seen, _)| seen == k)
-        };
-        let kept: Vec<bool> = self
-            .0
-            .iter()
-            .enumerate()
-            .map(|(i, (k, _))| keep(i, k))
-            .collect();
-        let mut out = Vec::with_capacity(kept.iter().filter(|k| **k).count());
+        let mut out = Vec::with_capacity(
+            self.0
+                .iter()
+                .filter(|(k, _)| !skip.contains(&k.as_str()))
+                .count(),
+        );
         out.extend(
             self.0
                 .into_iter()
-                .zip(kept)
-                .filter_map(|(pair, keep)| keep.then_some(pair)),
+                .filter(|(k, _)| !skip.contains(&k.as_str())),
         );
         out
     }

@@ -15,8 +15,8 @@ mod escape;
 mod frame;
 
 pub use client::{
-    AckCommand, AckMode, ClientCommand, Connect, Dialect, DurableName, Request, Schedule,
-    SendCommand, SubscribeCommand,
+    AckCommand, AckMode, ClientCommand, Connect, Dialect, DurableName, QueueFlags, Request,
+    Schedule, SendCommand, SubscribeCommand, UnsubscribeCommand,
 };
 #[cfg(feature = "codec")]
 pub use codec::{CodecError, StompCodec};

@@ -140,13 +140,31 @@ impl Queue {
             created_at_ms: st.created_at_ms,
             overrides: extras.overrides,
             labels: extras.labels,
+            auto_delete: extras.auto_delete,
+            temporary: extras.temporary,
         };
         change(&mut attrs);
         st.extras = Some(Box::new(Extras {
             overrides: attrs.overrides.clone(),
             labels: attrs.labels.clone(),
+            auto_delete: attrs.auto_delete,
+            temporary: attrs.temporary,
+            owner: extras.owner,
         }));
         attrs
+    }
+
+    /// True when the queue goes once its last consumer leaves: RabbitMQ's `auto-delete`, and
+    /// an exclusive queue, which lives only as long as its owner's subscription.
+    pub fn auto_delete(&self) -> bool {
+        self.lock()
+            .extras
+            .as_ref()
+            .is_some_and(|e| e.auto_delete || e.owner.is_some())
+    }
+
+    pub fn consumer_count(&self) -> usize {
+        self.lock().consumers.len()
     }
 
     pub fn dead_letter_queue(&self) -> Option<String> {

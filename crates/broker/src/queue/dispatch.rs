@@ -92,7 +92,17 @@ impl Queue {
         Delivery {
             consumer: spec.id,
             subscription: spec.subscription.clone(),
-            destination: spec.destination.clone(),
+            destination: match spec.pattern {
+                // A wildcard subscription's messages name the topic each was sent to.
+                true => entry
+                    .record
+                    .headers
+                    .iter()
+                    .find(|(k, _)| k == crate::publish::PUBLISHED_TO)
+                    .map(|(_, v)| Arc::from(v.as_str()))
+                    .unwrap_or_else(|| spec.destination.clone()),
+                false => spec.destination.clone(),
+            },
             queue_number: self.number,
             seq,
             delivery_count: entry.deliveries,

@@ -52,8 +52,15 @@ pub struct ConsumerId(pub u64);
 #[derive(Clone)]
 pub(crate) struct ConsumerSpec {
     pub id: ConsumerId,
+    /// The session subscribing, checked against an exclusive queue's owner.
+    pub session: u64,
+    /// Refuse to attach while another consumer is attached (an ActiveMQ durable subscription
+    /// has one subscriber at a time).
+    pub sole: bool,
     pub subscription: Arc<str>,
     pub destination: Arc<str>,
+    /// Subscribed to a wildcard pattern: each delivery names the topic its message was sent to.
+    pub pattern: bool,
     /// Who subscribed, for the admin view.
     pub principal: Arc<str>,
     pub ack: AckMode,
@@ -139,6 +146,17 @@ pub(crate) struct Full {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Dropped;
 
+/// Why a consumer could not attach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The queue was removed meanwhile; look it up again.
+    Dropped,
+    /// Exclusive to another session.
+    Exclusive,
+    /// A sole consumer was asked for and another is attached.
+    Busy,
+}
+
 /// A named FIFO queue.
 pub(crate) struct Queue {
     name: Arc<str>,
@@ -188,6 +206,8 @@ pub(crate) struct QueueInit {
     pub next_seq: u64,
     /// Its stored attributes (default for a transient queue).
     pub attrs: crate::meta::QueueAttrs,
+    /// The session an exclusive queue belongs to.
+    pub owner: Option<u64>,
     pub env: Arc<QueueEnv>,
 }
 
@@ -196,10 +216,25 @@ impl Queue {
         let mut state = State::new(init.settings, init.store_id);
         state.created_at_ms = init.attrs.created_at_ms;
         let crate::meta::QueueAttrs {
-            overrides, labels, ..
+            overrides,
+            labels,
+            auto_delete,
+            temporary,
+            ..
         } = init.attrs;
-        if overrides != Default::default() || !labels.is_empty() {
-            state.extras = Some(Box::new(state::Extras { overrides, labels }));
+        if overrides != Default::default()
+            || !labels.is_empty()
+            || auto_delete
+            || temporary
+            || init.owner.is_some()
+        {
+            state.extras = Some(Box::new(state::Extras {
+                overrides,
+                labels,
+                auto_delete,
+                temporary,
+                owner: init.owner,
+            }));
         }
         Arc::new(Queue {
             name: init.name,
@@ -262,10 +297,21 @@ impl Queue {
         self: &Arc<Self>,
         spec: ConsumerSpec,
         fx: &mut Effects,
-    ) -> Result<(), Dropped> {
+    ) -> Result<(), Refused> {
         let mut st = self.lock();
         if st.dropped {
-            return Err(Dropped);
+            return Err(Refused::Dropped);
+        }
+        if st
+            .extras
+            .as_ref()
+            .and_then(|e| e.owner)
+            .is_some_and(|owner| owner != spec.session)
+        {
+            return Err(Refused::Exclusive);
+        }
+        if spec.sole && !st.consumers.is_empty() {
+            return Err(Refused::Busy);
         }
         st.consumers.push(Consumer {
             credit: spec.prefetch.max(1),

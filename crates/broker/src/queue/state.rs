@@ -142,11 +142,15 @@ pub(crate) struct State {
     pub extras: Option<Box<Extras>>,
 }
 
-/// The rarely set parts of a queue's attributes.
+/// The rarely set parts of a queue's attributes, and who owns an exclusive queue.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Extras {
     pub overrides: crate::meta::Overrides,
     pub labels: std::collections::BTreeMap<String, String>,
+    pub auto_delete: bool,
+    pub temporary: bool,
+    /// The session an exclusive queue belongs to: nobody else may consume it.
+    pub owner: Option<u64>,
 }
 
 /// What the state needs to know about its queue to record effects.

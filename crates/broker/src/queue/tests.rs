@@ -61,6 +61,7 @@ pub(super) fn queue_with(
         store_id: matches!(kind, QueueKind::Durable).then_some(70),
         next_seq: 1,
         attrs: Default::default(),
+        owner: None,
         env: Arc::new(QueueEnv {
             window: Window::default(),
             clock,
@@ -95,6 +96,9 @@ pub(super) fn consumer(
     let (tx, rx) = mpsc::unbounded_channel();
     let spec = ConsumerSpec {
         id: ConsumerId(id),
+        session: 0,
+        sole: false,
+        pattern: false,
         subscription: Arc::from(id.to_string()),
         destination: Arc::from("/queue/q"),
         principal: Arc::from("test"),

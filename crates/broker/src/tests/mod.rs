@@ -5,6 +5,7 @@ mod admin;
 mod flow;
 mod metadata;
 mod publish;
+mod routing;
 mod subscribe;
 mod transaction;
 
@@ -179,14 +180,12 @@ impl Conn {
         ack: AckMode,
         tune: impl FnOnce(&mut SubscribeSpec),
     ) {
-        let mut spec = SubscribeSpec {
-            destination: Destination::parse(destination).unwrap(),
-            destination_name: Arc::from(destination),
-            name: Arc::from(id),
+        let mut spec = SubscribeSpec::new(
+            Destination::parse(destination).unwrap(),
+            destination,
+            id,
             ack,
-            prefetch: None,
-            dead_letter_queue: None,
-        };
+        );
         tune(&mut spec);
         let sub = self
             .broker

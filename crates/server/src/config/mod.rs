@@ -398,7 +398,7 @@ mod tests {
         let l = load(None, env(&[])).unwrap();
         assert_eq!(l.stomp_addr, "0.0.0.0:61613".parse().unwrap());
         assert_eq!(l.settings.protocol.max_frame_size, 4 * 1024 * 1024);
-        assert_eq!(l.settings.protocol.heartbeat, Duration::from_secs(10));
+        assert_eq!(l.settings.protocol.heartbeat, Duration::from_millis(500));
         assert_eq!(l.settings.storage.data_dir, PathBuf::from("./data"));
     }
 
@@ -408,14 +408,14 @@ mod tests {
             None,
             env(&[
                 ("STAMPEDE__LISTENERS__STOMP__BIND", "127.0.0.1:7000"),
-                ("STAMPEDE__PROTOCOL__HEARTBEAT", "500ms"),
+                ("STAMPEDE__PROTOCOL__HEARTBEAT", "2s"),
                 ("STAMPEDE__BROKER__DEFAULT_PREFETCH", "7"),
                 ("UNRELATED", "x"),
             ]),
         )
         .unwrap();
         assert_eq!(l.stomp_addr.port(), 7000);
-        assert_eq!(l.settings.protocol.heartbeat, Duration::from_millis(500));
+        assert_eq!(l.settings.protocol.heartbeat, Duration::from_secs(2));
         assert_eq!(l.settings.broker.default_prefetch, 7);
     }
 

@@ -38,6 +38,9 @@ pub fn accept(frame: Frame, settings: &ConnectionSettings) -> Result<Accepted, C
     let ClientCommand::Connect(connect) = req.command else {
         return Err(ConnError::AlreadyConnected);
     };
+    // The broker offers the smallest interval it can keep (`protocol.heartbeat`, a floor), so
+    // the client's wish decides, as with RabbitMQ and ActiveMQ: a client asking for 1 s hears
+    // from the broker every second, not at some larger interval of the broker's own.
     let offer = settings.heartbeat.as_millis() as u64;
     let (cx, cy) = connect.heart_beat;
     // Spec 1.2 "Heart-beating": each direction uses the larger of what one side can do and the

@@ -11,10 +11,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use stampede_broker::{
-    AckMode, Broker, BrokerError, ConsumerId, DeliveryTag, Destination, NewMessage, Outbox,
-    Outcome, Principal, SubscribeSpec, Subscription, Ticket, Transaction,
+    AckMode, Broker, BrokerError, ConsumerId, DeliveryTag, Destination, Lifecycle, NewMessage,
+    Outbox, Outcome, Principal, SubscribeSpec, Subscription, Ticket, TopicQueue, Transaction,
 };
-use stampede_proto::{AckCommand, SendCommand, SubscribeCommand};
+use stampede_proto::{
+    AckCommand, Dialect, QueueFlags, SendCommand, SubscribeCommand, UnsubscribeCommand,
+};
 
 /// A publish or commit that may have to wait for producer flow control.
 pub type Publishing = Pin<Box<dyn Future<Output = Result<Ticket, BrokerError>> + Send>>;
@@ -37,17 +39,25 @@ pub struct Session {
     broker: Arc<Broker>,
     id: u64,
     principal: Principal,
+    /// The CONNECT `client-id`, which scopes ActiveMQ and Artemis durable subscriptions.
+    client_id: Option<String>,
     outbox: Arc<dyn Outbox>,
     subs: HashMap<String, Subscription>,
     transactions: HashMap<String, Transaction>,
 }
 
 impl Session {
-    pub fn new(broker: Arc<Broker>, principal: Principal, outbox: Arc<dyn Outbox>) -> Session {
+    pub fn new(
+        broker: Arc<Broker>,
+        principal: Principal,
+        client_id: Option<String>,
+        outbox: Arc<dyn Outbox>,
+    ) -> Session {
         Session {
             id: broker.session_id(),
             broker,
             principal,
+            client_id,
             outbox,
             subs: HashMap::new(),
             transactions: HashMap::new(),
@@ -95,7 +105,9 @@ impl Session {
         }
     }
 
-    pub fn subscribe(&mut self, cmd: SubscribeCommand) -> Result<(), BrokerError> {
+    /// SUBSCRIBE; the ticket, when there is one, is the commit of the binding or durable
+    /// subscription it made (a receipt waits for it).
+    pub fn subscribe(&mut self, cmd: SubscribeCommand) -> Result<Option<Ticket>, BrokerError> {
         if self.subs.contains_key(&cmd.id) {
             return Err(BrokerError::DuplicateSubscription(cmd.id));
         }
@@ -106,23 +118,70 @@ impl Session {
                 Ok(Destination::Queue(name)) => Some(name),
                 _ => None,
             });
-        let spec = SubscribeSpec {
-            destination: Destination::parse(&cmd.destination)?,
-            destination_name: Arc::from(cmd.destination.as_str()),
-            name: Arc::from(cmd.id.as_str()),
-            ack: match cmd.ack {
+        let destination = Destination::parse(&cmd.destination)?;
+        let is_topic = matches!(destination, Destination::Topic(_));
+        let topic_queue = if is_topic {
+            self.topic_queue(cmd.durable, cmd.queue_name, cmd.client_id)?
+        } else {
+            TopicQueue::Own
+        };
+        let mut spec = SubscribeSpec::new(
+            destination,
+            &cmd.destination,
+            &cmd.id,
+            match cmd.ack {
                 stampede_proto::AckMode::Auto => AckMode::Auto,
                 stampede_proto::AckMode::Client => AckMode::Client,
                 stampede_proto::AckMode::ClientIndividual => AckMode::ClientIndividual,
             },
-            prefetch: cmd.prefetch,
-            dead_letter_queue,
-        };
-        let sub = self
+        );
+        spec.prefetch = cmd.prefetch;
+        spec.dead_letter_queue = dead_letter_queue;
+        spec.topic_queue = topic_queue;
+        spec.lifecycle = lifecycle(cmd.flags, is_topic);
+        spec.session = self.id;
+        let mut sub = self
             .broker
             .subscribe(&self.principal, spec, self.outbox.clone())?;
+        let made = sub.take_made();
         self.subs.insert(cmd.id, sub);
-        Ok(())
+        Ok(made)
+    }
+
+    /// Which queue keeps a topic subscriber's copies. An ActiveMQ or Artemis subscription name
+    /// comes first (it is the most specific), then RabbitMQ's `x-queue-name`, then RabbitMQ's
+    /// `durable` flags — django-stomp sends several of these at once, and each peer reads its own.
+    fn topic_queue(
+        &self,
+        durable: Option<stampede_proto::DurableName>,
+        queue_name: Option<String>,
+        client_id: Option<String>,
+    ) -> Result<TopicQueue, BrokerError> {
+        Ok(match (durable, queue_name) {
+            (Some(d), _) if d.dialect != Dialect::RabbitMq => {
+                let client =
+                    self.client_id
+                        .clone()
+                        .or(client_id)
+                        .ok_or(BrokerError::MissingClientId {
+                            name: d.name.clone(),
+                        })?;
+                TopicQueue::Durable {
+                    client,
+                    name: d.name,
+                    sole: true,
+                }
+            }
+            (_, Some(queue)) => TopicQueue::Named(queue),
+            // RabbitMQ names the queue after the subscription id alone, shared by whoever
+            // subscribes with that id.
+            (Some(d), None) => TopicQueue::Durable {
+                client: String::new(),
+                name: d.name,
+                sole: false,
+            },
+            (None, None) => TopicQueue::Own,
+        })
     }
 
     /// The consumer behind subscription `id`, if it exists.
@@ -130,11 +189,32 @@ impl Session {
         self.subs.get(id).map(|s| s.consumer())
     }
 
-    pub fn unsubscribe(&mut self, id: &str) -> Result<(), BrokerError> {
-        self.subs
-            .remove(id)
-            .map(drop)
-            .ok_or_else(|| BrokerError::UnknownSubscription(id.to_owned()))
+    /// UNSUBSCRIBE: ends subscription `id`; when the frame names a durable subscription the
+    /// peer's way, that is removed too, with its queue (the ticket is that commit). Removing one
+    /// needs no live subscription: ActiveMQ clients reconnect just to remove theirs.
+    pub fn unsubscribe(&mut self, cmd: &UnsubscribeCommand) -> Result<Option<Ticket>, BrokerError> {
+        let live = self.subs.remove(&cmd.id).is_some();
+        let Some(d) = &cmd.durable else {
+            return if live {
+                Ok(None)
+            } else {
+                Err(BrokerError::UnknownSubscription(cmd.id.clone()))
+            };
+        };
+        let client = match d.dialect {
+            Dialect::RabbitMq => String::new(),
+            Dialect::ActiveMq | Dialect::Artemis => match &self.client_id {
+                Some(c) => c.clone(),
+                None => {
+                    return Err(BrokerError::MissingClientId {
+                        name: d.name.clone(),
+                    })
+                }
+            },
+        };
+        self.broker
+            .drop_durable_subscription(&client, &d.name)
+            .map(Some)
     }
 
     /// ACK (`Outcome::Ack`) or NACK: at once, or at COMMIT when it names a transaction.
@@ -196,5 +276,16 @@ impl Session {
     pub fn close(&mut self) {
         self.transactions.clear();
         self.subs.clear();
+    }
+}
+
+/// RabbitMQ's queue flags with its defaults: a queue destination's queue is durable and kept; a
+/// topic subscription's named queue is neither durable nor kept once its consumers leave, unless
+/// the flags say so (django-stomp sends `durable: true`, `auto-delete: false`).
+fn lifecycle(flags: QueueFlags, topic: bool) -> Lifecycle {
+    Lifecycle {
+        durable: flags.durable.unwrap_or(!topic),
+        auto_delete: flags.auto_delete.unwrap_or(topic),
+        exclusive: flags.exclusive.unwrap_or(false),
     }
 }

@@ -134,14 +134,7 @@ fn subscribe(
     broker
         .subscribe(
             &Principal::new("t"),
-            SubscribeSpec {
-                destination: Destination::Queue(q.to_owned()),
-                destination_name: Arc::from(q),
-                name: Arc::from("s"),
-                ack,
-                prefetch: None,
-                dead_letter_queue: None,
-            },
+            SubscribeSpec::new(Destination::Queue(q.to_owned()), q, "s", ack),
             Arc::new(out.clone()),
         )
         .unwrap()

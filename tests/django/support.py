@@ -1,0 +1,151 @@
+"""What the django-stomp suite works with: the Stampede binary (started as tests/python starts
+it), django-stomp consumers run as `manage.py` subprocesses the way an application runs them, and
+a stomp.py client that looks at queues from outside.
+
+Consumers are stopped with SIGKILL: django-stomp's `pubsub` reconnects after SIGTERM (its
+listener loop does not look at the shutdown flag), and a consumer that dies is what a durable
+subscription has to survive anyway."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+# Appended, not prepended: tests/python has a conftest.py of its own.
+sys.path.append(str(REPO / "tests" / "python"))
+
+from helpers import WAIT, Recorder, wait_event  # noqa: E402
+from stampede_process import StampedeProcess  # noqa: E402
+
+
+def _binary():
+    return os.environ.get("STAMPEDE_BIN") or str(REPO / "target" / "debug" / "stampede")
+
+
+class Broker:
+    """A running Stampede: where it listens, and its process (for its logs and metrics)."""
+
+    def __init__(self, data_dir):
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        self.data_dir = data_dir
+        self.process = None
+        self.start()
+
+    def start(self):
+        self.process = StampedeProcess(_binary(), self.data_dir)
+        self.host, self.port = self.process.start()
+        return self
+
+    def stop(self):
+        self.process.stop()
+
+    def env(self):
+        return {"STOMP_SERVER_HOST": self.host, "STOMP_SERVER_PORT": str(self.port)}
+
+    def metric(self, name, queue):
+        """A per-queue metric's value, 0 when the queue has none."""
+        with urllib.request.urlopen("http://%s/metrics" % self.process.http_address,
+                                    timeout=WAIT) as r:
+            text = r.read().decode()
+        prefix = '%s{queue="%s"} ' % (name, queue)
+        for line in text.splitlines():
+            if line.startswith(prefix):
+                return float(line[len(prefix):])
+        return 0.0
+
+    def wait_metric(self, name, queue, want, timeout=WAIT):
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.metric(name, queue)
+            if got == want:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError("%s{queue=%r} is %s, wanted %s" % (name, queue, got, want))
+            time.sleep(0.05)
+
+    def wait_consumers(self, queue, n):
+        """Until `queue` has `n` consumers: a consumer process is subscribed."""
+        self.wait_metric("stampede_queue_consumers", queue, n)
+
+
+class Consumer:
+    """`manage.py <command> <args>` in a process of its own, its callbacks recorded."""
+
+    def __init__(self, broker, tmp_path, *args, env=None):
+        self.record = tmp_path / ("record-%s.jsonl" % uuid.uuid4().hex)
+        self.log = tmp_path / ("consumer-%s.log" % uuid.uuid4().hex)
+        full = dict(os.environ)
+        full.update(broker.env())
+        full.update(env or {})
+        full["DJANGO_STOMP_RECORD"] = str(self.record)
+        self.args = args
+        self._log = open(self.log, "w")
+        self.proc = subprocess.Popen([sys.executable, "manage.py", *args], cwd=HERE, env=full,
+                                     stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+
+    def records(self, n, timeout=WAIT):
+        """The first `n` callback records, waiting for them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = self.record.read_text().splitlines() if self.record.exists() else []
+            if len(lines) >= n:
+                return [json.loads(line) for line in lines[:n]]
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("%s: %d of %d records\n%s" % (
+                    self.args, len(lines), n, self.log.read_text()[-4000:]))
+            time.sleep(0.05)
+
+    def count(self):
+        return len(self.record.read_text().splitlines()) if self.record.exists() else 0
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=WAIT)
+        self._log.close()
+
+
+class Peek:
+    """A stomp.py client that reads a queue from outside django-stomp."""
+
+    def __init__(self, broker):
+        import stomp
+
+        self.conn = stomp.Connection12([(broker.host, broker.port)])
+        self.rec = Recorder()
+        self.conn.set_listener("rec", self.rec)
+        self.conn.connect("guest", "guest", wait=True)
+        wait_event(self.rec.connected, "CONNECTED")
+
+    def messages(self, destination, n):
+        """The next `n` messages of `destination`, then proof (a marker through it) that no
+        other was waiting; every one is acknowledged."""
+        sub = uuid.uuid4().hex
+        self.conn.subscribe(destination, sub, ack="client-individual")
+        got = [self.rec.next_message(what="message %d of %s" % (i + 1, destination))
+               for i in range(n)]
+        marker = "marker-" + uuid.uuid4().hex
+        rid = "r-" + marker
+        self.conn.send(destination, marker, receipt=rid)
+        self.rec.wait_receipt(rid)
+        after = self.rec.next_message(what="the marker")
+        assert after.body == marker, "more than %d messages in %s: %r" % (n, destination, after)
+        for m in got + [after]:
+            self.conn.ack(m.headers["ack"])
+        self.conn.unsubscribe(sub)
+        return got
+
+    def close(self):
+        self.conn.disconnect()
+
+
+def unique(prefix):
+    return "%s-%s" % (prefix, uuid.uuid4().hex[:12])
