@@ -141,8 +141,9 @@ pub(crate) enum ReadyOp {
         reservation: Reservation,
     },
     Topic {
-        /// The topic and the wildcard patterns matching it.
-        topics: Vec<Arc<Topic>>,
+        topic: Option<Arc<Topic>>,
+        /// The wildcard patterns matching it.
+        patterns: Vec<Arc<Topic>>,
         bound: Vec<(Arc<Queue>, Reservation)>,
         record: Arc<MessageRecord>,
         persistent: bool,
@@ -281,11 +282,12 @@ impl Broker {
                         reason: "a wildcard names many topics; a message is sent to one",
                     });
                 }
-                let (topics, matched_pattern) = self.topics_for(name);
+                let (topic, patterns) = self.topics_for(name);
+                let matched_pattern = !patterns.is_empty();
+                let mut bound_queues = topic.as_ref().map(|t| t.bound()).unwrap_or_default();
                 // A queue bound to the topic and to a pattern matching it takes one copy.
-                let mut bound_queues: Vec<Arc<Queue>> = Vec::new();
-                for topic in &topics {
-                    for q in topic.bound() {
+                for pattern in &patterns {
+                    for q in pattern.bound() {
                         if !bound_queues.iter().any(|b| Arc::ptr_eq(b, &q)) {
                             bound_queues.push(q);
                         }
@@ -308,7 +310,8 @@ impl Broker {
                     bound.push((queue, r));
                 }
                 ReadyOp::Topic {
-                    topics,
+                    topic,
+                    patterns,
                     bound,
                     record,
                     persistent,
@@ -335,7 +338,8 @@ impl Broker {
                 reservation,
             } => self.stage(&queue, record, persistent, Some(reservation), fx),
             ReadyOp::Topic {
-                topics,
+                topic,
+                patterns,
                 bound,
                 record,
                 persistent,
@@ -345,7 +349,7 @@ impl Broker {
                 }
                 // Subscribers' copies are in memory only and need no commit to wait for: they
                 // are delivered now.
-                for topic in topics {
+                for topic in topic.iter().chain(&patterns) {
                     topic.each_subscriber(|queue| queue.publish_transient(record.clone(), fx));
                 }
             }

@@ -182,17 +182,15 @@ impl Broker {
         }
     }
 
-    /// The topics a message published to `name` reaches: the topic itself and every wildcard
-    /// pattern matching it. True in the second place if a pattern matched.
-    pub(crate) fn topics_for(&self, name: &str) -> (Vec<Arc<Topic>>, bool) {
-        let mut topics: Vec<Arc<Topic>> = self.find_topic(name).into_iter().collect();
-        let exact = topics.len();
+    /// The topics a message published to `name` reaches: the topic itself, and the wildcard
+    /// patterns matching it (empty, and no allocation, while no pattern exists).
+    pub(crate) fn topics_for(&self, name: &str) -> (Option<Arc<Topic>>, Vec<Arc<Topic>>) {
+        let mut matched = Vec::new();
         let patterns = self.patterns.read();
         if !patterns.is_empty() {
-            patterns.matches(name, &mut topics);
+            patterns.matches(name, &mut matched);
         }
-        let matched = topics.len() > exact;
-        (topics, matched)
+        (self.find_topic(name), matched)
     }
 
     /// Attaches a subscriber's transient queue to topic `name`.
