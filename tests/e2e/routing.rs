@@ -584,3 +584,110 @@ async fn wildcards_in_both_syntaxes_for_subscriptions_and_bindings() {
         .await;
     assert!(h(&err, "message").contains("wildcard"), "{err:?}");
 }
+
+/// The routable destination a `reply-to` was rewritten to.
+fn reply_to(m: &Frame) -> String {
+    h(m, "reply-to").to_owned()
+}
+
+#[tokio::test]
+async fn request_reply_through_a_temporary_queue_the_rabbitmq_way_and_the_activemq_way() {
+    let server = Server::start();
+    let requests = format!("/queue/{}", unique("requests"));
+    let mut responder = connect(server.addr).await;
+    responder.subscribe(&requests, "r", "auto").await;
+
+    // RabbitMQ: no SUBSCRIBE; the reply-to alone makes the queue and its subscription.
+    let mut rabbit = connect(server.addr).await;
+    rabbit
+        .send_with(&requests, "ping-1", &[("reply-to", "/temp-queue/answers")])
+        .await;
+    // ActiveMQ: the requester subscribes to its temporary queue first.
+    let mut active = connect(server.addr).await;
+    active.subscribe("/temp-queue/mine", "own", "auto").await;
+    active
+        .send_with(&requests, "ping-2", &[("reply-to", "/temp-queue/mine")])
+        .await;
+
+    let got = responder.messages(2).await;
+    let mut routes = Vec::new();
+    for m in &got {
+        let to = reply_to(m);
+        assert!(to.starts_with("/queue/stampede.temp."), "{to}");
+        responder.send(&to, format!("pong to {}", body(m))).await;
+        routes.push(to);
+    }
+    assert_ne!(routes[0], routes[1], "each session its own queue");
+    let answer = rabbit.message().await;
+    assert_eq!(body(&answer), "pong to ping-1");
+    assert_eq!(h(&answer, "subscription"), "/temp-queue/answers");
+    let answer = active.message().await;
+    assert_eq!(body(&answer), "pong to ping-2");
+    assert_eq!(h(&answer, "subscription"), "own", "no second subscription");
+    assert_eq!(h(&answer, "destination"), "/temp-queue/mine");
+    rabbit.assert_quiet().await;
+    active.assert_quiet().await;
+
+    // Private: another connection cannot consume it.
+    let thief = connect(server.addr).await;
+    let err = thief
+        .expect_error(
+            Frame::new(Command::Subscribe)
+                .header("destination", &routes[1])
+                .header("id", "t"),
+        )
+        .await;
+    assert!(h(&err, "message").contains("exclusive"), "{err:?}");
+
+    // Gone with its connection: a late reply is accepted, dropped and counted, and creates
+    // nothing.
+    let gone = rabbit.drop_connection();
+    wait_closed(&server, &gone);
+    responder.send(&routes[0], "too late").await;
+    responder.send(&routes[0], "too late").await;
+    let scrape = stampede_tests::http::Scrape::take(&server).await;
+    assert_eq!(
+        scrape.value(
+            "stampede_dropped_messages_total",
+            &[("reason", "temp_queue_gone")]
+        ),
+        2.0
+    );
+    let err = connect(server.addr)
+        .await
+        .expect_error(
+            Frame::new(Command::Subscribe)
+                .header("destination", &routes[0])
+                .header("id", "late"),
+        )
+        .await;
+    assert!(h(&err, "message").contains("no queue named"), "{err:?}");
+    let err = connect(server.addr)
+        .await
+        .expect_error(
+            Frame::new(Command::Subscribe)
+                .header("destination", "/topic/x")
+                .header("id", "b")
+                .header("x-queue-name", routes[0].trim_start_matches("/queue/")),
+        )
+        .await;
+    assert!(h(&err, "message").contains("temporary"), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_temporary_topic_reply_reaches_its_subscriber() {
+    let server = Server::start();
+    let requests = format!("/queue/{}", unique("treq"));
+    let mut responder = connect(server.addr).await;
+    responder.subscribe(&requests, "r", "auto").await;
+    let mut requester = connect(server.addr).await;
+    requester.subscribe("/temp-topic/news", "n", "auto").await;
+    requester
+        .send_with(&requests, "q", &[("reply-to", "/temp-topic/news")])
+        .await;
+    let m = responder.message().await;
+    let to = reply_to(&m);
+    assert!(to.starts_with("/topic/stampede.temp-topic."), "{to}");
+    responder.send(&to, "a").await;
+    assert_eq!(requester.bodies(1).await, ["a"]);
+}

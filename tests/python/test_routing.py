@@ -116,3 +116,21 @@ def test_custom_headers_pass_through_repeats_included(clients):
     assert m.headers["x-custom"] == "1"
     assert m.headers["correlation-id"] == "abc"
     assert m.headers["content-type"] == "application/json"
+
+
+def test_request_reply_between_two_clients_through_a_temporary_queue(clients):
+    """RabbitMQ's convention: the requester names /temp-queue/NAME in reply-to and subscribes
+    to nothing; the responder sees a routable reply-to and sends there; the answer arrives on
+    the subscription the broker made, whose id is the reply-to."""
+    requests = "/queue/" + unique("requests")
+    responder, rrec = clients.connect("1.2")
+    subscribe_and_confirm(responder, rrec, requests, "serve")
+    requester, qrec = clients.connect("1.2")
+    send_and_confirm(requester, qrec, requests, "ping", **{"reply-to": "/temp-queue/answers"})
+    request = rrec.next_message()
+    assert request.headers["reply-to"] != "/temp-queue/answers", "rewritten to a routable name"
+    send_and_confirm(responder, rrec, request.headers["reply-to"], "pong",
+                     **{"correlation-id": "c-9"})
+    answer = qrec.next_message()
+    assert (answer.body, answer.headers["correlation-id"]) == ("pong", "c-9")
+    assert answer.headers["subscription"] == "/temp-queue/answers"

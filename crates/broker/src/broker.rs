@@ -77,6 +77,9 @@ pub struct Broker {
     /// The wildcard patterns among them, for publishing (lock order: a topic's map entry, then
     /// this).
     pub(crate) patterns: parking_lot::RwLock<crate::wildcard::Trie>,
+    /// Temporary queues by name (`temp.rs`), apart from the durable ones.
+    pub(crate) temps: DashMap<Arc<str>, Arc<Queue>>,
+    instance: u64,
     /// Durable subscriptions by `client\tname`.
     pub(crate) durable: DashMap<Arc<str>, DurableSub>,
     /// Store ids and queue numbers: one counter, never reused (recovery starts it above every id
@@ -126,6 +129,10 @@ impl Broker {
             queues: DashMap::new(),
             topics: DashMap::new(),
             patterns: Default::default(),
+            temps: DashMap::new(),
+            instance: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
             durable: DashMap::new(),
             next_queue_id: AtomicU64::new(1),
             next_consumer_id: AtomicU64::new(1),
@@ -143,6 +150,13 @@ impl Broker {
     /// A broker-unique number for a new connection (logs, the CONNECTED `session` header).
     pub fn session_id(&self) -> u64 {
         self.next_session_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A number for this run of the broker (its start time in nanoseconds): with a session id it
+    /// names what must not outlive the run, such as a temporary queue, so that a name from an
+    /// earlier run never reaches a session of this one.
+    pub fn instance(&self) -> u64 {
+        self.instance
     }
 
     pub(crate) fn now_ms(&self) -> u64 {

@@ -50,8 +50,29 @@ impl Destination {
         })
     }
 
+    /// The name, when it is a durable queue (a temporary queue is neither created on first use
+    /// nor paced).
+    pub(crate) fn durable_queue(&self) -> Option<&str> {
+        match self {
+            Destination::Queue(name) if !crate::temp::is_temp(name) => Some(name),
+            _ => None,
+        }
+    }
+
     /// Refuses a queue or topic name no destination could spell.
+    /// A temporary queue's name is refused too: a binding or a durable queue cannot take one.
     pub fn check_name(name: &str) -> Result<(), BrokerError> {
+        if crate::temp::is_temp(name) {
+            return Err(BrokerError::InvalidName {
+                name: name.to_owned(),
+                reason: "temporary queues are made by /temp-queue/ destinations and reply-to",
+            });
+        }
+        Self::check_plain(name)
+    }
+
+    /// [`Destination::check_name`] without the temporary-queue rule.
+    pub(crate) fn check_plain(name: &str) -> Result<(), BrokerError> {
         if valid_name(name) {
             check_virtual(name)
         } else {

@@ -29,6 +29,7 @@ mod recovery;
 mod registry;
 mod settle;
 mod subscribe;
+mod temp;
 mod timer;
 mod topic;
 mod view;
@@ -49,6 +50,7 @@ pub use recovery::Recovery;
 pub use settle::Outcome;
 pub use stampede_store::{MessageRecord, Ticket};
 pub use subscribe::{Lifecycle, Principal, SubscribeSpec, Subscription, TopicQueue};
+pub use temp::TEMP_PREFIX;
 pub use view::{BrokerStats, ConsumerView, MessageView, QueueCounters, QueueView};
 
 #[cfg(test)]

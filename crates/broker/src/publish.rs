@@ -19,6 +19,7 @@ use crate::ids::{message_id, DeliveryTag};
 use crate::queue::{ConsumerId, Full, Queue, Reservation};
 use crate::settle::Outcome;
 use crate::subscribe::Subscription;
+use crate::temp::is_temp;
 use crate::topic::Topic;
 use crate::wildcard::is_pattern;
 use crate::{Broker, BrokerError, Destination};
@@ -149,6 +150,13 @@ pub(crate) enum ReadyOp {
         persistent: bool,
     },
     Settle(SettleOp),
+    /// For a temporary queue: in memory, bounded like a topic subscriber's.
+    Temp {
+        queue: Arc<Queue>,
+        record: Arc<MessageRecord>,
+    },
+    /// For a temporary queue that is gone.
+    Dropped,
 }
 
 impl Broker {
@@ -161,7 +169,7 @@ impl Broker {
         to: &Destination,
         message: NewMessage,
     ) -> Result<Ticket, BrokerError> {
-        if let Destination::Queue(name) = to {
+        if let Some(name) = to.durable_queue() {
             let queue = self.queue(name);
             // Boxed, and only when a wait is likely: a connection's task holds the future of
             // whatever it may await, idle or not, and the wait's timer is most of this one.
@@ -194,10 +202,9 @@ impl Broker {
         to: &Destination,
         message: NewMessage,
     ) -> Result<Result<Ticket, NewMessage>, BrokerError> {
-        let crowded = match to {
-            Destination::Queue(name) => self.queue(name).crowded(),
-            Destination::Topic(_) => false,
-        };
+        let crowded = to
+            .durable_queue()
+            .is_some_and(|name| self.queue(name).crowded());
         if crowded || self.store.backlog().bytes() >= self.config.max_pending_writes {
             return Ok(Err(message));
         }
@@ -263,6 +270,13 @@ impl Broker {
     ) -> Result<ReadyOp, BrokerError> {
         let persistent = message.persistent;
         Ok(match to {
+            Destination::Queue(name) if is_temp(name) => match self.temp(name) {
+                Some(queue) => ReadyOp::Temp {
+                    queue,
+                    record: message.into_record(now),
+                },
+                None => ReadyOp::Dropped,
+            },
             Destination::Queue(name) => {
                 self.check_storage()?;
                 let queue = self.queue(name);
@@ -353,6 +367,8 @@ impl Broker {
                     topic.each_subscriber(|queue| queue.publish_transient(record.clone(), fx));
                 }
             }
+            ReadyOp::Temp { queue, record } => queue.publish_transient(record, fx),
+            ReadyOp::Dropped => self.stats.count_temp_dropped(),
             ReadyOp::Settle(op) => {
                 // Not in flight any more: its visibility timed out since `prepare` (it is
                 // waiting again), so this settle is late and does nothing.

@@ -176,6 +176,16 @@ impl Broker {
         let mut fx = Effects::new();
         let mut made = None;
         let (queue, topic) = match (&spec.destination, &spec.topic_queue) {
+            (Destination::Queue(name), _) if crate::temp::is_temp(name) => {
+                let queue = self
+                    .temp(name)
+                    .ok_or_else(|| BrokerError::UnknownQueue(name.clone()))?;
+                match queue.add_consumer(consumer_spec, &mut fx) {
+                    Ok(()) => (queue, None),
+                    Err(Refused::Dropped) => return Err(BrokerError::UnknownQueue(name.clone())),
+                    Err(_) => return Err(BrokerError::ExclusiveQueue(name.clone())),
+                }
+            }
             (Destination::Queue(name), _) => {
                 let queue = self.attach(name, spec.lifecycle, consumer_spec, &mut fx)?;
                 (queue, None)
@@ -298,6 +308,11 @@ impl Subscription {
     /// what a receipt for the subscribe waits for. Taken once.
     pub fn take_made(&mut self) -> Option<Ticket> {
         self.made.take()
+    }
+
+    /// The queue it consumes (a topic subscriber's own queue is named after the topic).
+    pub fn queue_name(&self) -> &str {
+        self.queue.name()
     }
 
     pub fn ack_mode(&self) -> AckMode {

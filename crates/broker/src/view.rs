@@ -59,9 +59,19 @@ pub struct QueueCounters {
 pub struct BrokerStats {
     waits_consumers: AtomicU64,
     waits_store: AtomicU64,
+    temp_dropped: AtomicU64,
 }
 
 impl BrokerStats {
+    pub(crate) fn count_temp_dropped(&self) {
+        self.temp_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Messages sent to a temporary queue that no longer exists, dropped.
+    pub fn dropped_for_gone_temp_queues(&self) -> u64 {
+        self.temp_dropped.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn count_wait_for_consumers(&self) {
         self.waits_consumers.fetch_add(1, Ordering::Relaxed);
     }

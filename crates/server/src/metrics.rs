@@ -157,6 +157,7 @@ pub struct Metrics {
     pending_writes: IntGauge,
     /// SENDs held back by producer flow control, by what they waited for (read from the broker).
     flow_waits: IntCounterVec,
+    dropped: IntCounterVec,
     queue_counters: Vec<(IntCounterVec, Read)>,
     queue_gauges: Vec<(IntGaugeVec, Read)>,
     max_queue_series: usize,
@@ -237,6 +238,7 @@ impl Metrics {
             store_bytes: gauge(&r, "stampede_store_disk_bytes", "Bytes the data directory occupies."),
             pending_writes: gauge(&r, "stampede_store_pending_write_bytes", "Message bytes accepted and not yet durable (bounded by storage.max_pending_writes)."),
             flow_waits: counter_vec(&r, "stampede_flow_control_waits_total", "SENDs held back by producer flow control, by what they waited for: a crowded queue's consumers, or the store's write backlog.", &["reason"]),
+            dropped: counter_vec(&r, "stampede_dropped_messages_total", "Messages accepted and dropped, by why: sent to a temporary queue that is gone (temp_queue_gone).", &["reason"]),
             queue_counters: QUEUE_COUNTERS
                 .iter()
                 .map(|(name, help, read)| (counter_vec(&r, name, help, &q), *read))
@@ -273,6 +275,8 @@ impl Metrics {
                 let c = self.flow_waits.with_label_values(&[reason]);
                 c.inc_by(n.saturating_sub(c.get()));
             }
+            let c = self.dropped.with_label_values(&["temp_queue_gone"]);
+            c.inc_by(stats.dropped_for_gone_temp_queues().saturating_sub(c.get()));
             self.fill_queues(b);
         }
         let mut out = Vec::new();

@@ -163,6 +163,11 @@ impl Queue {
             .is_some_and(|e| e.auto_delete || e.owner.is_some())
     }
 
+    /// The session an exclusive (or temporary) queue belongs to.
+    pub fn owner(&self) -> Option<u64> {
+        self.lock().extras.as_ref().and_then(|e| e.owner)
+    }
+
     pub fn consumer_count(&self) -> usize {
         self.lock().consumers.len()
     }

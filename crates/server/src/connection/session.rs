@@ -1,7 +1,15 @@
-//! The STOMP session: one connection's subscriptions (by SUBSCRIBE `id`) and open transactions
-//! (by `transaction`), adapting STOMP commands to the broker's protocol-neutral operations. It
-//! owns what is STOMP's own — subscription ids, ack tokens in `id`/`message-id`, which
-//! subscription an un-named ACK meant — and nothing else; the broker decides.
+//! The STOMP session: one connection's subscriptions (by SUBSCRIBE `id`), open transactions
+//! (by `transaction`) and temporary destinations, adapting STOMP commands to the broker's
+//! protocol-neutral operations. It owns what is STOMP's own — subscription ids, ack tokens in
+//! `id`/`message-id`, which subscription an un-named ACK meant, what `/temp-queue/NAME` means on
+//! this connection — and nothing else; the broker decides.
+//!
+//! Temporary destinations: `/temp-queue/NAME` is a queue private to this session (the broker's
+//! temporary queue `<TEMP_PREFIX><session>.<run>.NAME`), removed with it; `/temp-topic/NAME` a
+//! topic named the same way. A `reply-to` naming either is rewritten to a destination any
+//! connection can SEND to (`/queue/...`, `/topic/...`), as RabbitMQ does, and a `reply-to`
+//! temporary queue nobody here consumes gets a subscription with the `reply-to` as its id, in
+//! `auto` mode (RabbitMQ's convention).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -13,10 +21,14 @@ use bytes::Bytes;
 use stampede_broker::{
     AckMode, Broker, BrokerError, ConsumerId, DeliveryTag, Destination, Lifecycle, NewMessage,
     Outbox, Outcome, Principal, SubscribeSpec, Subscription, Ticket, TopicQueue, Transaction,
+    TEMP_PREFIX,
 };
 use stampede_proto::{
     AckCommand, Dialect, QueueFlags, SendCommand, SubscribeCommand, UnsubscribeCommand,
 };
+
+const TEMP_QUEUE: &str = "/temp-queue/";
+const TEMP_TOPIC: &str = "/temp-topic/";
 
 /// A publish or commit that may have to wait for producer flow control.
 pub type Publishing = Pin<Box<dyn Future<Output = Result<Ticket, BrokerError>> + Send>>;
@@ -44,6 +56,8 @@ pub struct Session {
     outbox: Arc<dyn Outbox>,
     subs: HashMap<String, Subscription>,
     transactions: HashMap<String, Transaction>,
+    /// The temporary queues this session made, removed when it closes.
+    temps: Vec<String>,
 }
 
 impl Session {
@@ -61,7 +75,59 @@ impl Session {
             outbox,
             subs: HashMap::new(),
             transactions: HashMap::new(),
+            temps: Vec::new(),
         }
+    }
+
+    /// The broker destination `raw` names on this connection; a temporary queue is made on first
+    /// use.
+    fn resolve(&mut self, raw: &str) -> Result<Destination, BrokerError> {
+        let temp = |name: &str, kind: &str| {
+            if name.is_empty() {
+                return Err(BrokerError::InvalidDestination(raw.to_owned()));
+            }
+            Ok(format!(
+                "{kind}{:x}.{:x}.{name}",
+                self.id,
+                self.broker.instance()
+            ))
+        };
+        if let Some(name) = raw.strip_prefix(TEMP_QUEUE) {
+            let queue = temp(name, TEMP_PREFIX)?;
+            if !self.temps.contains(&queue) {
+                self.broker.create_temp_queue(&queue, self.id)?;
+                self.temps.push(queue.clone());
+            }
+            return Ok(Destination::Queue(queue));
+        }
+        if let Some(name) = raw.strip_prefix(TEMP_TOPIC) {
+            return Ok(Destination::Topic(temp(name, "stampede.temp-topic.")?));
+        }
+        Destination::parse(raw)
+    }
+
+    /// A `reply-to` naming a temporary destination, as another connection can send to it; a
+    /// temporary queue gets its consumer here if it has none.
+    fn routable_reply_to(&mut self, reply_to: &str) -> Result<String, BrokerError> {
+        Ok(match self.resolve(reply_to)? {
+            Destination::Queue(queue) => {
+                if !self.subs.values().any(|s| s.queue_name() == queue) {
+                    self.subscribe(SubscribeCommand {
+                        destination: reply_to.to_owned(),
+                        id: reply_to.to_owned(),
+                        ack: stampede_proto::AckMode::Auto,
+                        prefetch: None,
+                        dead_letter_queue: None,
+                        durable: None,
+                        queue_name: None,
+                        flags: QueueFlags::default(),
+                        client_id: None,
+                    })?;
+                }
+                format!("/queue/{queue}")
+            }
+            Destination::Topic(topic) => format!("/topic/{topic}"),
+        })
     }
 
     /// Broker-unique session number, for the CONNECTED `session` header and logs.
@@ -73,8 +139,20 @@ impl Session {
     /// it back — a boxed future that publishes it once it may. A connection's task holds the
     /// largest future it may await for as long as it lives, so the waiting one exists only while a
     /// producer waits.
-    pub fn send(&mut self, cmd: SendCommand) -> Result<Sent, BrokerError> {
-        let to = Destination::parse(&cmd.destination)?;
+    pub fn send(&mut self, mut cmd: SendCommand) -> Result<Sent, BrokerError> {
+        let to = self.resolve(&cmd.destination)?;
+        if let Some(reply_to) = cmd
+            .reply_to
+            .take()
+            .filter(|r| r.starts_with(TEMP_QUEUE) || r.starts_with(TEMP_TOPIC))
+        {
+            let routable = self.routable_reply_to(&reply_to)?;
+            for (k, v) in cmd.headers.iter_mut() {
+                if k == "reply-to" && *v == reply_to {
+                    v.clone_from(&routable);
+                }
+            }
+        }
         // A small body is a slice of the connection's read buffer, shared with the frames read
         // with it: kept as it is, a message waiting in a queue would hold a share of that buffer
         // many times its own size. Small bodies are cheap to copy; large ones arrive in a buffer
@@ -118,7 +196,7 @@ impl Session {
                 Ok(Destination::Queue(name)) => Some(name),
                 _ => None,
             });
-        let destination = Destination::parse(&cmd.destination)?;
+        let destination = self.resolve(&cmd.destination)?;
         let is_topic = matches!(destination, Destination::Topic(_));
         let topic_queue = if is_topic {
             self.topic_queue(cmd.durable, cmd.queue_name, cmd.client_id)?
@@ -272,10 +350,20 @@ impl Session {
     }
 
     /// Ends the session: open transactions are aborted and every subscription is cancelled, so its
-    /// unsettled messages return to their queues for redelivery.
+    /// unsettled messages return to their queues for redelivery; its temporary queues go, with
+    /// what they hold.
     pub fn close(&mut self) {
         self.transactions.clear();
         self.subs.clear();
+        for queue in self.temps.drain(..) {
+            self.broker.remove_temp_queue(&queue);
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
