@@ -144,8 +144,9 @@ impl Broker {
             .clone()
     }
 
-    /// A queue private to one topic subscription, in memory only.
-    pub(crate) fn transient_queue(&self, name: &str) -> Arc<Queue> {
+    /// A queue in memory only: a topic subscription's own, or (with its `owner`) a temporary
+    /// queue.
+    pub(crate) fn transient_queue(&self, name: &str, owner: Option<u64>) -> Arc<Queue> {
         Queue::new(QueueInit {
             name: Arc::from(name),
             number: self.alloc_queue_id(),
@@ -156,7 +157,7 @@ impl Broker {
             store_id: None,
             next_seq: 1,
             attrs: QueueAttrs::default(),
-            owner: None,
+            owner,
             env: self.transient_env.clone(),
         })
     }

@@ -191,7 +191,7 @@ impl Broker {
                 (queue, None)
             }
             (Destination::Topic(name), TopicQueue::Own) => {
-                let own = self.transient_queue(name);
+                let own = self.transient_queue(name, None);
                 let topic = self.attach_subscriber(name, own.clone());
                 // A transient queue is never removed or shared, so attaching cannot fail.
                 let _ = own.add_consumer(consumer_spec, &mut fx);

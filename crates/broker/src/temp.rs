@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use crate::queue::{Queue, QueueInit, QueueKind};
+use crate::queue::Queue;
 use crate::{Broker, BrokerError};
 
 /// What every temporary queue's name starts with.
@@ -27,21 +27,7 @@ impl Broker {
         let queue = self
             .temps
             .entry(Arc::from(name))
-            .or_insert_with(|| {
-                Queue::new(QueueInit {
-                    name: Arc::from(name),
-                    number: self.alloc_queue_id(),
-                    kind: QueueKind::Transient {
-                        max_ready: self.config.topic_subscriber_buffer,
-                    },
-                    settings: self.transient_settings.clone(),
-                    store_id: None,
-                    next_seq: 1,
-                    attrs: Default::default(),
-                    owner: Some(owner),
-                    env: self.transient_env.clone(),
-                })
-            })
+            .or_insert_with(|| self.transient_queue(name, Some(owner)))
             .clone();
         if queue.owner() != Some(owner) {
             return Err(BrokerError::ExclusiveQueue(name.to_owned()));
