@@ -38,6 +38,20 @@ pub struct Config {
     /// fresh /queue/bench-<random>.
     #[arg(long)]
     pub destination: Option<String>,
+    /// Each consumer subscribes here instead of --destination; `{i}` is its number from 0
+    /// (a virtual topic's consumer queues: /queue/Consumer.c{i}.VirtualTopic.X).
+    #[arg(long)]
+    pub consumer_destination: Option<String>,
+    /// A header for each consumer's SUBSCRIBE, NAME:VALUE, `{i}` as above (RabbitMQ's
+    /// x-queue-name:Consumer.c{i}.VirtualTopic.X). Repeatable.
+    #[arg(long = "consumer-header")]
+    pub consumer_headers: Vec<String>,
+    /// Before the run, one more connection holds this many subscriptions, to
+    /// --idle-subscription-destination (`{i}` numbers them); they should match nothing sent.
+    #[arg(long, requires = "idle_subscription_destination")]
+    pub idle_subscriptions: Option<u32>,
+    #[arg(long)]
+    pub idle_subscription_destination: Option<String>,
     #[arg(long, value_enum, default_value_t = AckArg::Auto)]
     pub ack: AckArg,
     /// Unacknowledged messages per subscription (sent as prefetch-count and
@@ -147,6 +161,18 @@ impl Config {
             if !d.starts_with('/') {
                 return bad("--destination must start with / (e.g. /queue/a or /topic/a)");
             }
+        }
+        for d in self
+            .consumer_destination
+            .iter()
+            .chain(&self.idle_subscription_destination)
+        {
+            if !d.starts_with('/') {
+                return bad("consumer and idle subscription destinations must start with /");
+            }
+        }
+        if self.consumer_headers.iter().any(|h| !h.contains(':')) {
+            return bad("--consumer-header takes NAME:VALUE");
         }
         if self.drain && self.is_topic() {
             return bad("--drain needs a queue: a topic keeps nothing for late subscribers");

@@ -197,18 +197,36 @@ impl Conn {
         ack: &str,
         prefetch: Option<u32>,
     ) -> Result<Vec<Frame>, BenchError> {
+        self.subscribe_as(destination, "0", ack, prefetch, &[], true)
+            .await
+    }
+
+    /// SUBSCRIBE as `id` with `extra` headers; with `confirm`, waits for its receipt (and, since
+    /// frames are handled in order, for every SUBSCRIBE before it) and returns the MESSAGEs that
+    /// came first.
+    pub async fn subscribe_as(
+        &mut self,
+        destination: &str,
+        id: &str,
+        ack: &str,
+        prefetch: Option<u32>,
+        extra: &[(&str, &str)],
+        confirm: bool,
+    ) -> Result<Vec<Frame>, BenchError> {
         let prefetch = prefetch.map(|p| p.to_string());
-        let mut headers = vec![
-            ("destination", destination),
-            ("id", "0"),
-            ("ack", ack),
-            ("receipt", "subscribed"),
-        ];
+        let mut headers = vec![("destination", destination), ("id", id), ("ack", ack)];
+        if confirm {
+            headers.push(("receipt", "subscribed"));
+        }
         if let Some(p) = &prefetch {
             headers.push(("prefetch-count", p));
             headers.push(("activemq.prefetchSize", p));
         }
+        headers.extend_from_slice(extra);
         self.send_bare(Command::Subscribe, &headers);
+        if !confirm {
+            return Ok(Vec::new());
+        }
         self.flush().await?;
         let mut early = Vec::new();
         loop {

@@ -40,6 +40,8 @@ pub struct ConsumerReport {
 }
 
 struct Consumer {
+    /// Its number among the run's consumers (`{i}` of `--consumer-destination`).
+    index: u16,
     plan: Arc<Plan>,
     shared: Arc<Shared>,
     report: ConsumerReport,
@@ -52,11 +54,13 @@ struct Consumer {
 
 /// Runs one consumer; `ready` fires once its subscription is confirmed.
 pub async fn consume(
+    index: u16,
     plan: Arc<Plan>,
     shared: Arc<Shared>,
     ready: oneshot::Sender<()>,
 ) -> ConsumerReport {
     let mut c = Consumer {
+        index,
         plan,
         shared,
         report: ConsumerReport {
@@ -87,8 +91,20 @@ impl Consumer {
         let plan = self.plan.clone();
         let mut conn = Conn::connect(&plan.connect).await?;
         self.report.server = conn.server.clone();
+        let (destination, headers) = plan.subscription(self.index);
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let early = conn
-            .subscribe(&plan.destination, plan.ack.as_str(), plan.prefetch)
+            .subscribe_as(
+                &destination,
+                "0",
+                plan.ack.as_str(),
+                plan.prefetch,
+                &headers,
+                true,
+            )
             .await?;
         for f in &early {
             self.on_message(f, &mut conn, Instant::now());

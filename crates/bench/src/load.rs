@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::accounting::{verify, Delivery};
 use crate::config::{Config, Stop};
-use crate::conn::ConnectOptions;
+use crate::conn::{Conn, ConnectOptions};
 use crate::consumer::{consume, ConsumerReport};
 use crate::pacer::Pacer;
 use crate::producer::{produce, ProducerReport};
@@ -47,6 +47,27 @@ pub struct Plan {
     pub prefetch: Option<u32>,
     pub ack_every: u64,
     pub drain_timeout: Duration,
+    /// `--consumer-destination`, `{i}` not yet replaced.
+    pub consumer_destination: Option<String>,
+    /// `--consumer-header`, split; `{i}` not yet replaced.
+    pub consumer_headers: Vec<(String, String)>,
+}
+
+impl Plan {
+    /// Where consumer `i` subscribes, and the extra headers of its SUBSCRIBE.
+    pub fn subscription(&self, i: u16) -> (String, Vec<(String, String)>) {
+        let n = |t: &str| t.replace("{i}", &i.to_string());
+        let destination = self
+            .consumer_destination
+            .as_deref()
+            .map_or_else(|| self.destination.clone(), n);
+        let headers = self
+            .consumer_headers
+            .iter()
+            .map(|(k, v)| (n(k), n(v)))
+            .collect();
+        (destination, headers)
+    }
 }
 
 impl Plan {
@@ -78,6 +99,13 @@ impl Plan {
             ack: config.ack.into(),
             prefetch: config.prefetch,
             ack_every: config.ack_every(),
+            consumer_destination: config.consumer_destination.clone(),
+            consumer_headers: config
+                .consumer_headers
+                .iter()
+                .filter_map(|h| h.split_once(':'))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
             drain_timeout: Config::secs(config.drain_timeout),
         }
     }
@@ -95,6 +123,14 @@ pub async fn run_load(config: &Config, connect: ConnectOptions) -> Result<LoadRe
     // Stops the progress line on every way out, including errors.
     let _stop_progress = progress_done.clone().drop_guard();
 
+    // Held to the end of the run: subscriptions that match nothing sent, for the broker to pass.
+    let _idle = match (
+        config.idle_subscriptions,
+        &config.idle_subscription_destination,
+    ) {
+        (Some(n), Some(template)) => Some(hold_subscriptions(&plan, n, template).await?),
+        _ => None,
+    };
     let mut consumers = Vec::new();
     let mut errors = Vec::new();
     if !config.drain {
@@ -151,12 +187,30 @@ fn spawn_consumers(
     shared: &Arc<Shared>,
 ) -> (Vec<JoinHandle<ConsumerReport>>, Vec<oneshot::Receiver<()>>) {
     (0..config.consumers)
-        .map(|_| {
+        .map(|i| {
             let (tx, rx) = oneshot::channel();
-            let task = consume(plan.clone(), shared.clone(), tx);
+            let task = consume(i, plan.clone(), shared.clone(), tx);
             (tokio::spawn(task), rx)
         })
         .unzip()
+}
+
+/// One connection with `n` subscriptions to `template` (`{i}` replaced), all confirmed.
+async fn hold_subscriptions(plan: &Plan, n: u32, template: &str) -> Result<Conn, BenchError> {
+    let mut conn = Conn::connect(&plan.connect).await?;
+    for i in 0..n {
+        let destination = template.replace("{i}", &i.to_string());
+        conn.subscribe_as(
+            &destination,
+            &format!("idle-{i}"),
+            "auto",
+            None,
+            &[],
+            i + 1 == n,
+        )
+        .await?;
+    }
+    Ok(conn)
 }
 
 async fn join<T>(role: &'static str, tasks: Vec<JoinHandle<T>>) -> Result<Vec<T>, BenchError> {

@@ -241,3 +241,31 @@ async fn request_reply_answers_every_request_once() {
     assert_eq!(r.served, 100);
     assert_eq!(r.round_trip_us.as_ref().expect("round trips").count, 100);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn virtual_topic_consumer_queues_each_get_every_message_past_idle_wildcards() {
+    let broker = Broker::start();
+    let args = [
+        "--producers",
+        "1",
+        "--consumers",
+        "3",
+        "--messages",
+        "200",
+        "--persistent",
+        "--receipt-every",
+        "1",
+        "--destination",
+        "/topic/VirtualTopic.smoke",
+        "--consumer-destination",
+        "/queue/Consumer.c{i}.VirtualTopic.smoke",
+        "--consumer-header",
+        "x-smoke:{i}",
+        "--idle-subscriptions",
+        "500",
+        "--idle-subscription-destination",
+        "/topic/elsewhere.{i}.*",
+    ];
+    let r = load(broker.bench(&args).await);
+    assert_clean(&r, 200, 600);
+}
