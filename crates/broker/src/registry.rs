@@ -308,6 +308,17 @@ impl Broker {
         Ok((queue.name_arc().clone(), self.store.commit(ops)))
     }
 
+    /// True while durable subscription `name` of `client` has a consumer.
+    pub(crate) fn durable_in_use(&self, client: &str, name: &str) -> bool {
+        let queue = self
+            .durable
+            .get(format!("{client}\t{name}").as_str())
+            .map(|d| d.queue.clone());
+        queue
+            .and_then(|q| self.find_queue(&q))
+            .is_some_and(|q| q.consumer_count() > 0)
+    }
+
     /// Removes durable subscription `name` of `client`, its queue and the messages in it.
     pub fn drop_durable_subscription(
         &self,

@@ -199,14 +199,23 @@ impl Broker {
             }
             (Destination::Topic(topic), TopicQueue::Named(queue)) => {
                 crate::Destination::check_name(queue)?;
-                let q = self.declare(queue, spec.lifecycle, spec.session);
+                crate::Destination::check_name(topic)?;
+                // Attached before it is bound: a refused consumer (an exclusive queue of another
+                // session) must not leave a binding behind. With both names checked, binding
+                // cannot fail.
+                let q = self.attach(queue, spec.lifecycle, consumer_spec, &mut fx)?;
                 made = Some(self.bind_queue(topic, &q)?);
-                (
-                    self.attach(queue, spec.lifecycle, consumer_spec, &mut fx)?,
-                    None,
-                )
+                (q, None)
             }
             (Destination::Topic(topic), TopicQueue::Durable { client, name, sole }) => {
+                // Refused before anything changes: a second live subscriber must not move the
+                // subscription to its topic first.
+                if *sole && self.durable_in_use(client, name) {
+                    return Err(BrokerError::DurableSubscriptionActive {
+                        client: client.clone(),
+                        name: name.clone(),
+                    });
+                }
                 let (queue, ticket) = self.durable_subscription(client, name, topic)?;
                 made = Some(ticket);
                 consumer_spec.sole = *sole;

@@ -153,6 +153,24 @@ async fn an_exclusive_queue_refuses_other_sessions_and_goes_with_its_owner() {
         matches!(other, Err(BrokerError::ExclusiveQueue(_))),
         "{other:?}"
     );
+    let mut spec = SubscribeSpec::new(
+        Destination::Topic("elsewhere".into()),
+        "/topic/elsewhere",
+        "y",
+        AckMode::Auto,
+    );
+    spec.topic_queue = TopicQueue::Named("mine".into());
+    spec.session = 8;
+    let refused = env
+        .broker
+        .subscribe(&Principal::new("other"), spec, env.conn().outbox.clone());
+    assert!(
+        matches!(refused, Err(BrokerError::ExclusiveQueue(_))),
+        "another session's x-queue-name is refused: {refused:?}"
+    );
+    send(&env.broker, "/topic/elsewhere", "x").await;
+    let (visible, in_flight, _) = env.depth("mine");
+    assert_eq!(visible + in_flight, 0, "and leaves no binding behind");
     owner.unsubscribe("mine");
     assert!(env.broker.find_queue("mine").is_none());
 }
@@ -185,6 +203,21 @@ async fn a_sole_durable_subscription_refuses_a_second_subscriber() {
         }
         other => panic!("{other:?}"),
     }
+    // Refused for another topic too, and the subscription stays where it was.
+    let mut spec = SubscribeSpec::new(
+        Destination::Topic("other".into()),
+        "/topic/other",
+        "3",
+        AckMode::Auto,
+    );
+    durable(&mut spec);
+    let moved = env
+        .broker
+        .subscribe(&Principal::new("p"), spec, env.conn().outbox.clone());
+    assert!(
+        matches!(moved, Err(BrokerError::DurableSubscriptionActive { .. })),
+        "{moved:?}"
+    );
     send(&env.broker, "/topic/t", "m").await;
     assert_eq!(first.bodies(), ["m"]);
 }
