@@ -326,6 +326,61 @@ async fn empty_segments_in_virtual_topic_names_are_refused_and_harm_nobody() {
     assert_eq!(bystander.bodies(1).await, ["fine"]);
 }
 
+/// docs/protocol.md "Topics, bindings and durable subscriptions": a topic takes any number of
+/// bindings; one SEND stores a copy in each in one commit, and its RECEIPT means all are durable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_bindings_on_one_topic_take_one_send_in_one_commit() {
+    const BINDINGS: usize = 10_000;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let x = unique("many");
+    let topic = format!("/topic/{x}");
+    let queue = |i: usize| format!("{x}.q{i}");
+    let bystander_q = format!("/queue/{x}.bystander");
+    let mut server = start_on(&data, &[]);
+    let mut bystander = connect(server.addr).await;
+    bystander.subscribe(&bystander_q, "b", "auto").await;
+
+    let mut c = connect(server.addr).await;
+    // Pipelined: the last SUBSCRIBE's RECEIPT comes after every earlier one was handled.
+    for i in 0..BINDINGS {
+        let name = queue(i);
+        let mut f = Frame::new(Command::Subscribe)
+            .header("destination", &topic)
+            .header("id", format!("s{i}"))
+            .header("ack", "client-individual")
+            .header("x-queue-name", &name)
+            .header("durable", "true")
+            .header("auto-delete", "false");
+        if i + 1 == BINDINGS {
+            c.request(f).await;
+        } else {
+            f = f.header("prefetch-count", "1");
+            c.send_frame(f).await;
+        }
+    }
+    let gone = c.drop_connection();
+    wait_closed(&server, &gone);
+
+    let mut p = connect(server.addr).await;
+    p.send(&topic, "to all").await;
+    p.send(&bystander_q, "unaffected").await;
+    assert_eq!(bystander.bodies(1).await, ["unaffected"]);
+    server.stop();
+
+    let server = start_on(&data, &[]);
+    let (queues, messages) = recovered(&server);
+    assert!(queues as usize >= BINDINGS, "{queues} queues recovered");
+    assert_eq!(messages as usize, BINDINGS, "one copy in every bound queue");
+    let mut c = connect(server.addr).await;
+    for i in [0, BINDINGS / 2, BINDINGS - 1] {
+        c.subscribe(&format!("/queue/{}", queue(i)), &format!("s{i}"), "auto")
+            .await;
+        assert_eq!(c.bodies(1).await, ["to all"], "{}", queue(i));
+    }
+    c.assert_quiet().await;
+}
+
 #[tokio::test]
 async fn repeated_headers_reach_the_subscriber_in_order_and_broker_headers_cannot_be_forged() {
     let server = Server::start();
