@@ -35,7 +35,8 @@ mkdir -p "$CONF_DIR"
 NEW_XML=$(mktemp)
 cat > "$NEW_XML" <<XML
 <!-- Written by stampede/scripts/peers/activemq-setup.sh. The package's original is
-     activemq.xml.debian next to this file. Only the transport connectors differ from it. -->
+     activemq.xml.debian next to this file. The transport connectors and the dead-letter
+     strategy differ from it. -->
 <beans
   xmlns="http://www.springframework.org/schema/beans"
   xmlns:amq="http://activemq.apache.org/schema/core"
@@ -49,6 +50,21 @@ cat > "$NEW_XML" <<XML
             useJmx="false"
             brokerName="localhost"
             dataDirectory="\${activemq.base}/data">
+
+        <!-- Dead letters of queue Q go to queue DLQ.Q, as in django-stomp's own ActiveMQ test
+             setup (its README assumes that name); the default would put every queue's dead
+             letters in one ActiveMQ.DLQ. -->
+        <destinationPolicy>
+            <policyMap>
+                <policyEntries>
+                    <policyEntry queue=">">
+                        <deadLetterStrategy>
+                            <individualDeadLetterStrategy queuePrefix="DLQ." useQueueForQueueMessages="true"/>
+                        </deadLetterStrategy>
+                    </policyEntry>
+                </policyEntries>
+            </policyMap>
+        </destinationPolicy>
 
         <!-- The default persistence: KahaDB (journal fsync on every synchronous send). -->
         <persistenceAdapter>

@@ -6,14 +6,14 @@ import os
 
 import pytest
 
-from support import Broker, Consumer, Peek
+from support import Consumer, Peek, make_broker
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "djapp.settings")
 
 
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory):
-    b = Broker(tmp_path_factory.mktemp("stampede-data"))
+    b = make_broker(tmp_path_factory.mktemp("stampede-data"))
     os.environ.update(b.env())
     import django
 

@@ -9,6 +9,7 @@ subscription has to survive anyway."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,21 +17,32 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import pytest
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 # Appended, not prepended: tests/python has a conftest.py of its own.
 sys.path.append(str(REPO / "tests" / "python"))
 
 from helpers import WAIT, Recorder, wait_event  # noqa: E402
-from stampede_process import StampedeProcess  # noqa: E402
+from stampede_process import StampedeProcess, split_host_port  # noqa: E402
 
 
 def _binary():
     return os.environ.get("STAMPEDE_BIN") or str(REPO / "target" / "debug" / "stampede")
 
 
+def make_broker(data_dir):
+    """The broker under test: Stampede started here, or the peer DJANGO_STOMP_TEST_BROKER names."""
+    if os.environ.get("DJANGO_STOMP_TEST_BROKER"):
+        return PeerBroker(os.environ["DJANGO_STOMP_TEST_BROKER"])
+    return Broker(data_dir)
+
+
 class Broker:
     """A running Stampede: where it listens, and its process (for its logs and metrics)."""
+
+    name = "stampede"
 
     def __init__(self, data_dir):
         Path(data_dir).mkdir(parents=True, exist_ok=True)
@@ -45,6 +57,10 @@ class Broker:
 
     def stop(self):
         self.process.stop()
+
+    def restart(self):
+        self.stop()
+        self.start()
 
     def env(self):
         return {"STOMP_SERVER_HOST": self.host, "STOMP_SERVER_PORT": str(self.port)}
@@ -70,9 +86,45 @@ class Broker:
                 raise AssertionError("%s{queue=%r} is %s, wanted %s" % (name, queue, got, want))
             time.sleep(0.05)
 
-    def wait_consumers(self, queue, n):
-        """Until `queue` has `n` consumers: a consumer process is subscribed."""
-        self.wait_metric("stampede_queue_consumers", queue, n)
+    def wait_consumers_gone(self, queue):
+        """Until the broker has seen a killed consumer's connection close, so the next one does
+        not meet its predecessor's subscription."""
+        self.wait_metric("stampede_queue_consumers", queue, 0)
+
+
+class PeerBroker:
+    """RabbitMQ or ActiveMQ, already running (scripts/peers/), for the side-by-side run in
+    tests/django/README.md. The same flows, observed only through STOMP: a peer has no
+    Stampede metrics, so `wait_consumers_gone` returns at once and django-stomp's reconnect
+    loop absorbs a subscription the peer still holds."""
+
+    def __init__(self, address):
+        self.host, self.port = split_host_port(address)
+        self.name = os.environ.get("DJANGO_STOMP_TEST_PEER", "peer")
+        self.restart_command = os.environ.get("DJANGO_STOMP_TEST_RESTART")
+
+    def env(self):
+        return {"STOMP_SERVER_HOST": self.host, "STOMP_SERVER_PORT": str(self.port)}
+
+    def stop(self):
+        pass
+
+    def restart(self):
+        if not self.restart_command:
+            pytest.skip("DJANGO_STOMP_TEST_RESTART names no command that restarts %s" % self.name)
+        subprocess.run(self.restart_command, shell=True, check=True)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection((self.host, self.port), timeout=1).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def wait_consumers_gone(self, queue):
+        pass
 
 
 class Consumer:
@@ -85,6 +137,8 @@ class Consumer:
         full.update(broker.env())
         full.update(env or {})
         full["DJANGO_STOMP_RECORD"] = str(self.record)
+        self.events = tmp_path / ("events-%s.jsonl" % uuid.uuid4().hex)
+        full["DJANGO_STOMP_EVENTS"] = str(self.events)
         self.args = args
         self._log = open(self.log, "w")
         self.proc = subprocess.Popen([sys.executable, "manage.py", *args], cwd=HERE, env=full,
@@ -103,6 +157,32 @@ class Consumer:
                     self.args, len(lines), n, self.log.read_text()[-4000:]))
             time.sleep(0.05)
 
+    def _events(self, kind):
+        lines = self.events.read_text().splitlines() if self.events.exists() else []
+        return [e for e in map(json.loads, lines) if e["event"] in kind]
+
+    def wait_events(self, kind, n, timeout=WAIT, destination=None):
+        """Until the broker has sent RECEIPTs for `n` frames of `kind` (djapp/observe.py)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = [e for e in self._events(kind)
+                   if destination is None or e.get("destination") == destination]
+            if len(got) >= n:
+                return got
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("%s: %d of %d %s receipts\n%s" % (
+                    self.args, len(got), n, kind, self.log.read_text()[-4000:]))
+            time.sleep(0.05)
+
+    def wait_subscribed(self, destination):
+        """Until the broker confirmed a SUBSCRIBE to `destination`: the subscription (and, for a
+        virtual topic or a durable subscription, the queue that keeps its messages) exists."""
+        self.wait_events(("subscribed",), 1, destination=destination)
+
+    def wait_settled(self, n):
+        """Until the broker confirmed `n` ACKs or NACKs."""
+        self.wait_events(("acked", "nacked"), n)
+
     def count(self):
         return len(self.record.read_text().splitlines()) if self.record.exists() else 0
 
@@ -119,22 +199,26 @@ class Peek:
     def __init__(self, broker):
         import stomp
 
-        self.conn = stomp.Connection12([(broker.host, broker.port)])
+        self.rabbitmq = broker.name == "rabbitmq"
+        vhost = os.environ.get("STOMP_SERVER_VHOST") or None
+        self.conn = stomp.Connection12([(broker.host, broker.port)], vhost=vhost)
         self.rec = Recorder()
         self.conn.set_listener("rec", self.rec)
-        self.conn.connect("guest", "guest", wait=True)
+        self.conn.connect(os.environ.get("STOMP_SERVER_USER", "guest"),
+                          os.environ.get("STOMP_SERVER_PASSWORD", "guest"), wait=True)
         wait_event(self.rec.connected, "CONNECTED")
 
     def messages(self, destination, n):
         """The next `n` messages of `destination`, then proof (a marker through it) that no
         other was waiting; every one is acknowledged."""
         sub = uuid.uuid4().hex
-        self.conn.subscribe(destination, sub, ack="client-individual")
+        declare = self._declare(destination)
+        self.conn.subscribe(destination, sub, ack="client-individual", headers=declare)
         got = [self.rec.next_message(what="message %d of %s" % (i + 1, destination))
                for i in range(n)]
         marker = "marker-" + uuid.uuid4().hex
         rid = "r-" + marker
-        self.conn.send(destination, marker, receipt=rid)
+        self.conn.send(destination, marker, receipt=rid, headers=declare)
         self.rec.wait_receipt(rid)
         after = self.rec.next_message(what="the marker")
         assert after.body == marker, "more than %d messages in %s: %r" % (n, destination, after)
@@ -142,6 +226,17 @@ class Peek:
             self.conn.ack(m.headers["ack"])
         self.conn.unsubscribe(sub)
         return got
+
+    def _declare(self, destination):
+        """RabbitMQ refuses a SUBSCRIBE or SEND whose queue arguments differ from those the
+        queue was declared with, so on RabbitMQ the peek repeats django-stomp's."""
+        if not self.rabbitmq:
+            return {}
+        from django_stomp.helpers import create_dlq_destination_from_another_destination
+
+        return {"durable": "true", "auto-delete": "false", "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key":
+                    create_dlq_destination_from_another_destination(destination)}
 
     def close(self):
         self.conn.disconnect()

@@ -6,7 +6,7 @@ import json
 
 from django.test.utils import override_settings
 
-from support import Broker, Peek, unique
+from support import Peek, make_broker, unique
 
 MESSAGE = {"key": "value"}
 
@@ -61,13 +61,12 @@ def test_publishing_under_transaction(broker, peek):
 def test_listening_with_pubsub_and_an_ack_callback(broker, consumers, peek):
     name = unique("xpto")
     consumer = consumers("pubsub", "/queue/" + name, "djapp.callbacks.ack_callback")
-    broker.wait_consumers(name, 1)
+    consumer.wait_subscribed("/queue/" + name)
     publish("/queue/" + name)
     [record] = consumer.records(1)
     assert (record["kind"], record["body"]) == ("ack", MESSAGE)
-    broker.wait_metric("stampede_queue_messages_in_flight", name, 0)
+    consumer.wait_settled(1)
     consumer.kill()
-    broker.wait_consumers(name, 0)
     assert peek.messages("/queue/" + name, 0) == [], "acknowledged: gone from the queue"
 
 
@@ -77,23 +76,23 @@ def test_two_virtual_topic_consumers_each_get_one_copy(broker, consumers):
     b = "Consumer.app-B.VirtualTopic." + topic
     ca = consumers("pubsub", a, "djapp.callbacks.ack_callback")
     cb = consumers("pubsub", b, "djapp.callbacks.ack_callback")
-    broker.wait_consumers(a, 1)
-    broker.wait_consumers(b, 1)
+    ca.wait_subscribed(a)
+    cb.wait_subscribed(b)
     publish("/topic/VirtualTopic." + topic)
     publish("/topic/VirtualTopic." + topic, {"key": "second"})
     for c in (ca, cb):
         got = [r["body"] for r in c.records(2)]
         assert got == [MESSAGE, {"key": "second"}]
-    # Each copy once: both records are there and nothing more came.
-    broker.wait_metric("stampede_queue_messages_in_flight", a, 0)
-    broker.wait_metric("stampede_queue_messages_in_flight", b, 0)
+    # Each copy once: both are settled and nothing more came.
+    ca.wait_settled(2)
+    cb.wait_settled(2)
     assert (ca.count(), cb.count()) == (2, 2)
 
 
 def test_a_nack_callback_lands_the_message_in_the_dlq(broker, consumers, peek):
     name = unique("nack-queue")
-    consumers("pubsub", "/queue/" + name, "djapp.callbacks.nack_callback")
-    broker.wait_consumers(name, 1)
+    c = consumers("pubsub", "/queue/" + name, "djapp.callbacks.nack_callback")
+    c.wait_subscribed("/queue/" + name)
     publish("/queue/" + name, headers={"header-key": "header-value"})
     [m] = peek.messages("/queue/DLQ." + name, 1)
     assert json.loads(m.body) == MESSAGE
@@ -103,7 +102,7 @@ def test_a_nack_callback_lands_the_message_in_the_dlq(broker, consumers, peek):
 def test_an_exception_in_the_callback_lands_the_message_in_the_dlq(broker, consumers, peek):
     name = unique("exception-queue")
     consumer = consumers("pubsub", "/queue/" + name, "djapp.callbacks.exception_callback")
-    broker.wait_consumers(name, 1)
+    consumer.wait_subscribed("/queue/" + name)
     publish("/queue/" + name, headers={"header-key": "header-value"})
     assert consumer.records(1)[0]["kind"] == "exception"
     [m] = peek.messages("/queue/DLQ." + name, 1)
@@ -116,37 +115,36 @@ def test_processing_in_the_foreground(broker, consumers):
     name = unique("foreground")
     c = consumers("pubsub", "/queue/" + name, "djapp.callbacks.ack_callback",
                   env={"STOMP_PROCESS_MSG_ON_BACKGROUND": "False"})
-    broker.wait_consumers(name, 1)
+    c.wait_subscribed("/queue/" + name)
     publish("/queue/" + name)
     assert c.records(1)[0]["body"] == MESSAGE
-    broker.wait_metric("stampede_queue_messages_in_flight", name, 0)
+    c.wait_settled(1)
 
 
 def test_a_durable_topic_subscription_outlives_its_consumer_and_the_broker(
         tmp_path, consumers):
     """STOMP_DURABLE_TOPIC_SUBSCRIPTION with a fixed STOMP_LISTENER_CLIENT_ID: what is sent while
     the consumer is down, and before the broker restarts, reaches it when it comes back."""
-    own = Broker(tmp_path / "data")
+    own = make_broker(tmp_path / "data")
     try:
         topic = "/topic/" + unique("durable")
         client = unique("app")
         env = {"STOMP_DURABLE_TOPIC_SUBSCRIPTION": "True", "STOMP_LISTENER_CLIENT_ID": client}
         queue = "durable.%s-listener.%s-listener" % (client, client)
         c = consumers("pubsub", topic, "djapp.callbacks.ack_callback", env=env, on=own)
-        own.wait_consumers(queue, 1)
+        c.wait_subscribed(topic)
         c.kill()
-        own.wait_consumers(queue, 0)
+        own.wait_consumers_gone(queue)
         with override_settings(STOMP_SERVER_PORT=str(own.port)):
             publish(topic, {"n": 1})
         c = consumers("pubsub", topic, "djapp.callbacks.ack_callback", env=env, on=own)
         assert c.records(1)[0]["body"] == {"n": 1}, "sent while the consumer was down"
-        own.wait_metric("stampede_queue_messages_in_flight", queue, 0)
+        c.wait_settled(1)
         c.kill()
-        own.wait_consumers(queue, 0)
+        own.wait_consumers_gone(queue)
         with override_settings(STOMP_SERVER_PORT=str(own.port)):
             publish(topic, {"n": 2})
-        own.stop()
-        own.start()
+        own.restart()
         c = consumers("pubsub", topic, "djapp.callbacks.ack_callback", env=env, on=own)
         assert c.records(1)[0]["body"] == {"n": 2}, "sent before the broker restarted"
     finally:
@@ -160,16 +158,15 @@ def test_move_messages_and_ack_all_messages_commands(broker, consumers, peek):
     mover = consumers("move_messages", source, target)
     moved = peek.messages(target, 3)
     assert sorted(json.loads(m.body)["n"] for m in moved) == [0, 1, 2]
-    broker.wait_metric("stampede_queue_messages_visible", source.split("/")[-1], 0)
-    broker.wait_metric("stampede_queue_messages_in_flight", source.split("/")[-1], 0)
+    mover.wait_settled(3)
     mover.kill()
+    assert peek.messages(source, 0) == [], "moved, not copied"
 
     junk = unique("/queue/junk")
     for n in range(2):
         publish(junk, {"n": n})
     cleaner = consumers("ack_all_messages", junk)
-    name = junk.split("/")[-1]
-    broker.wait_metric("stampede_queue_acked_total", name, 2)
+    cleaner.wait_settled(2)
     cleaner.kill()
     assert peek.messages(junk, 0) == []
 

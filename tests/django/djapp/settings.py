@@ -4,7 +4,7 @@ environment, so each consumer process the tests start can get its own."""
 import os
 
 SECRET_KEY = "stampede-tests"
-INSTALLED_APPS = ["django_stomp"]
+INSTALLED_APPS = ["django_stomp", "djapp"]
 DATABASES = {}
 USE_TZ = True
 
