@@ -730,8 +730,11 @@ async fn request_reply_through_a_temporary_queue_the_rabbitmq_way_and_the_active
 }
 
 #[tokio::test]
-async fn a_temporary_topic_reply_reaches_its_subscriber() {
+async fn a_temporary_topic_reply_reaches_its_subscriber_and_nobody_else() {
     let server = Server::start();
+    // A wildcard subscriber of every topic does not see temporary topics.
+    let mut everything = connect(server.addr).await;
+    everything.subscribe("/topic/#", "all", "auto").await;
     let requests = format!("/queue/{}", unique("treq"));
     let mut responder = connect(server.addr).await;
     responder.subscribe(&requests, "r", "auto").await;
@@ -745,4 +748,32 @@ async fn a_temporary_topic_reply_reaches_its_subscriber() {
     assert!(to.starts_with("/topic/stampede.temp-topic."), "{to}");
     responder.send(&to, "a").await;
     assert_eq!(requester.bodies(1).await, ["a"]);
+
+    let snoop = connect(server.addr).await;
+    let err = snoop
+        .expect_error(
+            Frame::new(Command::Subscribe)
+                .header("destination", &to)
+                .header("id", "s"),
+        )
+        .await;
+    assert!(
+        h(&err, "message").contains("belongs to another connection"),
+        "{err:?}"
+    );
+    let plain = format!("/topic/{}", unique("plain"));
+    responder.send(&plain, "seen").await;
+    let got = everything.messages(1).await;
+    assert_eq!(
+        bodies(&got),
+        ["seen"],
+        "the reply was not seen, the plain topic was"
+    );
+    everything.assert_quiet().await;
+    responder.send(&to, "b").await;
+    assert_eq!(
+        requester.bodies(1).await,
+        ["b"],
+        "the requester is unaffected"
+    );
 }

@@ -21,6 +21,8 @@ pub enum BrokerError {
     DurableSubscriptionActive { client: String, name: String },
     #[error("queue {0:?} is exclusive to another connection")]
     ExclusiveQueue(String),
+    #[error("temporary topic {0:?} belongs to another connection")]
+    TemporaryElsewhere(String),
     #[error("subscription id {0:?} is already in use on this connection")]
     DuplicateSubscription(String),
     #[error("no subscription with id {0:?} on this connection")]

@@ -50,7 +50,7 @@ pub use recovery::Recovery;
 pub use settle::Outcome;
 pub use stampede_store::{MessageRecord, Ticket};
 pub use subscribe::{Lifecycle, Principal, SubscribeSpec, Subscription, TopicQueue};
-pub use temp::TEMP_PREFIX;
+pub use temp::{TEMP_PREFIX, TEMP_TOPIC_PREFIX};
 pub use view::{BrokerStats, ConsumerView, MessageView, QueueCounters, QueueView};
 
 #[cfg(test)]

@@ -173,6 +173,9 @@ impl Broker {
             prefetch: spec.prefetch.unwrap_or(self.config.default_prefetch),
             outbox,
         };
+        if let Destination::Topic(topic) = &spec.destination {
+            self.check_temp_topic(topic, spec.session)?;
+        }
         let mut fx = Effects::new();
         let mut made = None;
         let (queue, topic) = match (&spec.destination, &spec.topic_queue) {

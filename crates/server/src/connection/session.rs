@@ -21,7 +21,7 @@ use bytes::Bytes;
 use stampede_broker::{
     AckMode, Broker, BrokerError, ConsumerId, DeliveryTag, Destination, Lifecycle, NewMessage,
     Outbox, Outcome, Principal, SubscribeSpec, Subscription, Ticket, TopicQueue, Transaction,
-    TEMP_PREFIX,
+    TEMP_PREFIX, TEMP_TOPIC_PREFIX,
 };
 use stampede_proto::{
     AckCommand, Dialect, QueueFlags, SendCommand, SubscribeCommand, UnsubscribeCommand,
@@ -82,15 +82,11 @@ impl Session {
     /// The broker destination `raw` names on this connection; a temporary queue is made on first
     /// use.
     fn resolve(&mut self, raw: &str) -> Result<Destination, BrokerError> {
-        let temp = |name: &str, kind: &str| {
+        let temp = |name: &str, prefix: &str| {
             if name.is_empty() {
                 return Err(BrokerError::InvalidDestination(raw.to_owned()));
             }
-            Ok(format!(
-                "{kind}{:x}.{:x}.{name}",
-                self.id,
-                self.broker.instance()
-            ))
+            Ok(self.broker.temp_name(prefix, self.id, name))
         };
         if let Some(name) = raw.strip_prefix(TEMP_QUEUE) {
             let queue = temp(name, TEMP_PREFIX)?;
@@ -101,7 +97,7 @@ impl Session {
             return Ok(Destination::Queue(queue));
         }
         if let Some(name) = raw.strip_prefix(TEMP_TOPIC) {
-            return Ok(Destination::Topic(temp(name, "stampede.temp-topic.")?));
+            return Ok(Destination::Topic(temp(name, TEMP_TOPIC_PREFIX)?));
         }
         Destination::parse(raw)
     }
