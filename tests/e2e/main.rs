@@ -12,6 +12,7 @@ mod heartbeat;
 mod idle;
 mod lifecycle;
 mod observability;
+mod passwd;
 mod queue;
 mod receipt;
 mod routing;

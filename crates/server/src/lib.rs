@@ -8,6 +8,7 @@
 //! the connection cap, the task tracker, the shutdown token). `main.rs` only parses the command
 //! line and calls these.
 
+pub mod auth;
 pub mod config;
 mod connection;
 mod disk;

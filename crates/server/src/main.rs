@@ -33,6 +33,9 @@ enum Cmd {
         #[arg(long)]
         ephemeral: bool,
     },
+    /// Read a password from stdin (its first line) and print its argon2id hash, for
+    /// `[auth.users.NAME] password_hash`.
+    Passwd,
 }
 
 fn main() -> std::process::ExitCode {
@@ -64,6 +67,9 @@ fn describe(e: &anyhow::Error) -> String {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if matches!(cli.command, Some(Cmd::Passwd)) {
+        return passwd();
+    }
     let ephemeral = matches!(cli.command, Some(Cmd::Serve { ephemeral: true }));
     let mut loaded = config::load(cli.config.as_deref(), std::env::vars())?;
     if ephemeral {
@@ -88,6 +94,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let listeners = stampede_server::bind(&loaded).await?;
         stampede_server::run(loaded, listeners, shutdown).await
     })?;
+    Ok(())
+}
+
+/// `stampede passwd`: the hash goes to stdout alone, so `stampede passwd < file` can feed a
+/// config generator.
+fn passwd() -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the password from stdin")?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    let hash = stampede_server::auth::hash_password(password)?;
+    println!("{hash}");
     Ok(())
 }
 
