@@ -296,10 +296,7 @@ impl Broker {
                         reason: "a wildcard names many topics; a message is sent to one",
                     });
                 }
-                let (topic, mut patterns) = self.topics_for(name);
-                if crate::temp::is_temp_topic(name) {
-                    patterns.clear();
-                }
+                let (topic, patterns) = self.topics_for(name);
                 let matched_pattern = !patterns.is_empty();
                 let mut bound_queues = topic.as_ref().map(|t| t.bound()).unwrap_or_default();
                 // A queue bound to the topic and to a pattern matching it takes one copy.

@@ -187,9 +187,12 @@ impl Broker {
     /// patterns matching it (empty, and no allocation, while no pattern exists).
     pub(crate) fn topics_for(&self, name: &str) -> (Option<Arc<Topic>>, Vec<Arc<Topic>>) {
         let mut matched = Vec::new();
-        let patterns = self.patterns.read();
-        if !patterns.is_empty() {
-            patterns.matches(name, &mut matched);
+        // Temporary topics are outside the wildcard namespace (temp.rs).
+        if !crate::temp::is_temp_topic(name) {
+            let patterns = self.patterns.read();
+            if !patterns.is_empty() {
+                patterns.matches(name, &mut matched);
+            }
         }
         (self.find_topic(name), matched)
     }
