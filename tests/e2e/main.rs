@@ -2,6 +2,7 @@
 //! TCP. One module per area.
 
 mod ack;
+mod auth;
 mod backpressure;
 mod connect;
 mod disk;

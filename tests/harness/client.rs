@@ -5,14 +5,20 @@ use std::net::SocketAddr;
 use bytes::{Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
 use stampede_proto::{Command, Frame, Limits, StompCodec, Version};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_util::codec::Framed;
 
 use crate::WAIT;
 
+/// Any byte stream a client can speak STOMP over (TCP, TLS).
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+type Wire = Framed<Box<dyn Io>, StompCodec>;
+
 pub struct Client {
-    framed: Framed<TcpStream, StompCodec>,
+    framed: Wire,
     /// The CONNECTED frame the broker answered with.
     pub connected: Frame,
     /// Frames that arrived while a RECEIPT was awaited. The broker may legally dispatch
@@ -38,15 +44,33 @@ impl Client {
 
     /// Sends a CONNECT with exactly `headers`; `Err` carries the ERROR frame if refused.
     pub async fn connect_with(addr: SocketAddr, headers: &[(&str, &str)]) -> Result<Client, Frame> {
-        let mut framed = Framed::new(
-            TcpStream::connect(addr).await.expect("tcp connect"),
-            codec(),
-        );
-        let mut f = Frame::new(Command::Connect);
-        for (k, v) in headers {
-            f = f.header(k, *v);
-        }
-        framed.send(&f).await.expect("send CONNECT");
+        let stream = TcpStream::connect(addr).await.expect("tcp connect");
+        Client::connect_over(stream, headers).await
+    }
+
+    /// Like [`Client::connect_with`], from the local address `from` (any 127.x.y.z on Linux), so a
+    /// test can be a second client address.
+    pub async fn connect_from(
+        from: std::net::IpAddr,
+        addr: SocketAddr,
+        headers: &[(&str, &str)],
+    ) -> Result<Client, Frame> {
+        let socket = TcpSocket::new_v4().expect("socket");
+        socket.bind(SocketAddr::new(from, 0)).expect("bind source");
+        let stream = socket.connect(addr).await.expect("tcp connect");
+        Client::connect_over(stream, headers).await
+    }
+
+    /// Sends a CONNECT with exactly `headers` over an open stream.
+    pub async fn connect_over(
+        stream: impl Io + 'static,
+        headers: &[(&str, &str)],
+    ) -> Result<Client, Frame> {
+        let mut framed: Wire = Framed::new(Box::new(stream), codec());
+        framed
+            .send(&connect_frame(headers))
+            .await
+            .expect("send CONNECT");
         let reply = next(&mut framed).await.expect("reply to CONNECT");
         if reply.command != Command::Connected {
             return Err(reply);
@@ -62,6 +86,29 @@ impl Client {
             connected: reply,
             pending: Default::default(),
         })
+    }
+
+    /// Sends a CONNECT the broker must refuse: returns its ERROR frame after asserting that the
+    /// broker then closes the connection.
+    pub async fn connect_refused(addr: SocketAddr, headers: &[(&str, &str)]) -> Frame {
+        let stream = TcpStream::connect(addr).await.expect("tcp connect");
+        Client::refused_over(stream, headers).await
+    }
+
+    /// [`Client::connect_refused`] over an open stream.
+    pub async fn refused_over(stream: impl Io + 'static, headers: &[(&str, &str)]) -> Frame {
+        let mut framed: Wire = Framed::new(Box::new(stream), codec());
+        framed
+            .send(&connect_frame(headers))
+            .await
+            .expect("send CONNECT");
+        let reply = next(&mut framed).await.expect("reply to CONNECT");
+        assert_eq!(reply.command, Command::Error, "{reply:?}");
+        assert!(
+            next(&mut framed).await.is_none(),
+            "the broker keeps a refused connection open"
+        );
+        reply
     }
 
     /// Opens a raw TCP connection (for malformed-input tests).
@@ -190,7 +237,13 @@ impl Client {
     pub fn drop_connection(self) {}
 }
 
-async fn next(framed: &mut Framed<TcpStream, StompCodec>) -> Option<Frame> {
+fn connect_frame(headers: &[(&str, &str)]) -> Frame {
+    headers
+        .iter()
+        .fold(Frame::new(Command::Connect), |f, (k, v)| f.header(k, *v))
+}
+
+async fn next(framed: &mut Wire) -> Option<Frame> {
     match tokio::time::timeout(WAIT, framed.next()).await {
         Err(_) => panic!("no frame within {WAIT:?}"),
         Ok(None) | Ok(Some(Err(_))) => None,

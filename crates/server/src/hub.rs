@@ -7,6 +7,7 @@
 //! loop.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,8 +19,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn, Instrument};
 
+use crate::auth::{Authenticator, ListenerAuth};
 use crate::connection::{self, ConnError};
 use crate::metrics::Metrics;
+
+/// What a connection knows of the listener it came in by.
+#[derive(Debug, Clone, Copy)]
+pub struct Profile {
+    /// Its label in metrics and logs.
+    pub name: &'static str,
+    pub auth: ListenerAuth,
+}
 
 /// Per-connection settings derived from the configuration once.
 #[derive(Debug, Clone)]
@@ -35,6 +45,7 @@ pub struct ConnectionSettings {
     /// How long a closing connection may take to flush its last frames.
     pub close_timeout: Duration,
     pub metrics: Arc<Metrics>,
+    pub auth: Arc<Authenticator>,
 }
 
 /// Shared by every listener; cheap to clone.
@@ -82,7 +93,7 @@ impl ConnectionHub {
 
     /// Serves one client on its own task: `connect` yields its stream (it runs in that task, under
     /// the connect timeout). Over the connection cap the client gets an ERROR and is closed.
-    pub fn spawn<F, S>(&self, connect: F, peer: String, listener: &'static str)
+    pub fn spawn<F, S>(&self, connect: F, peer: SocketAddr, listener: Profile)
     where
         F: Future<Output = std::io::Result<S>> + Send + 'static,
         S: AsyncRead + AsyncWrite + Send + 'static,
@@ -92,7 +103,7 @@ impl ConnectionHub {
             .settings
             .metrics
             .connections_total
-            .with_label_values(&[listener])
+            .with_label_values(&[listener.name])
             .inc();
         let permit = inner.permits.clone().try_acquire_owned();
         let hub = self.clone();
@@ -101,7 +112,7 @@ impl ConnectionHub {
         let span = tracing::info_span!(
             "connection",
             %peer,
-            listener,
+            listener = listener.name,
             session = tracing::field::Empty
         );
         inner.tracker.spawn(

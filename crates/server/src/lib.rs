@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::{Backend, Loaded, Settings};
-pub use hub::ConnectionSettings;
+pub use hub::{ConnectionSettings, Profile};
 
 #[derive(Debug, Error)]
 pub enum ServerError {
@@ -58,8 +58,19 @@ pub enum ServerError {
 
 /// A STOMP listener and the name its connections carry in metrics and logs.
 pub struct StompListener {
-    pub name: &'static str,
+    pub profile: hub::Profile,
     pub listener: TcpListener,
+}
+
+impl StompListener {
+    /// A plain-TCP listener with the `[auth]` section's settings.
+    pub fn plain(name: &'static str, listener: TcpListener) -> StompListener {
+        let auth = auth::ListenerAuth::default();
+        StompListener {
+            profile: hub::Profile { name, auth },
+            listener,
+        }
+    }
 }
 
 /// Every socket the server serves.
@@ -76,10 +87,10 @@ pub async fn bind(loaded: &Loaded) -> Result<Listeners, ServerError> {
             .map_err(|source| ServerError::Bind { key, addr, source })
     };
     Ok(Listeners {
-        stomp: vec![StompListener {
-            name: "stomp",
-            listener: tcp("listeners.stomp.bind", loaded.stomp_addr).await?,
-        }],
+        stomp: vec![StompListener::plain(
+            "stomp",
+            tcp("listeners.stomp.bind", loaded.stomp_addr).await?,
+        )],
         http: tcp("listeners.http.bind", loaded.http_addr).await?,
     })
 }
@@ -115,14 +126,17 @@ pub async fn run(
     http_state.set_broker(broker.clone());
     let hub = hub::ConnectionHub::new(
         broker.clone(),
-        connection_settings(s, metrics.clone()),
+        connection_settings(s, &loaded.auth, metrics.clone()),
         s.listeners.stomp.max_connections,
         token.clone(),
     );
     let mut accepting = Vec::new();
     let mut addrs = Vec::new();
     for l in listeners.stomp {
-        addrs.push((l.name, local_addr(&l.listener, "listeners.stomp.bind")?));
+        addrs.push((
+            l.profile.name,
+            local_addr(&l.listener, "listeners.stomp.bind")?,
+        ));
         accepting.push(tokio::spawn(listener::run(l, hub.clone())));
     }
     let timer = tokio::spawn(run_timer(
@@ -171,7 +185,11 @@ fn local_addr(l: &TcpListener, key: &'static str) -> Result<SocketAddr, ServerEr
 }
 
 /// Per-connection settings, derived from the configuration once.
-fn connection_settings(s: &Settings, metrics: Arc<metrics::Metrics>) -> ConnectionSettings {
+fn connection_settings(
+    s: &Settings,
+    auth: &auth::AuthSettings,
+    metrics: Arc<metrics::Metrics>,
+) -> ConnectionSettings {
     let p = &s.protocol;
     ConnectionSettings {
         limits: Limits {
@@ -184,6 +202,7 @@ fn connection_settings(s: &Settings, metrics: Arc<metrics::Metrics>) -> Connecti
         heartbeat: p.heartbeat,
         close_timeout: s.shutdown.grace.min(Duration::from_secs(5)),
         metrics,
+        auth: Arc::new(auth::Authenticator::new(auth.clone())),
     }
 }
 

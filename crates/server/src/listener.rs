@@ -24,14 +24,14 @@ pub async fn run(l: StompListener, hub: ConnectionHub) {
             }
             Err(e) => {
                 // Wait for connections to end rather than spin.
-                error!(listener = l.name, error = %e, "accept failed");
+                error!(listener = l.profile.name, error = %e, "accept failed");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
             }
         };
         let _ = socket.set_nodelay(true);
-        hub.spawn(std::future::ready(Ok(socket)), peer.to_string(), l.name);
+        hub.spawn(std::future::ready(Ok(socket)), peer, l.profile);
     }
-    info!(listener = l.name, "stopped accepting connections");
+    info!(listener = l.profile.name, "stopped accepting connections");
 }

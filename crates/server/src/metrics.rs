@@ -31,6 +31,8 @@ pub enum ErrorKind {
     Timeout,
     /// The connection limit was reached.
     Refused,
+    /// A login was refused.
+    Auth,
 }
 
 impl ErrorKind {
@@ -42,6 +44,7 @@ impl ErrorKind {
             ErrorKind::Storage => "storage",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Refused => "refused",
+            ErrorKind::Auth => "auth",
         }
     }
 }
@@ -158,6 +161,8 @@ pub struct Metrics {
     /// SENDs held back by producer flow control, by what they waited for (read from the broker).
     flow_waits: IntCounterVec,
     dropped: IntCounterVec,
+    /// Refused logins, by listener and why (credentials, throttled).
+    pub auth_failures: IntCounterVec,
     queue_counters: Vec<(IntCounterVec, Read)>,
     queue_gauges: Vec<(IntGaugeVec, Read)>,
     max_queue_series: usize,
@@ -239,6 +244,7 @@ impl Metrics {
             pending_writes: gauge(&r, "stampede_store_pending_write_bytes", "Message bytes accepted and not yet durable (bounded by storage.max_pending_writes)."),
             flow_waits: counter_vec(&r, "stampede_flow_control_waits_total", "SENDs held back by producer flow control, by what they waited for: a crowded queue's consumers, or the store's write backlog.", &["reason"]),
             dropped: counter_vec(&r, "stampede_dropped_messages_total", "Messages accepted and dropped, by why: sent to a temporary queue that is gone (temp_queue_gone).", &["reason"]),
+            auth_failures: counter_vec(&r, "stampede_auth_failures_total", "Refused logins, by listener and reason: credentials (unknown user, wrong or undecodable passcode) or throttled (too many failures from the address).", &["listener", "reason"]),
             queue_counters: QUEUE_COUNTERS
                 .iter()
                 .map(|(name, help, read)| (counter_vec(&r, name, help, &q), *read))

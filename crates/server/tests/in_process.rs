@@ -67,14 +67,8 @@ async fn an_in_process_broker_serves_every_listener_and_shuts_down_gracefully() 
     let (addr_a, addr_b) = (a.local_addr().unwrap(), b.local_addr().unwrap());
     let listeners = Listeners {
         stomp: vec![
-            StompListener {
-                name: "stomp",
-                listener: a,
-            },
-            StompListener {
-                name: "stomp-b",
-                listener: b,
-            },
+            StompListener::plain("stomp", a),
+            StompListener::plain("stomp-b", b),
         ],
         http: loopback().await,
     };

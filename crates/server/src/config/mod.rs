@@ -8,12 +8,14 @@ use std::time::Duration;
 
 mod queues;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use config::{Config, Environment, File, FileFormat};
 use serde::{Deserialize, Deserializer};
 use stampede_broker::QueuePolicy;
 use thiserror::Error;
+
+use crate::auth::{AuthSettings, Mode, PasscodeEncoding, User};
 
 /// The documented defaults; also the lowest configuration layer.
 pub const DEFAULTS: &str = include_str!("../../../../broker.toml");
@@ -98,7 +100,23 @@ pub enum Backend {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Auth {
-    pub mode: String,
+    pub mode: Mode,
+    #[serde(default)]
+    pub anonymous_user: Option<String>,
+    pub passcode_encoding: PasscodeEncoding,
+    pub failed_login_burst: u32,
+    #[serde(deserialize_with = "duration")]
+    pub failed_login_interval: Duration,
+    #[serde(default)]
+    pub users: BTreeMap<String, UserSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserSection {
+    pub password_hash: String,
+    #[serde(default)]
+    pub passcode_encoding: Option<PasscodeEncoding>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -157,6 +175,7 @@ pub struct Loaded {
     pub stomp_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub policy: QueuePolicy,
+    pub auth: AuthSettings,
 }
 
 /// Reads the layers. `file` is `--config`; `env` is the process environment (a parameter so tests
@@ -200,11 +219,59 @@ fn validate(settings: Settings) -> Result<Loaded, ConfigError> {
     let http_addr = socket_addr("listeners.http.bind", http, "0.0.0.0:8161")?;
     check_ranges(&settings)?;
     let policy = queues::policy(&settings.queues)?;
+    let auth = auth_settings(&settings.auth)?;
     Ok(Loaded {
         settings,
         stomp_addr,
         http_addr,
         policy,
+        auth,
+    })
+}
+
+/// The `[auth]` section checked: every hash parses, the anonymous user exists, users mode has
+/// someone to let in.
+fn auth_settings(a: &Auth) -> Result<AuthSettings, ConfigError> {
+    let mut users = HashMap::new();
+    for (name, u) in &a.users {
+        crate::auth::check_hash(&u.password_hash)
+            .map_err(|e| invalid(format!("auth.users.{name}.password_hash"), e.to_string()))?;
+        let user = User {
+            password_hash: u.password_hash.as_str().into(),
+            passcode_encoding: u.passcode_encoding,
+        };
+        users.insert(name.clone(), user);
+    }
+    if let Some(anon) = a
+        .anonymous_user
+        .as_ref()
+        .filter(|n| !users.contains_key(*n))
+    {
+        return Err(invalid(
+            "auth.anonymous_user",
+            format!("{anon:?} is not a configured user; add [auth.users.{anon}]"),
+        ));
+    }
+    if a.mode == Mode::Users && users.is_empty() {
+        return Err(invalid(
+            "auth.users",
+            "mode \"users\" needs at least one [auth.users.NAME] with a password_hash \
+             (`stampede passwd` makes one)",
+        ));
+    }
+    if a.failed_login_burst == 0 || a.failed_login_interval.is_zero() {
+        return Err(invalid(
+            "auth.failed_login_burst",
+            "failed_login_burst must be at least 1 and failed_login_interval more than 0s",
+        ));
+    }
+    Ok(AuthSettings {
+        mode: a.mode,
+        users,
+        anonymous_user: a.anonymous_user.clone(),
+        passcode_encoding: a.passcode_encoding,
+        failed_login_burst: a.failed_login_burst,
+        failed_login_interval: a.failed_login_interval,
     })
 }
 
@@ -220,12 +287,7 @@ fn socket_addr(key: &'static str, value: &str, example: &str) -> Result<SocketAd
 /// Every rule a value must keep, checked in order: (holds, key, what it must be).
 fn check_ranges(s: &Settings) -> Result<(), ConfigError> {
     let (p, b, st) = (&s.protocol, &s.broker, &s.storage);
-    let auth = format!(
-        "{:?} is not supported; this version knows only \"open\"",
-        s.auth.mode
-    );
-    let rules: [(bool, &'static str, &str); 14] = [
-        (s.auth.mode == "open", "auth.mode", &auth),
+    let rules: [(bool, &'static str, &str); 13] = [
         (
             p.max_frame_size >= 1024,
             "protocol.max_frame_size",
@@ -438,7 +500,47 @@ mod tests {
         let e = load(None, env(&[("STAMPEDE__AUTH__MODE", "users")]))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("auth.mode"), "{e}");
+        assert!(
+            e.contains("auth.users") && e.contains("stampede passwd"),
+            "{e}"
+        );
+        let e = load(None, env(&[("STAMPEDE__AUTH__MODE", "ldap")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("auth.mode") || e.contains("ldap"), "{e}");
+    }
+
+    #[test]
+    fn users_keep_their_names_and_bad_hashes_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("broker.toml");
+        let hash = crate::auth::hash_password("pw").unwrap();
+        std::fs::write(
+            &file,
+            format!(
+                "[auth]\nmode = \"users\"\nanonymous_user = \"Guest\"\n\
+                 [auth.users.Guest]\npassword_hash = \"{hash}\"\n\
+                 [auth.users.\"tenancy/oracleidentitycloudservice/jane.doe\"]\n\
+                 password_hash = \"{hash}\"\npasscode_encoding = \"base64\"\n"
+            ),
+        )
+        .unwrap();
+        let l = load(Some(&file), env(&[])).unwrap();
+        assert_eq!(l.auth.mode, Mode::Users);
+        let oci = &l.auth.users["tenancy/oracleidentitycloudservice/jane.doe"];
+        assert_eq!(oci.passcode_encoding, Some(PasscodeEncoding::Base64));
+        assert!(l.auth.users.contains_key("Guest"));
+        let e = load(
+            Some(&file),
+            env(&[("STAMPEDE__AUTH__USERS__GUEST__PASSWORD_HASH", "plain")]),
+        )
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("password_hash") && e.contains("stampede passwd"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub enum ConnError {
     Refused,
     /// The broker is stopping.
     ShuttingDown,
+    /// The login was refused; the client is not told why.
+    AuthFailed,
 }
 
 impl From<ProtoError> for ConnError {
@@ -62,6 +64,9 @@ impl ConnError {
             ),
             ConnError::Refused => (ErrorKind::Refused, "too many connections".into()),
             ConnError::ShuttingDown => (ErrorKind::Refused, "broker shutting down".into()),
+            // One message for an unknown user, a wrong password and a throttled address, so a
+            // client learns nothing about which logins exist.
+            ConnError::AuthFailed => (ErrorKind::Auth, "authentication failed".into()),
         }
     }
 
@@ -118,6 +123,11 @@ mod tests {
             ),
             (ConnError::Silent, ErrorKind::Timeout, "heart-beat"),
             (ConnError::Refused, ErrorKind::Refused, "too many"),
+            (
+                ConnError::AuthFailed,
+                ErrorKind::Auth,
+                "authentication failed",
+            ),
         ];
         for (e, kind, text) in cases {
             let (k, frame) = e.to_error_frame(Some("r-1"));

@@ -1,12 +1,16 @@
-//! CONNECT/STOMP: version negotiation, heart-beat agreement and authentication (open mode accepts
-//! any credentials and any `host`, since clients put their DNS name there).
+//! CONNECT/STOMP: version negotiation, heart-beat agreement and authentication (the `host` header
+//! is accepted whatever it says, since clients put their DNS name there).
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use stampede_broker::Principal;
 use stampede_proto::{ClientCommand, Command, Frame, Request, Version};
+use tokio::time::Instant;
+use tracing::warn;
 
 use super::ConnError;
+use crate::hub::Profile;
 use crate::ConnectionSettings;
 
 /// Agreed heart-beat intervals; `None` = not used in that direction.
@@ -29,8 +33,14 @@ pub struct Accepted {
     pub client_id: Option<String>,
 }
 
-/// Validates the first frame.
-pub fn accept(frame: Frame, settings: &ConnectionSettings) -> Result<Accepted, ConnError> {
+/// Validates the first frame and decides who the client is, by `deadline` (the connect deadline).
+pub async fn accept(
+    frame: Frame,
+    settings: &ConnectionSettings,
+    peer: SocketAddr,
+    listener: Profile,
+    deadline: Instant,
+) -> Result<Accepted, ConnError> {
     if !matches!(frame.command, Command::Connect | Command::Stomp) {
         return Err(ConnError::NotConnect(frame.command));
     }
@@ -53,10 +63,18 @@ pub fn accept(frame: Frame, settings: &ConnectionSettings) -> Result<Accepted, C
         .header("version", connect.version.as_str())
         .header("server", concat!("Stampede/", env!("CARGO_PKG_VERSION")))
         .header("heart-beat", format!("{},{}", ms(send), ms(receive)));
-    let principal = match connect.login.as_deref() {
-        Some(login) if !login.is_empty() => Principal::new(login),
-        _ => Principal::anonymous(),
-    };
+    let (login, passcode) = (connect.login.as_deref(), connect.passcode.as_deref());
+    let principal = settings
+        .auth
+        .login(login, passcode, peer.ip(), listener.auth, deadline)
+        .await
+        .map_err(|refusal| {
+            let why = refusal.as_str();
+            warn!(%peer, login, reason = why, "login refused");
+            let failures = &settings.metrics.auth_failures;
+            failures.with_label_values(&[listener.name, why]).inc();
+            ConnError::AuthFailed
+        })?;
     Ok(Accepted {
         connected,
         version: connect.version,

@@ -19,6 +19,7 @@ mod writer;
 
 pub use errors::ConnError;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,7 +32,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::hub::ConnectionHub;
+use crate::hub::{ConnectionHub, Profile};
 use crate::metrics::Metrics;
 use handshake::Accepted;
 use read::{read_frame, ReadError};
@@ -53,15 +54,15 @@ enum End {
 /// Serves one client until it leaves. CONNECT must arrive by `deadline`.
 pub async fn serve<S>(
     stream: S,
-    peer: String,
-    listener: &'static str,
+    peer: SocketAddr,
+    listener: Profile,
     hub: &ConnectionHub,
     deadline: Instant,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let settings = hub.settings().clone();
-    let _open = OpenConnection::new(settings.metrics.clone(), listener);
+    let _open = OpenConnection::new(settings.metrics.clone(), listener.name);
     let (mut rd, wr) = tokio::io::split(stream);
     let mut decoder = Decoder::new(Limits {
         max_frame_size: settings.max_connect_frame,
@@ -85,7 +86,11 @@ pub async fn serve<S>(
         Err(_) => Err(ConnError::ConnectTimeout),
         Ok(Ok(Some(frame))) => {
             settings.metrics.frames_in.inc(frame.command);
-            handshake::accept(frame, &settings)
+            // A login may wait for the address's limiter; shutdown does not wait for it.
+            tokio::select! {
+                r = handshake::accept(frame, &settings, peer, listener, deadline) => r,
+                _ = hub.shutdown().cancelled() => Err(ConnError::ShuttingDown),
+            }
         }
         Ok(Ok(None)) | Ok(Err(ReadError::Io(_))) => return,
         Ok(Err(ReadError::Conn(e))) => Err(e),
@@ -113,7 +118,7 @@ pub async fn serve<S>(
         decoder: &mut decoder,
         buf: &mut buf,
     };
-    established(accepted, read, out, writer, &peer, hub).await;
+    established(accepted, read, out, writer, peer, hub).await;
 }
 
 /// The reading half's state, carried from the handshake into the session.
@@ -130,7 +135,7 @@ async fn established<R, S>(
     read: Reading<'_, R>,
     out: WriterTx,
     writer: Writer<S>,
-    peer: &str,
+    peer: SocketAddr,
     hub: &ConnectionHub,
 ) where
     R: AsyncRead + Unpin,

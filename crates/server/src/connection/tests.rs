@@ -37,6 +37,17 @@ fn metrics() -> Arc<Metrics> {
     Arc::new(Metrics::new(10, None))
 }
 
+fn open_auth() -> Arc<crate::auth::Authenticator> {
+    Arc::new(crate::auth::Authenticator::new(crate::auth::AuthSettings {
+        mode: crate::auth::Mode::Open,
+        users: Default::default(),
+        anonymous_user: None,
+        passcode_encoding: crate::auth::PasscodeEncoding::Plain,
+        failed_login_burst: 1,
+        failed_login_interval: Duration::from_secs(1),
+    }))
+}
+
 /// A stream that records every write call and the number of slices it was given.
 #[derive(Clone, Default)]
 struct Recorder(Arc<Mutex<Recorded>>);
@@ -403,12 +414,21 @@ async fn a_connection_served_by_the_hub_agrees_heart_beats_and_closes_a_silent_c
             heartbeat: Duration::from_secs(1),
             close_timeout: Duration::from_secs(1),
             metrics: metrics(),
+            auth: open_auth(),
         },
         10,
         tokio_util::sync::CancellationToken::new(),
     );
     let (mut client, server) = tokio::io::duplex(1 << 16);
-    hub.spawn(std::future::ready(Ok(server)), "test".into(), "duplex");
+    let profile = crate::hub::Profile {
+        name: "duplex",
+        auth: Default::default(),
+    };
+    hub.spawn(
+        std::future::ready(Ok(server)),
+        ([127, 0, 0, 1], 1).into(),
+        profile,
+    );
     let connect = Frame::new(Command::Connect)
         .header("accept-version", "1.2")
         .header("heart-beat", "2000,2000");

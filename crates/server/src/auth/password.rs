@@ -33,11 +33,14 @@ pub fn hash_password(password: &str) -> Result<String, AuthError> {
 
 /// Whether `password` matches `hash`; a malformed hash is an error (a configuration mistake),
 /// not a mismatch.
-pub fn verify_password(hash: &str, password: &str) -> Result<bool, AuthError> {
-    let parsed = PasswordHash::new(hash).map_err(|e| AuthError::BadHash(e.to_string()))?;
-    Ok(Argon2::default()
-        .verify_password(password.as_bytes(), &parsed)
-        .is_ok())
+pub fn verify_password(hash: &str, password: &[u8]) -> Result<bool, AuthError> {
+    let parsed = check_hash(hash)?;
+    Ok(Argon2::default().verify_password(password, &parsed).is_ok())
+}
+
+/// Parses a PHC hash string; configuration is checked with it at start-up.
+pub fn check_hash(hash: &str) -> Result<PasswordHash<'_>, AuthError> {
+    PasswordHash::new(hash).map_err(|e| AuthError::BadHash(e.to_string()))
 }
 
 #[cfg(test)]
@@ -50,16 +53,16 @@ mod tests {
         let b = hash_password("s3cret").unwrap();
         assert!(a.starts_with("$argon2id$"), "{a}");
         assert_ne!(a, b, "a fresh salt per hash");
-        assert!(verify_password(&a, "s3cret").unwrap());
-        assert!(!verify_password(&a, "s3cret ").unwrap());
-        assert!(!verify_password(&b, "").unwrap());
+        assert!(verify_password(&a, b"s3cret").unwrap());
+        assert!(!verify_password(&a, b"s3cret ").unwrap());
+        assert!(!verify_password(&b, b"").unwrap());
     }
 
     #[test]
     fn empty_passwords_and_malformed_hashes_are_errors() {
         assert!(matches!(hash_password(""), Err(AuthError::EmptyPassword)));
         assert!(matches!(
-            verify_password("plain-text", "x"),
+            verify_password("plain-text", b"x"),
             Err(AuthError::BadHash(_))
         ));
     }

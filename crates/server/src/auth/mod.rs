@@ -1,0 +1,281 @@
+//! Who a connection is. [`Authenticator`] turns a CONNECT's `login` and `passcode` into a
+//! [`Principal`] or a refusal: in `auth.mode = "open"` anyone is whom they say; in `"users"` the
+//! login must name a configured user whose argon2id hash the passcode (decoded per
+//! `passcode_encoding`) matches. Unknown users and wrong passwords are refused alike and take the
+//! same time, password checks run on blocking threads (a few at a time, so a flood cannot take the
+//! CPU or the memory argon2 needs), and [`limiter`] slows repeated failures from one address.
+
+mod limiter;
+mod password;
+
+pub use password::{check_hash, hash_password, verify_password, AuthError};
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use base64::Engine;
+use serde::Deserialize;
+use stampede_broker::Principal;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use limiter::Limiter;
+
+/// `auth.mode` (and a listener's `auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Any login and passcode (development).
+    Open,
+    /// Configured users with argon2id password hashes.
+    Users,
+}
+
+/// How a passcode arrives: as the password itself, or base64-encoded as OCI Queue's STOMP
+/// endpoint expects (`base64(auth token)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PasscodeEncoding {
+    Plain,
+    Base64,
+}
+
+/// A configured user.
+#[derive(Debug, Clone)]
+pub struct User {
+    /// A PHC string, checked at start-up.
+    pub password_hash: Arc<str>,
+    /// Overrides the listener's and `auth.passcode_encoding`.
+    pub passcode_encoding: Option<PasscodeEncoding>,
+}
+
+/// The authentication settings, validated.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub mode: Mode,
+    pub users: HashMap<String, User>,
+    /// A CONNECT without a login acts as this user.
+    pub anonymous_user: Option<String>,
+    pub passcode_encoding: PasscodeEncoding,
+    pub failed_login_burst: u32,
+    pub failed_login_interval: Duration,
+}
+
+/// What a listener may override.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListenerAuth {
+    pub mode: Option<Mode>,
+    pub passcode_encoding: Option<PasscodeEncoding>,
+}
+
+/// Why a login was refused; the client hears "authentication failed" either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No such user, a wrong password or a passcode that does not decode.
+    Credentials,
+    /// Too many failures from the address: no check could start before the connect deadline.
+    Throttled,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Credentials => "credentials",
+            Refusal::Throttled => "throttled",
+        }
+    }
+}
+
+pub struct Authenticator {
+    settings: AuthSettings,
+    limiter: Limiter,
+    /// Password checks at once: each takes argon2's memory (19 MiB) and a core for tens of ms.
+    checks: Semaphore,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("mode", &self.settings.mode)
+            .field("users", &self.settings.users.len())
+            .finish()
+    }
+}
+
+impl Authenticator {
+    pub fn new(settings: AuthSettings) -> Authenticator {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Authenticator {
+            limiter: Limiter::new(settings.failed_login_burst, settings.failed_login_interval),
+            checks: Semaphore::new(cores),
+            settings,
+        }
+    }
+
+    /// Decides who a CONNECT is. `deadline` is the connection's connect deadline: a login that
+    /// cannot be checked before it is refused as throttled.
+    pub async fn login(
+        &self,
+        login: Option<&str>,
+        passcode: Option<&str>,
+        peer: IpAddr,
+        listener: ListenerAuth,
+        deadline: Instant,
+    ) -> Result<Principal, Refusal> {
+        let login = login.filter(|l| !l.is_empty());
+        if listener.mode.unwrap_or(self.settings.mode) == Mode::Open {
+            return Ok(login.map_or_else(Principal::anonymous, Principal::new));
+        }
+        let Some(login) = login else {
+            return match &self.settings.anonymous_user {
+                Some(name) => Ok(Principal::new(name)),
+                None => Err(Refusal::Credentials),
+            };
+        };
+        let attempt = self
+            .limiter
+            .acquire(peer, deadline)
+            .await
+            .map_err(|_| Refusal::Throttled)?;
+        let user = self.settings.users.get(login);
+        let encoding = user
+            .and_then(|u| u.passcode_encoding)
+            .or(listener.passcode_encoding)
+            .unwrap_or(self.settings.passcode_encoding);
+        let password = decode(passcode.unwrap_or_default(), encoding);
+        // An unknown user or an undecodable passcode is still checked, against a hash that
+        // matches nothing, so a refusal takes as long whichever part was wrong.
+        let hash = match (user, &password) {
+            (Some(u), Some(_)) => u.password_hash.clone(),
+            _ => unmatchable_hash(),
+        };
+        let bytes = password.clone().unwrap_or_default();
+        let Ok(Ok(_permit)) = tokio::time::timeout_at(deadline, self.checks.acquire()).await else {
+            return Err(Refusal::Throttled);
+        };
+        let matched = tokio::task::spawn_blocking(move || verify_password(&hash, &bytes))
+            .await
+            .map(|r| r.unwrap_or(false))
+            .unwrap_or(false);
+        if matched && user.is_some() && password.is_some() {
+            drop(attempt);
+            Ok(Principal::new(login))
+        } else {
+            attempt.failed();
+            Err(Refusal::Credentials)
+        }
+    }
+}
+
+fn decode(passcode: &str, encoding: PasscodeEncoding) -> Option<Vec<u8>> {
+    match encoding {
+        PasscodeEncoding::Plain => Some(passcode.as_bytes().to_vec()),
+        PasscodeEncoding::Base64 => {
+            let e = &base64::engine::general_purpose::STANDARD;
+            let unpadded = &base64::engine::general_purpose::STANDARD_NO_PAD;
+            e.decode(passcode)
+                .or_else(|_| unpadded.decode(passcode))
+                .ok()
+        }
+    }
+}
+
+/// A hash of a random password nobody knows, made once (it costs one hash).
+fn unmatchable_hash() -> Arc<str> {
+    static HASH: OnceLock<Arc<str>> = OnceLock::new();
+    HASH.get_or_init(|| {
+        let random = format!("{:x}", std::hash::RandomState::new().hash_one(0u8));
+        Arc::from(hash_password(&random).expect("a non-empty password hashes"))
+    })
+    .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn users_mode() -> Authenticator {
+        let user = |password: &str, encoding| User {
+            password_hash: Arc::from(hash_password(password).unwrap()),
+            passcode_encoding: encoding,
+        };
+        let mut users = HashMap::new();
+        users.insert("guest".to_owned(), user("guest", None));
+        users.insert(
+            "tenancy/oci-user".to_owned(),
+            user("token", Some(PasscodeEncoding::Base64)),
+        );
+        Authenticator::new(AuthSettings {
+            mode: Mode::Users,
+            users,
+            anonymous_user: Some("guest".into()),
+            passcode_encoding: PasscodeEncoding::Plain,
+            failed_login_burst: 100,
+            failed_login_interval: Duration::from_secs(1),
+        })
+    }
+
+    async fn try_login(a: &Authenticator, login: &str, passcode: &str) -> Result<String, Refusal> {
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        a.login(
+            Some(login),
+            Some(passcode),
+            ip,
+            ListenerAuth::default(),
+            deadline,
+        )
+        .await
+        .map(|p| p.name().to_owned())
+    }
+
+    #[tokio::test]
+    async fn users_mode_checks_passwords_and_decodes_base64_per_user() {
+        let a = users_mode();
+        assert_eq!(
+            try_login(&a, "guest", "guest").await.as_deref(),
+            Ok("guest")
+        );
+        assert_eq!(
+            try_login(&a, "guest", "wrong").await,
+            Err(Refusal::Credentials)
+        );
+        assert_eq!(
+            try_login(&a, "nobody", "guest").await,
+            Err(Refusal::Credentials)
+        );
+        // base64("token") = "dG9rZW4="; the raw token is refused for a base64 user.
+        assert_eq!(
+            try_login(&a, "tenancy/oci-user", "dG9rZW4=")
+                .await
+                .as_deref(),
+            Ok("tenancy/oci-user")
+        );
+        assert!(try_login(&a, "tenancy/oci-user", "dG9rZW4").await.is_ok());
+        assert_eq!(
+            try_login(&a, "tenancy/oci-user", "token").await,
+            Err(Refusal::Credentials)
+        );
+        // No login: the anonymous user.
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let anon = a.login(None, None, ip, ListenerAuth::default(), deadline);
+        assert_eq!(anon.await.unwrap().name(), "guest");
+    }
+
+    #[tokio::test]
+    async fn a_listener_in_open_mode_accepts_anyone() {
+        let a = users_mode();
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let open = ListenerAuth {
+            mode: Some(Mode::Open),
+            passcode_encoding: None,
+        };
+        let p = a.login(Some("x"), Some("y"), ip, open, deadline).await;
+        assert_eq!(p.unwrap().name(), "x");
+    }
+}

@@ -1,0 +1,191 @@
+//! `auth.mode = "users"` (docs/security.md): configured users with argon2id hashes made by
+//! `stampede passwd`, OCI's base64 passcodes, the anonymous user, one refusal message for every
+//! wrong login, and a brute force from one address slowed without slowing anyone else.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use stampede_tests::http::Scrape;
+use stampede_tests::{binary, Client, Server, ServerBuilder};
+
+/// `printf PASSWORD | stampede passwd`, as docs/security.md tells an operator.
+fn passwd(password: &str) -> String {
+    let mut child = Command::new(binary())
+        .arg("passwd")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn stampede passwd");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(password.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A config file with guest/guest, an OCI-style user whose passcode is base64(token), and `extra`
+/// lines in `[auth]`.
+fn users_config(dir: &tempfile::TempDir, extra: &str) -> PathBuf {
+    let file = dir.path().join("broker.toml");
+    let text = format!(
+        "[auth]\nmode = \"users\"\n{extra}\n\
+         [auth.users.guest]\npassword_hash = \"{}\"\n\
+         [auth.users.\"tenancy/oracleidentitycloudservice/jane.doe\"]\n\
+         password_hash = \"{}\"\npasscode_encoding = \"base64\"\n",
+        passwd("guest"),
+        passwd("oci-auth-token"),
+    );
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+fn login<'a>(user: &'a str, passcode: &'a str) -> [(&'a str, &'a str); 4] {
+    [
+        ("accept-version", "1.2"),
+        ("host", "localhost"),
+        ("login", user),
+        ("passcode", passcode),
+    ]
+}
+
+const NO_LOGIN: [(&str, &str); 2] = [("accept-version", "1.2"), ("host", "localhost")];
+/// base64("oci-auth-token"), as the OCI lab sends it.
+const OCI_PASSCODE: &str = "b2NpLWF1dGgtdG9rZW4=";
+const OCI_USER: &str = "tenancy/oracleidentitycloudservice/jane.doe";
+
+#[tokio::test]
+async fn users_mode_admits_configured_users_only_and_refuses_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::builder().config(&users_config(&dir, "")).start();
+    let mut bystander = Client::connect_with(server.addr, &login("guest", "guest"))
+        .await
+        .expect("guest/guest is let in");
+    bystander.subscribe("/queue/auth.q", "s", "auto").await;
+
+    let mut refusals = Vec::new();
+    for headers in [
+        login("guest", "wrong").to_vec(),
+        login("nobody", "guest").to_vec(),
+        login(OCI_USER, "oci-auth-token").to_vec(), // raw token for a base64 user
+        login(OCI_USER, "not base64!").to_vec(),
+        NO_LOGIN.to_vec(),
+    ] {
+        refusals.push(Client::connect_refused(server.addr, &headers).await);
+    }
+    for e in &refusals {
+        assert_eq!(e.headers.get("message"), Some("authentication failed"));
+    }
+    // Nothing in a refusal tells an unknown user from a wrong password.
+    let strip = |f: &stampede_proto::Frame| (f.headers.clone(), f.body.clone());
+    assert_eq!(strip(&refusals[0]), strip(&refusals[1]));
+
+    let mut oci = Client::connect_with(server.addr, &login(OCI_USER, OCI_PASSCODE))
+        .await
+        .expect("the base64 passcode of the OCI user");
+    oci.send("/queue/auth.q", "from jane").await;
+    assert_eq!(bystander.bodies(1).await, ["from jane"]);
+
+    let m = Scrape::take(&server).await;
+    let failures = [("listener", "stomp"), ("reason", "credentials")];
+    // The login-less CONNECT is refused without a password check, but counted all the same.
+    assert_eq!(m.value("stampede_auth_failures_total", &failures), 5.0);
+    assert_eq!(m.value("stampede_errors_total", &[("kind", "auth")]), 5.0);
+}
+
+#[tokio::test]
+async fn a_connect_without_login_acts_as_the_anonymous_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = users_config(&dir, "anonymous_user = \"guest\"");
+    let server = Server::builder().config(&config).start();
+    let mut anon = Client::connect_with(server.addr, &NO_LOGIN)
+        .await
+        .expect("no login = guest");
+    anon.send("/queue/anon", "x").await;
+    // A login that is given is still checked.
+    let e = Client::connect_refused(server.addr, &login("guest", "nope")).await;
+    assert_eq!(e.headers.get("message"), Some("authentication failed"));
+    server.wait_for_log(&["connected", "\"login\":\"guest\""]);
+}
+
+#[tokio::test]
+async fn a_brute_force_from_one_address_is_slowed_and_others_still_log_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = users_config(
+        &dir,
+        "failed_login_burst = 5\nfailed_login_interval = \"1s\"",
+    );
+    let server = Server::builder()
+        .config(&config)
+        .env("PROTOCOL__CONNECT_TIMEOUT", "2s")
+        .start();
+    let addr = server.addr;
+    let started = Instant::now();
+    let attacks: Vec<_> = (0..1000)
+        .map(|i| {
+            tokio::spawn(async move {
+                let guess = format!("guess-{i}");
+                Client::connect_refused(addr, &login("guest", &guess)).await
+            })
+        })
+        .collect();
+    // Another address logs in while the flood is on.
+    let other: IpAddr = [127, 0, 0, 2].into();
+    let t = Instant::now();
+    let legit = Client::connect_from(other, addr, &login("guest", "guest")).await;
+    let legit_ms = t.elapsed().as_millis();
+    assert!(legit.is_ok(), "{:?}", legit.err());
+    for a in attacks {
+        let e = a.await.unwrap();
+        assert_eq!(e.headers.get("message"), Some("authentication failed"));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let m = Scrape::take(&server).await;
+    let checked = m.value("stampede_auth_failures_total", &[("reason", "credentials")]);
+    let throttled = m.value("stampede_auth_failures_total", &[("reason", "throttled")]);
+    assert_eq!(checked + throttled, 1000.0);
+    // The burst, then one check per second of the flood: the rest never reached a check.
+    assert!(
+        checked <= 5.0 + elapsed.ceil() + 1.0,
+        "{checked} password checks in {elapsed:.1} s"
+    );
+    eprintln!(
+        "1000 guesses: {checked} checked, {throttled} throttled in {elapsed:.1} s; \
+         a login from another address took {legit_ms} ms meanwhile"
+    );
+    // The right password from the attacked address still gets in, once a token is back.
+    Client::connect_with(addr, &login("guest", "guest"))
+        .await
+        .expect("the attacked address logs in with the right password");
+}
+
+#[test]
+fn users_mode_configuration_mistakes_stop_the_start_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("[auth]\nmode = \"users\"\n", "auth.users"),
+        (
+            "[auth]\nmode = \"users\"\n[auth.users.guest]\npassword_hash = \"guest\"\n",
+            "auth.users.guest.password_hash",
+        ),
+        (
+            "[auth]\nanonymous_user = \"ghost\"\n",
+            "auth.anonymous_user",
+        ),
+        ("[auth]\nmode = \"ldap\"\n", "ldap"),
+    ];
+    for (text, key) in cases {
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, text).unwrap();
+        let out = ServerBuilder::default().config(&file).run_to_exit();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{text}");
+        assert!(stderr.contains(key), "{key} not named in: {stderr}");
+    }
+}
