@@ -12,7 +12,7 @@ use stampede_tests::http::Scrape;
 use stampede_tests::{binary, Client, Server, ServerBuilder};
 
 /// `printf PASSWORD | stampede passwd`, as docs/security.md tells an operator.
-fn passwd(password: &str) -> String {
+pub fn passwd(password: &str) -> String {
     let mut child = Command::new(binary())
         .arg("passwd")
         .stdin(Stdio::piped())
@@ -188,4 +188,33 @@ fn users_mode_configuration_mistakes_stop_the_start_naming_the_key() {
         assert!(!out.status.success(), "{text}");
         assert!(stderr.contains(key), "{key} not named in: {stderr}");
     }
+}
+
+#[tokio::test]
+async fn each_listener_applies_its_own_auth_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broker.toml");
+    let text = format!(
+        "[auth]\nmode = \"open\"\n[auth.users.app]\npassword_hash = \"{}\"\n\
+         [listeners.oci]\nbind = \"127.0.0.1:0\"\nauth = \"users\"\npasscode_encoding = \"base64\"\n",
+        passwd("token"),
+    );
+    std::fs::write(&file, text).unwrap();
+    let server = Server::builder().config(&file).start();
+    // The plain listener stays open: anyone, any passcode.
+    Client::connect_with(server.addr, &login("whoever", "whatever"))
+        .await
+        .expect("open listener");
+    let oci = server.listener("oci");
+    // base64("token") = "dG9rZW4=": the listener decodes passcodes for users without their own.
+    Client::connect_with(oci, &login("app", "dG9rZW4="))
+        .await
+        .expect("the base64 passcode on the oci listener");
+    for (user, passcode) in [("app", "token"), ("whoever", "whatever")] {
+        let e = Client::connect_refused(oci, &login(user, passcode)).await;
+        assert_eq!(e.headers.get("message"), Some("authentication failed"));
+    }
+    let m = Scrape::take(&server).await;
+    let want = [("listener", "oci"), ("reason", "credentials")];
+    assert_eq!(m.value("stampede_auth_failures_total", &want), 2.0);
 }

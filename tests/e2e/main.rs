@@ -19,5 +19,6 @@ mod receipt;
 mod routing;
 mod semantics;
 mod support_q;
+mod tls;
 mod topic;
 mod transaction;

@@ -8,6 +8,7 @@
 pub mod client;
 pub mod http;
 mod server;
+pub mod tls;
 
 pub use client::Client;
 pub use server::{binary, command, run_to_exit, Server, ServerBuilder, StartFailure};

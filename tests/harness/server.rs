@@ -266,6 +266,22 @@ impl Server {
         self.wait_exit()
     }
 
+    /// SIGHUP: the broker reloads its TLS certificates.
+    pub fn hangup(&self) {
+        self.signal(libc::SIGHUP);
+    }
+
+    /// The address of the STOMP listener called `name` (from its `listening` log event).
+    pub fn listener(&self, name: &str) -> SocketAddr {
+        let needle = format!("\"listener\":\"{name}\"");
+        let line = self.wait_for_log(&["\"listening\"", &needle]);
+        let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+        v["fields"]["addr"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line}"))
+    }
+
     /// SIGKILL: no flush, no goodbye.
     pub fn kill(&mut self) {
         self.signal(libc::SIGKILL);

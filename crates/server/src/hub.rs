@@ -1,10 +1,10 @@
 //! [`ConnectionHub`]: what every client connection shares, whatever listener and transport it came
-//! in by — the broker, the per-connection settings, the cap on open connections, the task tracker
-//! that graceful shutdown drains, and the shutdown token each connection watches. A listener only
-//! accepts; it hands the hub a future that yields the connection's stream (a TCP socket as it is;
-//! later, a TLS session once its handshake is done), and the handshake runs inside the
-//! connection's own task, under the connect timeout, so one slow client cannot stall the accept
-//! loop.
+//! in by — the broker, the per-connection settings, the task tracker that graceful shutdown
+//! drains, and the shutdown token each connection watches. A listener only accepts (and holds its
+//! own cap on open connections); it hands the hub a future that yields the connection's stream (a
+//! TCP socket as it is, a TLS session once its handshake is done, with the login its client
+//! certificate names), and the handshake runs inside the connection's own task, under the connect
+//! timeout, so one slow client cannot stall the accept loop.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,10 +14,10 @@ use std::time::Duration;
 use stampede_broker::Broker;
 use stampede_proto::Limits;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::Semaphore;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, warn, Instrument};
+use tracing::{warn, Instrument};
 
 use crate::auth::{Authenticator, ListenerAuth};
 use crate::connection::{self, ConnError};
@@ -57,8 +57,6 @@ pub struct ConnectionHub {
 struct Inner {
     broker: Arc<Broker>,
     settings: Arc<ConnectionSettings>,
-    /// Permits = connections still allowed; each connection task holds one until it ends.
-    permits: Arc<Semaphore>,
     /// Every connection task, so shutdown can wait for them to say goodbye.
     tracker: TaskTracker,
     /// Cancelled at shutdown: connections send "broker shutting down" and close.
@@ -69,14 +67,12 @@ impl ConnectionHub {
     pub fn new(
         broker: Arc<Broker>,
         settings: ConnectionSettings,
-        max_connections: usize,
         shutdown: CancellationToken,
     ) -> ConnectionHub {
         ConnectionHub {
             inner: Arc::new(Inner {
                 broker,
                 settings: Arc::new(settings),
-                permits: Arc::new(Semaphore::new(max_connections)),
                 tracker: TaskTracker::new(),
                 shutdown,
             }),
@@ -91,11 +87,17 @@ impl ConnectionHub {
         &self.inner.settings.metrics
     }
 
-    /// Serves one client on its own task: `connect` yields its stream (it runs in that task, under
-    /// the connect timeout). Over the connection cap the client gets an ERROR and is closed.
-    pub fn spawn<F, S>(&self, connect: F, peer: SocketAddr, listener: Profile)
-    where
-        F: Future<Output = std::io::Result<S>> + Send + 'static,
+    /// Serves one client on its own task: `connect` yields its stream and the login its
+    /// certificate carries (it runs in that task, under the connect timeout). `permit` is the
+    /// listener's room for one more connection: without it the client gets an ERROR and is closed.
+    pub fn spawn<F, S>(
+        &self,
+        connect: F,
+        peer: SocketAddr,
+        listener: Profile,
+        permit: Option<OwnedSemaphorePermit>,
+    ) where
+        F: Future<Output = std::io::Result<(S, Option<String>)>> + Send + 'static,
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
         let inner = &self.inner;
@@ -105,7 +107,6 @@ impl ConnectionHub {
             .connections_total
             .with_label_values(&[listener.name])
             .inc();
-        let permit = inner.permits.clone().try_acquire_owned();
         let hub = self.clone();
         // One span per connection: every event inside carries the peer, and the session once
         // CONNECT has made one.
@@ -119,16 +120,26 @@ impl ConnectionHub {
             async move {
                 // The transport handshake and the CONNECT frame share one deadline.
                 let deadline = tokio::time::Instant::now() + hub.inner.settings.connect_timeout;
-                let stream = match tokio::time::timeout_at(deadline, connect).await {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(e)) => return debug!(error = %e, "transport handshake failed"),
-                    Err(_) => return debug!("transport handshake timed out"),
+                let failed = |reason| {
+                    let failures = &hub.metrics().handshake_failures;
+                    failures.with_label_values(&[listener.name, reason]).inc();
                 };
-                let Ok(permit) = permit else {
+                let (stream, cert_login) = match tokio::time::timeout_at(deadline, connect).await {
+                    Ok(Ok(connected)) => connected,
+                    Ok(Err(e)) => {
+                        failed("error");
+                        return warn!(error = %e, "transport handshake failed");
+                    }
+                    Err(_) => {
+                        failed("timeout");
+                        return warn!("transport handshake not done within the connect timeout");
+                    }
+                };
+                let Some(permit) = permit else {
                     warn!("connection limit reached");
                     return refuse(stream, hub.metrics()).await;
                 };
-                connection::serve(stream, peer, listener, &hub, deadline).await;
+                connection::serve(stream, peer, listener, cert_login, &hub, deadline).await;
                 drop(permit);
             }
             .instrument(span),

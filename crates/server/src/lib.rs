@@ -17,6 +17,7 @@ mod hub;
 mod listener;
 mod metrics;
 mod store;
+mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,6 +28,7 @@ use stampede_broker::{Broker, BrokerConfig, SystemClock};
 use stampede_proto::Limits;
 use thiserror::Error;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -37,7 +39,7 @@ pub use hub::{ConnectionSettings, Profile};
 pub enum ServerError {
     #[error("cannot bind {key} on {addr}: {source}")]
     Bind {
-        key: &'static str,
+        key: std::borrow::Cow<'static, str>,
         addr: SocketAddr,
         source: std::io::Error,
     },
@@ -49,6 +51,11 @@ pub enum ServerError {
     },
     #[error("recovery failed: {0}")]
     Recovery(#[from] stampede_broker::BrokerError),
+    #[error("listeners.{listener}: {source}")]
+    Tls {
+        listener: &'static str,
+        source: tls::TlsError,
+    },
     #[error("cannot open the store in {path}: {source}")]
     Store {
         path: std::path::PathBuf,
@@ -56,11 +63,17 @@ pub enum ServerError {
     },
 }
 
-/// A STOMP listener and the name its connections carry in metrics and logs.
+/// A STOMP listener: its socket, what its connections know of it (the name they carry in metrics
+/// and logs, its auth settings), its TLS certificates if it is TLS, and its connection cap.
 pub struct StompListener {
     pub profile: hub::Profile,
     pub listener: TcpListener,
+    tls: Option<Arc<tls::Tls>>,
+    permits: Arc<Semaphore>,
 }
+
+/// Open connections a listener allows unless configured otherwise.
+const MAX_CONNECTIONS: usize = 50_000;
 
 impl StompListener {
     /// A plain-TCP listener with the `[auth]` section's settings.
@@ -69,6 +82,8 @@ impl StompListener {
         StompListener {
             profile: hub::Profile { name, auth },
             listener,
+            tls: None,
+            permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
         }
     }
 }
@@ -79,19 +94,45 @@ pub struct Listeners {
     pub http: TcpListener,
 }
 
-/// Binds the listeners the configuration names.
+/// Binds the listeners the configuration names and loads their certificates.
 pub async fn bind(loaded: &Loaded) -> Result<Listeners, ServerError> {
-    let tcp = |key, addr| async move {
+    let tcp = |key: String, addr| async move {
         TcpListener::bind(addr)
             .await
-            .map_err(|source| ServerError::Bind { key, addr, source })
+            .map_err(|source| ServerError::Bind {
+                key: key.into(),
+                addr,
+                source,
+            })
     };
+    let mut stomp = Vec::new();
+    for spec in &loaded.stomp {
+        // Listener names label metrics for the process' life; a handful, leaked once.
+        let name: &'static str = Box::leak(spec.name.clone().into_boxed_str());
+        let tls = match &spec.tls {
+            None => None,
+            Some(t) => {
+                let dir = &loaded.settings.storage.data_dir;
+                let loaded = tls::Tls::load(name, t.clone(), dir).await;
+                Some(loaded.map_err(|source| ServerError::Tls {
+                    listener: name,
+                    source,
+                })?)
+            }
+        };
+        stomp.push(StompListener {
+            profile: hub::Profile {
+                name,
+                auth: spec.auth,
+            },
+            listener: tcp(format!("listeners.{name}.bind"), spec.addr).await?,
+            tls,
+            permits: Arc::new(Semaphore::new(spec.max_connections)),
+        });
+    }
     Ok(Listeners {
-        stomp: vec![StompListener::plain(
-            "stomp",
-            tcp("listeners.stomp.bind", loaded.stomp_addr).await?,
-        )],
-        http: tcp("listeners.http.bind", loaded.http_addr).await?,
+        stomp,
+        http: tcp("listeners.http.bind".into(), loaded.http_addr).await?,
     })
 }
 
@@ -127,18 +168,20 @@ pub async fn run(
     let hub = hub::ConnectionHub::new(
         broker.clone(),
         connection_settings(s, &loaded.auth, metrics.clone()),
-        s.listeners.stomp.max_connections,
         token.clone(),
     );
     let mut accepting = Vec::new();
     let mut addrs = Vec::new();
+    let mut tls = Vec::new();
     for l in listeners.stomp {
-        addrs.push((
-            l.profile.name,
-            local_addr(&l.listener, "listeners.stomp.bind")?,
-        ));
+        let addr = local_addr(&l.listener, "listeners.stomp.bind")?;
+        let name = l.profile.name;
+        info!(listener = name, addr = %addr, tls = l.tls.is_some(), "listening");
+        addrs.push((name, addr));
+        tls.extend(l.tls.clone());
         accepting.push(tokio::spawn(listener::run(l, hub.clone())));
     }
+    let reloads = tokio::spawn(reload_on_hangup(tls, token.clone()));
     let timer = tokio::spawn(run_timer(
         broker.clone(),
         data_dir,
@@ -165,6 +208,7 @@ pub async fn run(
         let _ = task.await;
     }
     let _ = timer.await;
+    let _ = reloads.await;
     let _ = http_task.await;
     hub.drain(s.shutdown.grace).await;
     // A store that failed earlier may never finish a flush; do not let it hold the exit.
@@ -178,7 +222,7 @@ pub async fn run(
 
 fn local_addr(l: &TcpListener, key: &'static str) -> Result<SocketAddr, ServerError> {
     l.local_addr().map_err(|source| ServerError::Bind {
-        key,
+        key: key.into(),
         addr: SocketAddr::from(([0, 0, 0, 0], 0)),
         source,
     })
@@ -236,6 +280,26 @@ async fn open_broker(
         "recovery finished"
     );
     Ok(broker)
+}
+
+/// SIGHUP reloads every TLS listener's certificates (new handshakes use them; open connections
+/// keep theirs).
+async fn reload_on_hangup(tls: Vec<Arc<tls::Tls>>, shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => return warn!(error = %e, "cannot watch SIGHUP; certificates will not reload"),
+    };
+    loop {
+        tokio::select! {
+            Some(()) = hangups.recv() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        info!(listeners = tls.len(), "SIGHUP: reloading TLS certificates");
+        for t in &tls {
+            t.reload().await;
+        }
+    }
 }
 
 /// How often visibility deadlines, `expires` times and retention are checked: the precision of

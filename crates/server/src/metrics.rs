@@ -163,6 +163,8 @@ pub struct Metrics {
     dropped: IntCounterVec,
     /// Refused logins, by listener and why (credentials, throttled).
     pub auth_failures: IntCounterVec,
+    /// Transport (TLS) handshakes that failed or did not finish in time, by listener.
+    pub handshake_failures: IntCounterVec,
     queue_counters: Vec<(IntCounterVec, Read)>,
     queue_gauges: Vec<(IntGaugeVec, Read)>,
     max_queue_series: usize,
@@ -245,6 +247,7 @@ impl Metrics {
             flow_waits: counter_vec(&r, "stampede_flow_control_waits_total", "SENDs held back by producer flow control, by what they waited for: a crowded queue's consumers, or the store's write backlog.", &["reason"]),
             dropped: counter_vec(&r, "stampede_dropped_messages_total", "Messages accepted and dropped, by why: sent to a temporary queue that is gone (temp_queue_gone).", &["reason"]),
             auth_failures: counter_vec(&r, "stampede_auth_failures_total", "Refused logins, by listener and reason: credentials (unknown user, wrong or undecodable passcode) or throttled (too many failures from the address).", &["listener", "reason"]),
+            handshake_failures: counter_vec(&r, "stampede_handshake_failures_total", "TLS handshakes that failed (reason=error: not TLS, untrusted or missing client certificate, no shared version) or did not finish within protocol.connect_timeout (reason=timeout), by listener.", &["listener", "reason"]),
             queue_counters: QUEUE_COUNTERS
                 .iter()
                 .map(|(name, help, read)| (counter_vec(&r, name, help, &q), *read))

@@ -71,6 +71,17 @@ pub struct ListenerAuth {
     pub passcode_encoding: Option<PasscodeEncoding>,
 }
 
+/// What a client presents.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Credentials<'a> {
+    /// CONNECT's `login` and `passcode`.
+    pub login: Option<&'a str>,
+    pub passcode: Option<&'a str>,
+    /// The common name of a verified client certificate, on a listener with `cert_login`: it is
+    /// the login when CONNECT names none, and no passcode is asked (RabbitMQ's ssl_cert_login).
+    pub cert_login: Option<&'a str>,
+}
+
 /// Why a login was refused; the client hears "authentication failed" either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -119,14 +130,26 @@ impl Authenticator {
     /// cannot be checked before it is refused as throttled.
     pub async fn login(
         &self,
-        login: Option<&str>,
-        passcode: Option<&str>,
+        credentials: Credentials<'_>,
         peer: IpAddr,
         listener: ListenerAuth,
         deadline: Instant,
     ) -> Result<Principal, Refusal> {
+        let Credentials {
+            login,
+            passcode,
+            cert_login,
+        } = credentials;
         let login = login.filter(|l| !l.is_empty());
-        if listener.mode.unwrap_or(self.settings.mode) == Mode::Open {
+        let open = listener.mode.unwrap_or(self.settings.mode) == Mode::Open;
+        if let (None, Some(cn)) = (login, cert_login) {
+            // The certificate was verified against client_ca during the handshake.
+            return match open || self.settings.users.contains_key(cn) {
+                true => Ok(Principal::new(cn)),
+                false => Err(Refusal::Credentials),
+            };
+        }
+        if open {
             return Ok(login.map_or_else(Principal::anonymous, Principal::new));
         }
         let Some(login) = login else {
@@ -221,15 +244,14 @@ mod tests {
     async fn try_login(a: &Authenticator, login: &str, passcode: &str) -> Result<String, Refusal> {
         let ip = IpAddr::from([127, 0, 0, 1]);
         let deadline = Instant::now() + Duration::from_secs(10);
-        a.login(
-            Some(login),
-            Some(passcode),
-            ip,
-            ListenerAuth::default(),
-            deadline,
-        )
-        .await
-        .map(|p| p.name().to_owned())
+        let c = Credentials {
+            login: Some(login),
+            passcode: Some(passcode),
+            cert_login: None,
+        };
+        a.login(c, ip, ListenerAuth::default(), deadline)
+            .await
+            .map(|p| p.name().to_owned())
     }
 
     #[tokio::test]
@@ -262,7 +284,12 @@ mod tests {
         // No login: the anonymous user.
         let ip = IpAddr::from([127, 0, 0, 1]);
         let deadline = Instant::now() + Duration::from_secs(10);
-        let anon = a.login(None, None, ip, ListenerAuth::default(), deadline);
+        let anon = a.login(
+            Credentials::default(),
+            ip,
+            ListenerAuth::default(),
+            deadline,
+        );
         assert_eq!(anon.await.unwrap().name(), "guest");
     }
 
@@ -275,7 +302,21 @@ mod tests {
             mode: Some(Mode::Open),
             passcode_encoding: None,
         };
-        let p = a.login(Some("x"), Some("y"), ip, open, deadline).await;
-        assert_eq!(p.unwrap().name(), "x");
+        let c = Credentials {
+            login: Some("x"),
+            passcode: Some("y"),
+            cert_login: None,
+        };
+        assert_eq!(a.login(c, ip, open, deadline).await.unwrap().name(), "x");
+        // A certificate's name stands in for a missing login, if that user exists.
+        let cert = |cn| Credentials {
+            cert_login: Some(cn),
+            ..Credentials::default()
+        };
+        let users = ListenerAuth::default();
+        let p = a.login(cert("guest"), ip, users, deadline).await;
+        assert_eq!(p.unwrap().name(), "guest");
+        let p = a.login(cert("mallory"), ip, users, deadline).await;
+        assert_eq!(p.err(), Some(Refusal::Credentials));
     }
 }

@@ -6,7 +6,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod listeners;
 mod queues;
+
+pub use listeners::{CertSource, StompSpec, TlsSpec};
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -34,7 +37,7 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    pub listeners: Listeners,
+    pub listeners: BTreeMap<String, listeners::ListenerSection>,
     pub storage: Storage,
     pub auth: Auth,
     pub protocol: Protocol,
@@ -48,28 +51,8 @@ pub struct Settings {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Listeners {
-    pub stomp: StompListener,
-    pub http: HttpListener,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpListener {
-    pub bind: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct MetricsSection {
     pub max_queue_series: usize,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StompListener {
-    pub bind: String,
-    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -172,8 +155,11 @@ pub enum LogFormat {
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub settings: Settings,
+    /// `listeners.stomp`'s address.
     pub stomp_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// Every STOMP listener, `stomp` first.
+    pub stomp: Vec<StompSpec>,
     pub policy: QueuePolicy,
     pub auth: AuthSettings,
 }
@@ -213,17 +199,23 @@ pub(crate) fn invalid(
 }
 
 fn validate(settings: Settings) -> Result<Loaded, ConfigError> {
-    let stomp = &settings.listeners.stomp.bind;
-    let stomp_addr = socket_addr("listeners.stomp.bind", stomp, "0.0.0.0:61613")?;
-    let http = &settings.listeners.http.bind;
-    let http_addr = socket_addr("listeners.http.bind", http, "0.0.0.0:8161")?;
+    let (http_addr, stomp) = listeners::listeners(&settings.listeners)?;
+    let stomp_addr = stomp[0].addr;
     check_ranges(&settings)?;
     let policy = queues::policy(&settings.queues)?;
     let auth = auth_settings(&settings.auth)?;
+    let users_listener = stomp.iter().find(|l| l.auth.mode == Some(Mode::Users));
+    if let Some(l) = users_listener.filter(|_| auth.users.is_empty()) {
+        return Err(invalid(
+            format!("listeners.{}.auth", l.name),
+            "\"users\" needs at least one [auth.users.NAME] with a password_hash",
+        ));
+    }
     Ok(Loaded {
         settings,
         stomp_addr,
         http_addr,
+        stomp,
         policy,
         auth,
     })
@@ -275,7 +267,11 @@ fn auth_settings(a: &Auth) -> Result<AuthSettings, ConfigError> {
     })
 }
 
-fn socket_addr(key: &'static str, value: &str, example: &str) -> Result<SocketAddr, ConfigError> {
+fn socket_addr(
+    key: impl Into<std::borrow::Cow<'static, str>>,
+    value: &str,
+    example: &str,
+) -> Result<SocketAddr, ConfigError> {
     value.parse().map_err(|_| {
         invalid(
             key,
@@ -287,7 +283,7 @@ fn socket_addr(key: &'static str, value: &str, example: &str) -> Result<SocketAd
 /// Every rule a value must keep, checked in order: (holds, key, what it must be).
 fn check_ranges(s: &Settings) -> Result<(), ConfigError> {
     let (p, b, st) = (&s.protocol, &s.broker, &s.storage);
-    let rules: [(bool, &'static str, &str); 13] = [
+    let rules: [(bool, &'static str, &str); 12] = [
         (
             p.max_frame_size >= 1024,
             "protocol.max_frame_size",
@@ -307,11 +303,6 @@ fn check_ranges(s: &Settings) -> Result<(), ConfigError> {
             !p.connect_timeout.is_zero(),
             "protocol.connect_timeout",
             "must be greater than 0",
-        ),
-        (
-            s.listeners.stomp.max_connections > 0,
-            "listeners.stomp.max_connections",
-            "must be at least 1",
         ),
         (
             b.default_prefetch > 0,

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use super::ConnError;
+use crate::auth::Credentials;
 use crate::hub::Profile;
 use crate::ConnectionSettings;
 
@@ -37,8 +38,7 @@ pub struct Accepted {
 pub async fn accept(
     frame: Frame,
     settings: &ConnectionSettings,
-    peer: SocketAddr,
-    listener: Profile,
+    (peer, listener, cert_login): (SocketAddr, Profile, Option<&str>),
     deadline: Instant,
 ) -> Result<Accepted, ConnError> {
     if !matches!(frame.command, Command::Connect | Command::Stomp) {
@@ -66,7 +66,16 @@ pub async fn accept(
     let (login, passcode) = (connect.login.as_deref(), connect.passcode.as_deref());
     let principal = settings
         .auth
-        .login(login, passcode, peer.ip(), listener.auth, deadline)
+        .login(
+            Credentials {
+                login,
+                passcode,
+                cert_login,
+            },
+            peer.ip(),
+            listener.auth,
+            deadline,
+        )
         .await
         .map_err(|refusal| {
             let why = refusal.as_str();

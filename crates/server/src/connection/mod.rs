@@ -56,6 +56,7 @@ pub async fn serve<S>(
     stream: S,
     peer: SocketAddr,
     listener: Profile,
+    cert_login: Option<String>,
     hub: &ConnectionHub,
     deadline: Instant,
 ) where
@@ -88,7 +89,7 @@ pub async fn serve<S>(
             settings.metrics.frames_in.inc(frame.command);
             // A login may wait for the address's limiter; shutdown does not wait for it.
             tokio::select! {
-                r = handshake::accept(frame, &settings, peer, listener, deadline) => r,
+                r = handshake::accept(frame, &settings, (peer, listener, cert_login.as_deref()), deadline) => r,
                 _ = hub.shutdown().cancelled() => Err(ConnError::ShuttingDown),
             }
         }

@@ -416,7 +416,6 @@ async fn a_connection_served_by_the_hub_agrees_heart_beats_and_closes_a_silent_c
             metrics: metrics(),
             auth: open_auth(),
         },
-        10,
         tokio_util::sync::CancellationToken::new(),
     );
     let (mut client, server) = tokio::io::duplex(1 << 16);
@@ -425,9 +424,14 @@ async fn a_connection_served_by_the_hub_agrees_heart_beats_and_closes_a_silent_c
         auth: Default::default(),
     };
     hub.spawn(
-        std::future::ready(Ok(server)),
+        std::future::ready(Ok((server, None))),
         ([127, 0, 0, 1], 1).into(),
         profile,
+        Some(
+            Arc::new(tokio::sync::Semaphore::new(1))
+                .try_acquire_owned()
+                .unwrap(),
+        ),
     );
     let connect = Frame::new(Command::Connect)
         .header("accept-version", "1.2")

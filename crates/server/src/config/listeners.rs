@@ -1,0 +1,267 @@
+//! `[listeners.NAME]`: the sockets the broker serves. `http` is the HTTP port; every other table is
+//! a STOMP listener named by its key (the name labels its metrics and logs), plain TCP unless it
+//! has a certificate (`cert` + `key`, or `self_signed = true`). `stomp` is always there (the
+//! embedded defaults define it); `stomp_tls` defaults to port 61614 and must be TLS. Each STOMP
+//! listener may override `auth.mode` (`auth`) and `passcode_encoding`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{invalid, socket_addr, ConfigError};
+use crate::auth::{ListenerAuth, Mode, PasscodeEncoding};
+
+/// The default cap on one STOMP listener's open connections.
+const MAX_CONNECTIONS: usize = 50_000;
+
+/// One `[listeners.X]` table as written: the HTTP listener takes only `bind`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerSection {
+    pub bind: Option<String>,
+    pub max_connections: Option<usize>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    #[serde(default)]
+    pub self_signed: bool,
+    pub client_ca: Option<PathBuf>,
+    #[serde(default)]
+    pub cert_login: bool,
+    pub auth: Option<Mode>,
+    pub passcode_encoding: Option<PasscodeEncoding>,
+}
+
+impl ListenerSection {
+    fn same_as(&self, o: &ListenerSection) -> bool {
+        (
+            &self.bind,
+            self.max_connections,
+            &self.cert,
+            &self.key,
+            self.self_signed,
+        ) == (&o.bind, o.max_connections, &o.cert, &o.key, o.self_signed)
+            && (
+                &self.client_ca,
+                self.cert_login,
+                self.auth,
+                self.passcode_encoding,
+            ) == (&o.client_ca, o.cert_login, o.auth, o.passcode_encoding)
+    }
+}
+
+/// A STOMP listener, validated.
+#[derive(Debug, Clone)]
+pub struct StompSpec {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub max_connections: usize,
+    pub tls: Option<TlsSpec>,
+    pub auth: ListenerAuth,
+}
+
+/// Where a TLS listener's certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertSource {
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+    },
+    /// Made at start (kept under the data directory and reused after).
+    SelfSigned,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsSpec {
+    pub source: CertSource,
+    /// Mutual TLS: clients must present a certificate signed by one of these CAs.
+    pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: the certificate's common name is the login, and no passcode is checked.
+    pub cert_login: bool,
+}
+
+/// The HTTP address and the STOMP listeners, `stomp` first.
+pub fn listeners(
+    sections: &BTreeMap<String, ListenerSection>,
+) -> Result<(SocketAddr, Vec<StompSpec>), ConfigError> {
+    let http = sections.get("http").cloned().unwrap_or_default();
+    let ListenerSection {
+        bind: Some(bind), ..
+    } = &http
+    else {
+        return Err(invalid(
+            "listeners.http.bind",
+            "is required, such as 0.0.0.0:8161",
+        ));
+    };
+    let only_bind = ListenerSection {
+        bind: http.bind.clone(),
+        ..Default::default()
+    };
+    if !http.same_as(&only_bind) {
+        return Err(invalid(
+            "listeners.http",
+            "the HTTP listener takes only `bind` (TLS and auth settings belong to STOMP listeners)",
+        ));
+    }
+    let http_addr = socket_addr("listeners.http.bind", bind, "0.0.0.0:8161")?;
+    let mut stomp = Vec::new();
+    for (name, s) in sections.iter().filter(|(n, _)| n.as_str() != "http") {
+        stomp.push(stomp_spec(name, s)?);
+    }
+    stomp.sort_by_key(|s| s.name != "stomp");
+    let mut seen = BTreeMap::new();
+    for s in &stomp {
+        if let Some(other) = seen.insert(s.addr, &s.name).filter(|_| s.addr.port() != 0) {
+            return Err(invalid(
+                format!("listeners.{}.bind", s.name),
+                format!("{} is also listeners.{other}.bind", s.addr),
+            ));
+        }
+    }
+    Ok((http_addr, stomp))
+}
+
+fn stomp_spec(name: &str, s: &ListenerSection) -> Result<StompSpec, ConfigError> {
+    let key = |k: &str| format!("listeners.{name}.{k}");
+    let bind = match (&s.bind, name) {
+        (Some(b), _) => b.clone(),
+        (None, "stomp_tls") => "0.0.0.0:61614".to_owned(),
+        (None, _) => return Err(invalid(key("bind"), "is required, such as 0.0.0.0:61613")),
+    };
+    let addr = socket_addr(key("bind"), &bind, "0.0.0.0:61614")?;
+    let max_connections = s.max_connections.unwrap_or(MAX_CONNECTIONS);
+    if max_connections == 0 {
+        return Err(invalid(key("max_connections"), "must be at least 1"));
+    }
+    let source = match (&s.cert, &s.key, s.self_signed) {
+        (Some(cert), Some(key), false) => Some(CertSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        (None, None, true) => Some(CertSource::SelfSigned),
+        (None, None, false) => None,
+        (_, _, true) => return Err(invalid(
+            key("self_signed"),
+            "self_signed = true makes its own certificate: remove cert and key, or set it false",
+        )),
+        _ => {
+            return Err(invalid(
+                key("cert"),
+                "a TLS listener needs both `cert` and `key` (PEM files)",
+            ))
+        }
+    };
+    if source.is_none() && name == "stomp_tls" {
+        return Err(invalid(
+            key("cert"),
+            "listeners.stomp_tls needs `cert` and `key` (PEM files) or `self_signed = true`",
+        ));
+    }
+    if source.is_none() && (s.client_ca.is_some() || s.cert_login) {
+        return Err(invalid(
+            key("client_ca"),
+            "client certificates need a TLS listener: give it `cert` and `key` or `self_signed`",
+        ));
+    }
+    if s.cert_login && s.client_ca.is_none() {
+        return Err(invalid(
+            key("cert_login"),
+            "takes the login from a client certificate, so it needs `client_ca`",
+        ));
+    }
+    Ok(StompSpec {
+        name: name.to_owned(),
+        addr,
+        max_connections,
+        tls: source.map(|source| TlsSpec {
+            source,
+            client_ca: s.client_ca.clone(),
+            cert_login: s.cert_login,
+        }),
+        auth: ListenerAuth {
+            mode: s.auth,
+            passcode_encoding: s.passcode_encoding,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(f: impl FnOnce(&mut ListenerSection)) -> ListenerSection {
+        let mut s = ListenerSection::default();
+        f(&mut s);
+        s
+    }
+
+    fn parse(extra: &[(&str, ListenerSection)]) -> Result<Vec<StompSpec>, String> {
+        let mut m = BTreeMap::new();
+        m.insert(
+            "http".into(),
+            section(|s| s.bind = Some("0.0.0.0:8161".into())),
+        );
+        m.insert(
+            "stomp".into(),
+            section(|s| s.bind = Some("0.0.0.0:61613".into())),
+        );
+        for (k, v) in extra {
+            m.insert(k.to_string(), v.clone());
+        }
+        listeners(&m).map(|(_, s)| s).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn stomp_comes_first_and_stomp_tls_defaults_to_61614() {
+        let l = parse(&[
+            ("alpha", section(|s| s.bind = Some("127.0.0.1:7000".into()))),
+            ("stomp_tls", section(|s| s.self_signed = true)),
+        ])
+        .unwrap();
+        let names: Vec<_> = l.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["stomp", "alpha", "stomp_tls"]);
+        assert_eq!(l[2].addr.port(), 61614);
+        assert_eq!(l[2].tls.as_ref().unwrap().source, CertSource::SelfSigned);
+        assert!(l[1].tls.is_none());
+    }
+
+    #[test]
+    fn mistakes_name_the_key() {
+        let cases = [
+            ("stomp_tls", section(|_| {}), "listeners.stomp_tls.cert"),
+            (
+                "oci",
+                section(|s| s.cert = Some("c.pem".into())),
+                "listeners.oci.bind",
+            ),
+            (
+                "oci",
+                section(|s| {
+                    s.bind = Some("0.0.0.0:1".into());
+                    s.cert = Some("c.pem".into());
+                }),
+                "listeners.oci.cert",
+            ),
+            (
+                "oci",
+                section(|s| {
+                    s.bind = Some("0.0.0.0:1".into());
+                    s.self_signed = true;
+                    s.cert_login = true;
+                }),
+                "listeners.oci.cert_login",
+            ),
+            (
+                "again",
+                section(|s| s.bind = Some("0.0.0.0:61613".into())),
+                "listeners.stomp.bind",
+            ),
+        ];
+        for (name, s, key) in cases {
+            let e = parse(&[(name, s)]).unwrap_err();
+            assert!(e.contains(key), "{key} not in {e}");
+        }
+    }
+}
