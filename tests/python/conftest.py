@@ -86,9 +86,14 @@ def _external_broker():
                   external=True)
 
 
-def _start_stampede(tmp_path_factory, overrides=None):
+def _start_stampede(tmp_path_factory, overrides=None, config=None):
     data_dir = tmp_path_factory.mktemp("stampede-data")
-    process = StampedeProcess(_stampede_binary(), data_dir, overrides)
+    config_file = None
+    if config is not None:
+        # `config` is a function of a not-yet-started process (for its `passwd`).
+        config_file = data_dir / "broker.toml"
+        config_file.write_text(config(StampedeProcess(_stampede_binary(), data_dir)))
+    process = StampedeProcess(_stampede_binary(), data_dir, overrides, config_file)
     host, port = process.start()
     return Broker(host, port,
                   login=os.environ.get("STOMP_TEST_LOGIN", "guest"),
@@ -167,16 +172,19 @@ def clients(broker):
 def broker_factory(clients, tmp_path_factory):
     """broker_factory({"STAMPEDE__PROTOCOL__HEARTBEAT": "1s"}) -> a Broker.
 
+    `config`, if given, is a function (process -> TOML text) whose result becomes the
+    instance's --config file; it may call process.passwd(...) for password hashes.
+
     Against Stampede each call starts a fresh instance with those environment
     overrides (stopped after the test). Against an external broker the overrides
     cannot be applied and the shared external broker is returned (its
     .overrides is empty, so a test can tell)."""
     started = []
 
-    def make(overrides=None):
+    def make(overrides=None, config=None):
         if EXTERNAL:
             return _external_broker()
-        b = _start_stampede(tmp_path_factory, overrides)
+        b = _start_stampede(tmp_path_factory, overrides, config)
         started.append(b)
         return b
 

@@ -30,10 +30,11 @@ def split_host_port(addr):
 class StampedeProcess:
     """A Stampede child process whose stdout is drained forever by a thread."""
 
-    def __init__(self, binary, data_dir, overrides=None):
+    def __init__(self, binary, data_dir, overrides=None, config=None):
         self.binary = str(binary)
         self.data_dir = str(data_dir)
         self.overrides = dict(overrides or {})
+        self.config = str(config) if config else None
         self.output = collections.deque(maxlen=5000)
         self._events = queue.Queue()
         self.proc = None
@@ -53,6 +54,8 @@ class StampedeProcess:
         # collide; other STAMPEDE__* variables in the caller's environment pass through.
         env.update(self.overrides)
         cmd = [self.binary, "serve", "--log-format", "json", "--data-dir", self.data_dir]
+        if self.config:
+            cmd += ["--config", self.config]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env=env, cwd=self.data_dir)
         threading.Thread(target=self._drain_stdout, name="stampede-stdout", daemon=True).start()
@@ -116,6 +119,17 @@ class StampedeProcess:
                 if left <= 0:
                     raise AssertionError("no log line with %r\n%s" % (needles, self.format_output()))
                 self._grew.wait(left)
+
+    def listener(self, name):
+        """(host, port) of the STOMP listener called `name`, from its `listening` event."""
+        line = self.wait_for_log('"listening"', '"listener":"%s"' % name)
+        return split_host_port(json.loads(line)["fields"]["addr"])
+
+    def passwd(self, password):
+        """An argon2id hash of `password`, made by `stampede passwd` as an operator would."""
+        out = subprocess.run([self.binary, "passwd"], input=password.encode("utf-8"),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=True)
+        return out.stdout.decode("utf-8").strip()
 
     def format_output(self):
         lines = list(self.output)
