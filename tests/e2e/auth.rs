@@ -180,9 +180,18 @@ fn users_mode_configuration_mistakes_stop_the_start_naming_the_key() {
         ),
         ("[auth]\nmode = \"ldap\"\n", "ldap"),
     ];
+    let bad_pattern = format!(
+        "[auth.users.guest]\npassword_hash = \"{}\"\n\
+         [auth.users.guest.permissions]\nread = [\"/nowhere/x\"]\n",
+        passwd("guest")
+    );
+    let cases = cases
+        .into_iter()
+        .map(|(t, k)| (t.to_owned(), k))
+        .chain([(bad_pattern, "auth.users.guest.permissions.read")]);
     for (text, key) in cases {
         let file = dir.path().join("bad.toml");
-        std::fs::write(&file, text).unwrap();
+        std::fs::write(&file, &text).unwrap();
         let out = ServerBuilder::default().config(&file).run_to_exit();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{text}");
@@ -217,4 +226,163 @@ async fn each_listener_applies_its_own_auth_settings() {
     let m = Scrape::take(&server).await;
     let want = [("listener", "oci"), ("reason", "credentials")];
     assert_eq!(m.value("stampede_auth_failures_total", &want), 2.0);
+}
+
+/// Sends `frame` and returns the ERROR the broker answers with, asserting it then closes.
+async fn denied(client: &mut Client, frame: stampede_proto::Frame) -> String {
+    client.send_frame(frame.header("receipt", "r-denied")).await;
+    let frames = client.expect_closed().await;
+    let error = frames
+        .iter()
+        .find(|f| f.command == stampede_proto::Command::Error)
+        .unwrap_or_else(|| panic!("no ERROR in {frames:?}"));
+    assert_eq!(error.headers.get("receipt-id"), Some("r-denied"));
+    error.headers.get("message").unwrap().to_owned()
+}
+
+fn send_frame(destination: &str) -> stampede_proto::Frame {
+    stampede_proto::Frame::new(stampede_proto::Command::Send)
+        .header("destination", destination)
+        .body("x")
+}
+
+fn subscribe_frame(destination: &str, extra: &[(&str, &str)]) -> stampede_proto::Frame {
+    let f = stampede_proto::Frame::new(stampede_proto::Command::Subscribe)
+        .header("destination", destination)
+        .header("id", "s");
+    extra.iter().fold(f, |f, (k, v)| f.header(k, *v))
+}
+
+#[tokio::test]
+async fn permissions_refuse_by_destination_and_name_what_was_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broker.toml");
+    let hash = passwd("pw");
+    let text = format!(
+        "[auth]\nmode = \"users\"\n\
+         [auth.users.producer]\npassword_hash = \"{hash}\"\n\
+         [auth.users.producer.permissions]\nwrite = [\"/queue/orders.*\", \"/topic/VirtualTopic.*\"]\n\
+         [auth.users.reader]\npassword_hash = \"{hash}\"\n\
+         [auth.users.reader.permissions]\nread = [\"orders.*\", \"/queue/Consumer.billing.*\", \"/topic/prices.*\"]\n\
+         [auth.users.ops]\npassword_hash = \"{hash}\"\n"
+    );
+    std::fs::write(&file, text).unwrap();
+    let server = Server::builder().config(&file).start();
+    let as_user = |u: &'static str| {
+        let addr = server.addr;
+        async move { Client::connect_with(addr, &login(u, "pw")).await.expect(u) }
+    };
+    // Allowed: the producer writes to a queue and a virtual topic; the reader reads the queue and
+    // the virtual topic's consumer queue; ops (no permissions table) may do anything.
+    let mut reader = as_user("reader").await;
+    reader.subscribe("/queue/orders.eu", "orders", "auto").await;
+    reader
+        .subscribe("/queue/Consumer.billing.VirtualTopic.sales", "vt", "auto")
+        .await;
+    let mut producer = as_user("producer").await;
+    producer.send("/queue/orders.eu", "order 1").await;
+    producer.send("/topic/VirtualTopic.sales", "sale 1").await;
+    let mut got = reader.bodies(2).await;
+    got.sort();
+    assert_eq!(got, ["order 1", "sale 1"]);
+
+    let cases = [
+        (
+            "producer",
+            send_frame("/queue/payments"),
+            "\"producer\" may not write /queue/payments",
+        ),
+        (
+            "producer",
+            subscribe_frame("/queue/orders.eu", &[]),
+            "may not read /queue/orders.eu",
+        ),
+        (
+            "reader",
+            send_frame("orders.eu"),
+            "\"reader\" may not write /queue/orders.eu",
+        ),
+        (
+            "reader",
+            subscribe_frame("/queue/DLQ.orders.eu", &[]),
+            "may not read /queue/DLQ.orders.eu",
+        ),
+        (
+            "reader",
+            subscribe_frame(
+                "/topic/prices.gbp",
+                &[("activemq.subscriptionName", "p"), ("client-id", "c")],
+            ),
+            "may not admin /topic/prices.gbp",
+        ),
+        (
+            "reader",
+            subscribe_frame(
+                "/queue/orders.us",
+                &[("x-dead-letter-routing-key", "/queue/mine")],
+            ),
+            "may not write /queue/mine",
+        ),
+    ];
+    for (user, frame, message) in cases {
+        let mut c = as_user(user).await;
+        let m = denied(&mut c, frame).await;
+        assert!(
+            m.starts_with("permission denied") && m.contains(message),
+            "{m}"
+        );
+    }
+    // A plain topic subscription needs read only; the refusals above touched no one else.
+    let mut prices = as_user("reader").await;
+    prices.subscribe("/topic/prices.gbp", "p", "auto").await;
+    producer.send("/queue/orders.eu", "order 2").await;
+    assert_eq!(reader.bodies(1).await, ["order 2"]);
+    let mut ops = as_user("ops").await;
+    ops.send("/queue/payments", "anything").await;
+    let m = Scrape::take(&server).await;
+    assert_eq!(m.value("stampede_errors_total", &[("kind", "denied")]), 6.0);
+}
+
+#[tokio::test]
+async fn a_temporary_queue_is_its_owners_and_replies_need_write_on_temp_queues() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broker.toml");
+    let hash = passwd("pw");
+    let text = format!(
+        "[auth]\nmode = \"users\"\n\
+         [auth.users.client]\npassword_hash = \"{hash}\"\n\
+         [auth.users.client.permissions]\nwrite = [\"/queue/requests\"]\n\
+         [auth.users.service]\npassword_hash = \"{hash}\"\n\
+         [auth.users.service.permissions]\nread = [\"/queue/requests\"]\nwrite = [\"/temp-queue/*\"]\n\
+         [auth.users.stranger]\npassword_hash = \"{hash}\"\n\
+         [auth.users.stranger.permissions]\nread = [\"/queue/requests\"]\n"
+    );
+    std::fs::write(&file, text).unwrap();
+    let server = Server::builder().config(&file).start();
+    let mut client = Client::connect_with(server.addr, &login("client", "pw"))
+        .await
+        .unwrap();
+    let mut service = Client::connect_with(server.addr, &login("service", "pw"))
+        .await
+        .unwrap();
+    service.subscribe("/queue/requests", "req", "auto").await;
+    // The client may use its own temporary queue without any pattern for it.
+    client
+        .send_with(
+            "/queue/requests",
+            "ping",
+            &[("reply-to", "/temp-queue/answers")],
+        )
+        .await;
+    let request = service.message().await;
+    let reply_to = request.headers.get("reply-to").unwrap().to_owned();
+    assert!(reply_to.starts_with("/queue/"), "{reply_to}");
+    service.send(&reply_to, "pong").await;
+    assert_eq!(client.bodies(1).await, ["pong"]);
+    // Without write on /temp-queue/*, a reply is refused.
+    let mut stranger = Client::connect_with(server.addr, &login("stranger", "pw"))
+        .await
+        .unwrap();
+    let m = denied(&mut stranger, send_frame(&reply_to)).await;
+    assert!(m.contains("may not write /temp-queue/"), "{m}");
 }

@@ -43,6 +43,13 @@ pub enum BrokerError {
         limit: &'static str,
         value: u64,
     },
+    /// The user lacks `permission` on `destination` (as the permission patterns spell it).
+    #[error("permission denied: {user:?} may not {permission} {destination}")]
+    Denied {
+        user: String,
+        permission: &'static str,
+        destination: String,
+    },
     #[error("storage is nearly full ({0}); messages are refused until space is freed")]
     StorageFull(String),
     #[error("message could not be stored: {0}")]
@@ -53,5 +60,10 @@ impl BrokerError {
     /// True for refusals caused by storage (a full disk, a failed store) rather than the request.
     pub fn is_storage(&self) -> bool {
         matches!(self, BrokerError::Store(_) | BrokerError::StorageFull(_))
+    }
+
+    /// True for a permission refusal.
+    pub fn is_denied(&self) -> bool {
+        matches!(self, BrokerError::Denied { .. })
     }
 }

@@ -33,6 +33,8 @@ pub enum ErrorKind {
     Refused,
     /// A login was refused.
     Auth,
+    /// A user lacked the permission a frame needed.
+    Denied,
 }
 
 impl ErrorKind {
@@ -45,6 +47,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Refused => "refused",
             ErrorKind::Auth => "auth",
+            ErrorKind::Denied => "denied",
         }
     }
 }

@@ -7,8 +7,10 @@
 
 mod limiter;
 mod password;
+mod permissions;
 
 pub use password::{check_hash, hash_password, verify_password, AuthError};
+pub use permissions::{canonical, canonical_pattern, Access, Permissions};
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -50,6 +52,31 @@ pub struct User {
     pub password_hash: Arc<str>,
     /// Overrides the listener's and `auth.passcode_encoding`.
     pub passcode_encoding: Option<PasscodeEncoding>,
+    pub permissions: Arc<Permissions>,
+}
+
+/// Who a connection is and what it may do.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub principal: Principal,
+    pub permissions: Arc<Permissions>,
+}
+
+impl Identity {
+    fn open(name: Option<&str>) -> Identity {
+        static ALL: OnceLock<Arc<Permissions>> = OnceLock::new();
+        Identity {
+            principal: name.map_or_else(Principal::anonymous, Principal::new),
+            permissions: ALL.get_or_init(|| Arc::new(Permissions::all())).clone(),
+        }
+    }
+
+    fn user(name: &str, user: &User) -> Identity {
+        Identity {
+            principal: Principal::new(name),
+            permissions: user.permissions.clone(),
+        }
+    }
 }
 
 /// The authentication settings, validated.
@@ -134,7 +161,7 @@ impl Authenticator {
         peer: IpAddr,
         listener: ListenerAuth,
         deadline: Instant,
-    ) -> Result<Principal, Refusal> {
+    ) -> Result<Identity, Refusal> {
         let Credentials {
             login,
             passcode,
@@ -142,19 +169,22 @@ impl Authenticator {
         } = credentials;
         let login = login.filter(|l| !l.is_empty());
         let open = listener.mode.unwrap_or(self.settings.mode) == Mode::Open;
+        let users = &self.settings.users;
         if let (None, Some(cn)) = (login, cert_login) {
             // The certificate was verified against client_ca during the handshake.
-            return match open || self.settings.users.contains_key(cn) {
-                true => Ok(Principal::new(cn)),
-                false => Err(Refusal::Credentials),
+            return match (open, users.get(cn)) {
+                (true, _) => Ok(Identity::open(Some(cn))),
+                (false, Some(user)) => Ok(Identity::user(cn, user)),
+                (false, None) => Err(Refusal::Credentials),
             };
         }
         if open {
-            return Ok(login.map_or_else(Principal::anonymous, Principal::new));
+            return Ok(Identity::open(login));
         }
         let Some(login) = login else {
-            return match &self.settings.anonymous_user {
-                Some(name) => Ok(Principal::new(name)),
+            let anonymous = self.settings.anonymous_user.as_deref();
+            return match anonymous.and_then(|n| users.get_key_value(n)) {
+                Some((name, user)) => Ok(Identity::user(name, user)),
                 None => Err(Refusal::Credentials),
             };
         };
@@ -183,12 +213,15 @@ impl Authenticator {
             .await
             .map(|r| r.unwrap_or(false))
             .unwrap_or(false);
-        if matched && user.is_some() && password.is_some() {
-            drop(attempt);
-            Ok(Principal::new(login))
-        } else {
-            attempt.failed();
-            Err(Refusal::Credentials)
+        match user.filter(|_| matched && password.is_some()) {
+            Some(user) => {
+                drop(attempt);
+                Ok(Identity::user(login, user))
+            }
+            None => {
+                attempt.failed();
+                Err(Refusal::Credentials)
+            }
         }
     }
 }
@@ -224,6 +257,7 @@ mod tests {
         let user = |password: &str, encoding| User {
             password_hash: Arc::from(hash_password(password).unwrap()),
             passcode_encoding: encoding,
+            permissions: Arc::new(Permissions::all()),
         };
         let mut users = HashMap::new();
         users.insert("guest".to_owned(), user("guest", None));
@@ -251,7 +285,7 @@ mod tests {
         };
         a.login(c, ip, ListenerAuth::default(), deadline)
             .await
-            .map(|p| p.name().to_owned())
+            .map(|id| id.principal.name().to_owned())
     }
 
     #[tokio::test]
@@ -290,7 +324,7 @@ mod tests {
             ListenerAuth::default(),
             deadline,
         );
-        assert_eq!(anon.await.unwrap().name(), "guest");
+        assert_eq!(anon.await.unwrap().principal.name(), "guest");
     }
 
     #[tokio::test]
@@ -307,7 +341,8 @@ mod tests {
             passcode: Some("y"),
             cert_login: None,
         };
-        assert_eq!(a.login(c, ip, open, deadline).await.unwrap().name(), "x");
+        let id = a.login(c, ip, open, deadline).await.unwrap();
+        assert_eq!(id.principal.name(), "x");
         // A certificate's name stands in for a missing login, if that user exists.
         let cert = |cn| Credentials {
             cert_login: Some(cn),
@@ -315,7 +350,7 @@ mod tests {
         };
         let users = ListenerAuth::default();
         let p = a.login(cert("guest"), ip, users, deadline).await;
-        assert_eq!(p.unwrap().name(), "guest");
+        assert_eq!(p.unwrap().principal.name(), "guest");
         let p = a.login(cert("mallory"), ip, users, deadline).await;
         assert_eq!(p.err(), Some(Refusal::Credentials));
     }

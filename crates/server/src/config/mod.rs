@@ -18,7 +18,7 @@ use serde::{Deserialize, Deserializer};
 use stampede_broker::QueuePolicy;
 use thiserror::Error;
 
-use crate::auth::{AuthSettings, Mode, PasscodeEncoding, User};
+use crate::auth::{canonical_pattern, AuthSettings, Mode, PasscodeEncoding, Permissions, User};
 
 /// The documented defaults; also the lowest configuration layer.
 pub const DEFAULTS: &str = include_str!("../../../../broker.toml");
@@ -100,6 +100,22 @@ pub struct UserSection {
     pub password_hash: String,
     #[serde(default)]
     pub passcode_encoding: Option<PasscodeEncoding>,
+    /// Absent: every destination, every permission.
+    #[serde(default)]
+    pub permissions: Option<PermissionsSection>,
+}
+
+/// `[auth.users.NAME.permissions]`: destination patterns per permission; an absent list allows
+/// nothing.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PermissionsSection {
+    #[serde(default)]
+    pub read: Vec<String>,
+    #[serde(default)]
+    pub write: Vec<String>,
+    #[serde(default)]
+    pub admin: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -228,9 +244,36 @@ fn auth_settings(a: &Auth) -> Result<AuthSettings, ConfigError> {
     for (name, u) in &a.users {
         crate::auth::check_hash(&u.password_hash)
             .map_err(|e| invalid(format!("auth.users.{name}.password_hash"), e.to_string()))?;
+        let permissions = match &u.permissions {
+            None => Permissions::all(),
+            Some(p) => {
+                let list = |kind: &str, patterns: &[String]| {
+                    patterns
+                        .iter()
+                        .map(|p| {
+                            canonical_pattern(p).ok_or_else(|| {
+                                invalid(
+                                    format!("auth.users.{name}.permissions.{kind}"),
+                                    format!(
+                                        "{p:?} is not a destination pattern such as \
+                                         /queue/orders.*, /topic/prices.*, ocid1.queue.* or *"
+                                    ),
+                                )
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                };
+                Permissions::lists(
+                    list("read", &p.read)?,
+                    list("write", &p.write)?,
+                    list("admin", &p.admin)?,
+                )
+            }
+        };
         let user = User {
             password_hash: u.password_hash.as_str().into(),
             passcode_encoding: u.passcode_encoding,
+            permissions: std::sync::Arc::new(permissions),
         };
         users.insert(name.clone(), user);
     }

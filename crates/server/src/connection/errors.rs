@@ -48,6 +48,7 @@ impl ConnError {
             ConnError::Proto(e) if e.is_limit() => (ErrorKind::Limit, e.to_string()),
             ConnError::Proto(e) => (ErrorKind::Protocol, e.to_string()),
             ConnError::Broker(e) if e.is_storage() => (ErrorKind::Storage, e.to_string()),
+            ConnError::Broker(e) if e.is_denied() => (ErrorKind::Denied, e.to_string()),
             ConnError::Broker(e) => (ErrorKind::Routing, e.to_string()),
             ConnError::NotConnect(c) => (
                 ErrorKind::Protocol,

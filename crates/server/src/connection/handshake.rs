@@ -4,13 +4,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use stampede_broker::Principal;
 use stampede_proto::{ClientCommand, Command, Frame, Request, Version};
 use tokio::time::Instant;
 use tracing::warn;
 
 use super::ConnError;
-use crate::auth::Credentials;
+use crate::auth::{Credentials, Identity};
 use crate::hub::Profile;
 use crate::ConnectionSettings;
 
@@ -29,7 +28,7 @@ pub struct Accepted {
     pub connected: Frame,
     pub version: Version,
     pub heartbeat: Heartbeat,
-    pub principal: Principal,
+    pub identity: Identity,
     /// ActiveMQ's `client-id`, which scopes durable subscriptions.
     pub client_id: Option<String>,
 }
@@ -64,7 +63,7 @@ pub async fn accept(
         .header("server", concat!("Stampede/", env!("CARGO_PKG_VERSION")))
         .header("heart-beat", format!("{},{}", ms(send), ms(receive)));
     let (login, passcode) = (connect.login.as_deref(), connect.passcode.as_deref());
-    let principal = settings
+    let identity = settings
         .auth
         .login(
             Credentials {
@@ -91,7 +90,7 @@ pub async fn accept(
             send: send.map(Duration::from_millis),
             receive: receive.map(Duration::from_millis),
         },
-        principal,
+        identity,
         client_id: connect.client_id,
     })
 }

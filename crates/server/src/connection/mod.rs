@@ -150,13 +150,14 @@ async fn established<R, S>(
         // Scoped: what only the log needs is not kept for the connection's life.
         let Accepted {
             connected,
-            principal,
+            identity,
             client_id,
             ..
         } = accepted;
+        let principal = identity.principal.clone();
         let session = Session::new(
             hub.broker().clone(),
-            principal.clone(),
+            identity,
             client_id.clone(),
             out.clone(),
         );

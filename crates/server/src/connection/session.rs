@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::auth::{canonical, Access, Identity, Permissions};
 use stampede_broker::{
     AckMode, Broker, BrokerError, ConsumerId, DeliveryTag, Destination, Lifecycle, NewMessage,
     Outbox, Outcome, Principal, SubscribeSpec, Subscription, Ticket, TopicQueue, Transaction,
@@ -51,6 +52,7 @@ pub struct Session {
     broker: Arc<Broker>,
     id: u64,
     principal: Principal,
+    permissions: Arc<Permissions>,
     /// The CONNECT `client-id`, which scopes ActiveMQ and Artemis durable subscriptions.
     client_id: Option<String>,
     outbox: Arc<dyn Outbox>,
@@ -63,14 +65,15 @@ pub struct Session {
 impl Session {
     pub fn new(
         broker: Arc<Broker>,
-        principal: Principal,
+        identity: Identity,
         client_id: Option<String>,
         outbox: Arc<dyn Outbox>,
     ) -> Session {
         Session {
             id: broker.session_id(),
             broker,
-            principal,
+            principal: identity.principal,
+            permissions: identity.permissions,
             client_id,
             outbox,
             subs: HashMap::new(),
@@ -100,6 +103,28 @@ impl Session {
             return Ok(Destination::Topic(temp(name, TEMP_TOPIC_PREFIX)?));
         }
         Destination::parse(raw)
+    }
+
+    /// Refuses `access` to `destination` unless the user's permissions allow it. A session may
+    /// always use its own temporary destinations.
+    fn check(&self, access: Access, destination: &Destination) -> Result<(), BrokerError> {
+        if self.permissions.is_all() || self.permissions.allows(access, destination) {
+            return Ok(());
+        }
+        let own = match destination {
+            Destination::Queue(q) => self.temps.contains(q),
+            Destination::Topic(t) => {
+                t.starts_with(&self.broker.temp_name(TEMP_TOPIC_PREFIX, self.id, ""))
+            }
+        };
+        if own {
+            return Ok(());
+        }
+        Err(BrokerError::Denied {
+            user: self.principal.name().to_owned(),
+            permission: access.as_str(),
+            destination: canonical(destination),
+        })
     }
 
     /// A `reply-to` naming a temporary destination, as another connection can send to it; a
@@ -137,6 +162,7 @@ impl Session {
     /// producer waits.
     pub fn send(&mut self, mut cmd: SendCommand) -> Result<Sent, BrokerError> {
         let to = self.resolve(&cmd.destination)?;
+        self.check(Access::Write, &to)?;
         if let Some(reply_to) = cmd
             .reply_to
             .take()
@@ -193,12 +219,21 @@ impl Session {
                 _ => None,
             });
         let destination = self.resolve(&cmd.destination)?;
+        self.check(Access::Read, &destination)?;
+        if let Some(dlq) = &dead_letter_queue {
+            // Dead letters are written there on the subscriber's behalf.
+            self.check(Access::Write, &Destination::Queue(dlq.clone()))?;
+        }
         let is_topic = matches!(destination, Destination::Topic(_));
         let topic_queue = if is_topic {
             self.topic_queue(cmd.durable, cmd.queue_name, cmd.client_id)?
         } else {
             TopicQueue::Own
         };
+        if !matches!(topic_queue, TopicQueue::Own) {
+            // A durable subscription or a binding outlives the connection: a declaration.
+            self.check(Access::Admin, &destination)?;
+        }
         let mut spec = SubscribeSpec::new(
             destination,
             &cmd.destination,
