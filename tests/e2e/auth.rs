@@ -386,3 +386,73 @@ async fn a_temporary_queue_is_its_owners_and_replies_need_write_on_temp_queues()
     let m = denied(&mut stranger, send_frame(&reply_to)).await;
     assert!(m.contains("may not write /temp-queue/"), "{m}");
 }
+
+#[tokio::test]
+async fn an_oci_strict_listener_refuses_what_oci_queue_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broker.toml");
+    std::fs::write(
+        &file,
+        "[listeners.oci]\nbind = \"127.0.0.1:0\"\noci_strict = true\n",
+    )
+    .unwrap();
+    let server = Server::builder().config(&file).start();
+    let oci = server.listener("oci");
+    let queue = "ocid1.queue.oc1.phx.amaaaaaastrict";
+    let connect = || async {
+        Client::connect_with(oci, &login("tenancy/user", "dG9rZW4="))
+            .await
+            .unwrap()
+    };
+    // What the OCI lab does passes.
+    let mut c = connect().await;
+    c.subscribe(queue, "1", "client-individual").await;
+    c.send_with(queue, "hello", &[("content-type", "text/plain")])
+        .await;
+    assert_eq!(c.bodies(1).await, ["hello"]);
+
+    let frame = |command, headers: &[(&str, &str)]| {
+        headers
+            .iter()
+            .fold(stampede_proto::Frame::new(command), |f, (k, v)| {
+                f.header(k, *v)
+            })
+    };
+    use stampede_proto::Command::{Begin, Send, Subscribe};
+    let cases = [
+        (
+            frame(Begin, &[("transaction", "t1")]),
+            "transactions are not supported (BEGIN)",
+        ),
+        (
+            frame(Send, &[("destination", queue), ("transaction", "t1")]),
+            "transactions are not supported",
+        ),
+        (
+            frame(Send, &[("destination", queue), ("x-trace-id", "42")]),
+            "custom headers are not supported (\"x-trace-id\" on SEND)",
+        ),
+        (
+            frame(Send, &[("destination", "/queue/orders")]),
+            "\"/queue/orders\" is not a queue OCID",
+        ),
+        (
+            frame(Subscribe, &[("destination", "orders"), ("id", "1")]),
+            "\"orders\" is not a queue OCID",
+        ),
+    ];
+    for (f, text) in cases {
+        let mut c = connect().await;
+        let m = denied(&mut c, f).await;
+        assert!(
+            m.starts_with("OCI Queue refuses this: ") && m.contains(text),
+            "{m}"
+        );
+    }
+    // The same frames are fine on an ordinary listener of the same broker.
+    let mut plain = Client::connect(server.addr).await;
+    plain.request(frame(Begin, &[("transaction", "t1")])).await;
+    plain
+        .send_with("/queue/orders", "x", &[("x-trace-id", "42")])
+        .await;
+}

@@ -11,7 +11,7 @@ Two targets (the `lab` fixture):
     STOMP_TEST_OCI_TOKEN (default 'oci-auth-token'); Stampede in auth.mode=open
     accepts them as they are; for RabbitMQ create a user whose password is the
     base64 text (see README.md).
-  * tls (Stampede only): as OCI serves it — a TLS listener (self_signed, the
+  * tls (Stampede only): as OCI serves it — an OCI-strict TLS listener (self_signed, the
     development certificate trusted through SSL_CERT_FILE, so the lab's plain
     conn.set_ssl(for_hosts=hosts) verifies it), auth.mode=users with the user's
     passcode_encoding=base64, and a 2 s visibility timeout for OCID queues.
@@ -90,6 +90,7 @@ passcode_encoding = "base64"
 [listeners.oci]
 bind = "127.0.0.1:0"
 self_signed = true
+oci_strict = true
 
 [queues."ocid1.queue.*"]
 visibility_timeout = "2s"

@@ -29,6 +29,8 @@ pub struct Profile {
     /// Its label in metrics and logs.
     pub name: &'static str,
     pub auth: ListenerAuth,
+    /// Refuse what OCI Queue refuses (transactions, custom headers, non-OCID destinations).
+    pub oci_strict: bool,
 }
 
 /// Per-connection settings derived from the configuration once.

@@ -80,7 +80,11 @@ impl StompListener {
     pub fn plain(name: &'static str, listener: TcpListener) -> StompListener {
         let auth = auth::ListenerAuth::default();
         StompListener {
-            profile: hub::Profile { name, auth },
+            profile: hub::Profile {
+                name,
+                auth,
+                oci_strict: false,
+            },
             listener,
             tls: None,
             permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
@@ -124,6 +128,7 @@ pub async fn bind(loaded: &Loaded) -> Result<Listeners, ServerError> {
             profile: hub::Profile {
                 name,
                 auth: spec.auth,
+                oci_strict: spec.oci_strict,
             },
             listener: tcp(format!("listeners.{name}.bind"), spec.addr).await?,
             tls,

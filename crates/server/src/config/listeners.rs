@@ -31,23 +31,33 @@ pub struct ListenerSection {
     pub cert_login: bool,
     pub auth: Option<Mode>,
     pub passcode_encoding: Option<PasscodeEncoding>,
+    #[serde(default)]
+    pub oci_strict: bool,
 }
 
 impl ListenerSection {
-    fn same_as(&self, o: &ListenerSection) -> bool {
-        (
-            &self.bind,
-            self.max_connections,
-            &self.cert,
-            &self.key,
-            self.self_signed,
-        ) == (&o.bind, o.max_connections, &o.cert, &o.key, o.self_signed)
-            && (
-                &self.client_ca,
-                self.cert_login,
-                self.auth,
-                self.passcode_encoding,
-            ) == (&o.client_ca, o.cert_login, o.auth, o.passcode_encoding)
+    /// Whether only `bind` is set, as the HTTP listener requires. Destructured, so a new key
+    /// cannot be forgotten here.
+    fn only_bind(&self) -> bool {
+        let ListenerSection {
+            bind: _,
+            max_connections,
+            cert,
+            key,
+            self_signed,
+            client_ca,
+            cert_login,
+            auth,
+            passcode_encoding,
+            oci_strict,
+        } = self;
+        max_connections.is_none()
+            && cert.is_none()
+            && key.is_none()
+            && client_ca.is_none()
+            && auth.is_none()
+            && passcode_encoding.is_none()
+            && !(*self_signed || *cert_login || *oci_strict)
     }
 }
 
@@ -59,6 +69,7 @@ pub struct StompSpec {
     pub max_connections: usize,
     pub tls: Option<TlsSpec>,
     pub auth: ListenerAuth,
+    pub oci_strict: bool,
 }
 
 /// Where a TLS listener's certificate comes from.
@@ -95,11 +106,7 @@ pub fn listeners(
             "is required, such as 0.0.0.0:8161",
         ));
     };
-    let only_bind = ListenerSection {
-        bind: http.bind.clone(),
-        ..Default::default()
-    };
-    if !http.same_as(&only_bind) {
+    if !http.only_bind() {
         return Err(invalid(
             "listeners.http",
             "the HTTP listener takes only `bind` (TLS and auth settings belong to STOMP listeners)",
@@ -184,6 +191,7 @@ fn stomp_spec(name: &str, s: &ListenerSection) -> Result<StompSpec, ConfigError>
             mode: s.auth,
             passcode_encoding: s.passcode_encoding,
         },
+        oci_strict: s.oci_strict,
     })
 }
 

@@ -27,6 +27,8 @@ pub enum ConnError {
     ShuttingDown,
     /// The login was refused; the client is not told why.
     AuthFailed,
+    /// An OCI-strict listener refused what OCI Queue refuses; the text says what.
+    OciStrict(String),
 }
 
 impl From<ProtoError> for ConnError {
@@ -68,6 +70,10 @@ impl ConnError {
             // One message for an unknown user, a wrong password and a throttled address, so a
             // client learns nothing about which logins exist.
             ConnError::AuthFailed => (ErrorKind::Auth, "authentication failed".into()),
+            ConnError::OciStrict(what) => (
+                ErrorKind::Protocol,
+                format!("OCI Queue refuses this: {what} (listener in OCI-strict mode)"),
+            ),
         }
     }
 

@@ -31,6 +31,8 @@ pub struct Accepted {
     pub identity: Identity,
     /// ActiveMQ's `client-id`, which scopes durable subscriptions.
     pub client_id: Option<String>,
+    /// The listener refuses what OCI Queue refuses.
+    pub oci_strict: bool,
 }
 
 /// Validates the first frame and decides who the client is, by `deadline` (the connect deadline).
@@ -92,5 +94,6 @@ pub async fn accept(
         },
         identity,
         client_id: connect.client_id,
+        oci_strict: listener.oci_strict,
     })
 }

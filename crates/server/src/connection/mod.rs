@@ -10,6 +10,7 @@
 
 mod errors;
 mod handshake;
+mod oci;
 mod read;
 mod session;
 mod sink;
@@ -174,6 +175,7 @@ async fn established<R, S>(
         out: out.clone(),
         version,
         metrics: settings.metrics.clone(),
+        oci_strict: accepted.oci_strict,
     };
     let silence = heartbeat.receive.map(|d| d.mul_f64(1.5));
     let end = tokio::select! {
@@ -235,6 +237,8 @@ struct Conn {
     out: Arc<WriterTx>,
     version: Version,
     metrics: Arc<Metrics>,
+    /// Refuse what OCI Queue refuses (the listener's `oci_strict`).
+    oci_strict: bool,
 }
 
 /// Counts a connection as open for as long as it lives.
@@ -352,6 +356,9 @@ impl Conn {
     }
 
     fn dispatch(&mut self, command: ClientCommand) -> Result<Wait, ConnError> {
+        if self.oci_strict {
+            oci::check(&command)?;
+        }
         let s = &mut self.session;
         Ok(match command {
             ClientCommand::Connect(_) => return Err(ConnError::AlreadyConnected),

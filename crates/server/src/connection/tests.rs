@@ -422,6 +422,7 @@ async fn a_connection_served_by_the_hub_agrees_heart_beats_and_closes_a_silent_c
     let profile = crate::hub::Profile {
         name: "duplex",
         auth: Default::default(),
+        oci_strict: false,
     };
     hub.spawn(
         std::future::ready(Ok((server, None))),
