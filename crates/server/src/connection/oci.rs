@@ -70,7 +70,7 @@ pub fn is_queue_ocid(d: &str) -> bool {
         && parts[3]
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-');
-    shape && channel.map_or(true, |c| !c.is_empty() && !c.contains('/'))
+    shape && !matches!(channel, Some(c) if c.is_empty() || c.contains('/'))
 }
 
 #[cfg(test)]
