@@ -270,3 +270,31 @@ def test_oci_tls_without_trusting_the_certificate_fails(tls_lab, monkeypatch):
     with pytest.raises(stomp.exception.ConnectFailedException):
         conn.connect(username=tls_lab.username, passcode=encoded, wait=True)
     tls_lab.broker.process.wait_for_log("transport handshake failed")
+
+
+@pytest.mark.stampede_only
+def test_oci_channels(clients, lab):
+    """`<queue OCID>/<channel>` as OCI documents it: a SEND there stores the channel with
+    the message, a channel's subscriber gets only that channel in order, the OCID's
+    subscriber gets the rest."""
+    queue_id = queue_ocid()
+    producer, prec, _ = lab_connection(clients, lab)
+    for count in range(1, 4):
+        for channel in ("eu", "us"):
+            producer.send(body=f"{channel} {count}", destination=f"{queue_id}/{channel}")
+    rid = new_receipt("last")
+    producer.send(body="no channel", destination=queue_id, receipt=rid)
+    prec.wait_receipt(rid)
+
+    eu, _, eu_listener = lab_connection(clients, lab, Listener, consumer=True)
+    eu.subscribe(destination=f"{queue_id}/eu", id=1, ack="client-individual")
+    frames = eu_listener.wait_for(3)
+    assert [f.body for f in frames] == ["eu 1", "eu 2", "eu 3"]
+    assert {f.headers["destination"] for f in frames} == {f"{queue_id}/eu"}
+
+    rest, _, rest_listener = lab_connection(clients, lab, Listener, consumer=True)
+    rest.subscribe(destination=queue_id, id=1, ack="client-individual")
+    frames = rest_listener.wait_for(4)
+    assert [f.body for f in frames] == ["us 1", "us 2", "us 3", "no channel"]
+    assert [f.headers["destination"] for f in frames] == [f"{queue_id}/us"] * 3 + [queue_id]
+    assert eu_listener.errors == [] and rest_listener.errors == []

@@ -17,6 +17,21 @@ pub enum Destination {
 }
 
 impl Destination {
+    /// Like [`Destination::parse`], and also the OCI channel form `<queue OCID>/<channel>`: the
+    /// OCID's queue and the channel.
+    pub fn parse_channel(raw: &str) -> Result<(Destination, Option<String>), BrokerError> {
+        let Some((queue, channel)) = crate::channel::split(raw) else {
+            return Ok((Destination::parse(raw)?, None));
+        };
+        if !valid_name(channel) || channel.contains('/') {
+            return Err(BrokerError::InvalidName {
+                name: raw.to_owned(),
+                reason: "a channel is <queue OCID>/<channel>, the channel non-empty and without /",
+            });
+        }
+        Ok((Destination::parse(queue)?, Some(channel.to_owned())))
+    }
+
     pub fn parse(raw: &str) -> Result<Destination, BrokerError> {
         let invalid = || BrokerError::InvalidDestination(raw.to_owned());
         let (topic, name) = if let Some(n) = raw.strip_prefix("/queue/") {

@@ -18,6 +18,7 @@ mod delivery;
 mod destination;
 mod effects;
 mod error;
+pub mod channel;
 mod glob;
 mod ids;
 mod meta;

@@ -38,6 +38,8 @@ pub struct NewMessage {
     pub expires_at_ms: Option<u64>,
     /// False: may skip the store while its queue's backlog fits in memory (lost on restart).
     pub persistent: bool,
+    /// The OCI channel it is sent to, within a queue (see [`crate::channel`]).
+    pub channel: Option<String>,
 }
 
 impl NewMessage {
@@ -280,6 +282,10 @@ impl Broker {
             Destination::Queue(name) => {
                 self.check_storage()?;
                 let queue = self.queue(name);
+                let mut message = message;
+                if let Some(channel) = message.channel.take() {
+                    message.headers.push(crate::channel::sent_to(name, &channel));
+                }
                 let record = message.into_record(now);
                 let reservation = reserve(&queue, &record)?;
                 ReadyOp::Queue {

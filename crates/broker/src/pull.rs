@@ -10,19 +10,20 @@ use crate::queue::Pulled;
 use crate::{Broker, BrokerError};
 
 impl Broker {
-    /// Hands up to `max` visible messages of queue `name` out with receipts, hiding them for
-    /// `visibility` (the queue's own visibility timeout when `None`). The queue is created if it
-    /// does not exist, as a SEND or SUBSCRIBE would.
+    /// Hands up to `max` visible messages of queue `name` (of `channel` only, if given) out with
+    /// receipts, hiding them for `visibility` (the queue's own visibility timeout when `None`).
+    /// The queue is created if it does not exist, as a SEND or SUBSCRIBE would.
     pub fn pull(
         &self,
         name: &str,
         max: usize,
         visibility: Option<Duration>,
+        channel: Option<&str>,
     ) -> Result<(Vec<Pulled>, Ticket), BrokerError> {
         crate::Destination::check_name(name)?;
         let queue = self.queue(name);
         let mut fx = Effects::new();
-        let pulled = queue.pull(max, visibility, &mut fx);
+        let pulled = queue.pull(max, visibility, channel, &mut fx);
         Ok((pulled, self.apply(fx)))
     }
 

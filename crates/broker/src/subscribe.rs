@@ -106,6 +106,8 @@ pub struct SubscribeSpec {
     pub lifecycle: Lifecycle,
     /// The subscribing session (connection), which an exclusive queue belongs to.
     pub session: u64,
+    /// Of a queue, only this OCI channel's messages (see [`crate::channel`]).
+    pub channel: Option<String>,
 }
 
 impl SubscribeSpec {
@@ -123,6 +125,7 @@ impl SubscribeSpec {
             topic_queue: TopicQueue::Own,
             lifecycle: Lifecycle::DURABLE,
             session: 0,
+            channel: None,
         }
     }
 }
@@ -171,6 +174,10 @@ impl Broker {
             principal: Arc::from(who.name()),
             ack: spec.ack,
             prefetch: spec.prefetch.unwrap_or(self.config.default_prefetch),
+            channel: match &spec.destination {
+                Destination::Queue(_) => spec.channel.as_deref().map(Arc::from),
+                Destination::Topic(_) => None,
+            },
             outbox,
         };
         if let Destination::Topic(topic) = &spec.destination {

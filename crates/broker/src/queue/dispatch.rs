@@ -38,13 +38,26 @@ impl Queue {
         let visibility = st.settings.visibility_timeout.map(|v| v.as_millis() as u64);
         loop {
             let n = st.consumers.len();
-            let Some(idx) = (0..n)
-                .map(|i| (st.cursor + i) % n)
-                .find(|&i| st.consumers[i].credit > 0)
-            else {
-                return;
-            };
-            let Some((seq, mut entry)) = self.next_live(st, now, fx) else {
+            // The next consumer in turn with credit and a message it may take: a channel's
+            // consumer takes only that channel's messages.
+            let mut found = None;
+            for i in 0..n {
+                let idx = (st.cursor + i) % n;
+                if st.consumers[idx].credit == 0 {
+                    continue;
+                }
+                let channel = st.consumers[idx].spec.channel.clone();
+                match self.next_live(st, now, channel.as_deref(), fx) {
+                    Some(message) => {
+                        found = Some((idx, message));
+                        break;
+                    }
+                    // Nothing waits at all: nobody can be served.
+                    None if channel.is_none() => return,
+                    None => {}
+                }
+            }
+            let Some((idx, (seq, mut entry))) = found else {
                 return;
             };
             st.cursor = (idx + 1) % n;
@@ -92,8 +105,11 @@ impl Queue {
         Delivery {
             consumer: spec.id,
             subscription: spec.subscription.clone(),
-            destination: match spec.pattern {
-                // A wildcard subscription's messages name the topic each was sent to.
+            // A wildcard subscription's messages name the topic each was sent to, and a whole
+            // queue's the channel.
+            destination: match spec.pattern
+                || (spec.channel.is_none() && crate::channel::of(&entry.record).is_some())
+            {
                 true => entry
                     .record
                     .headers
@@ -117,17 +133,22 @@ impl Queue {
         }
     }
 
-    /// The next waiting message that has not expired; expired ones met on the way are removed.
+    /// The next waiting message (of `channel`, if given) that has not expired; expired ones met
+    /// on the way are removed.
     pub(super) fn next_live(
         &self,
         st: &mut State,
         now: u64,
+        channel: Option<&str>,
         fx: &mut Effects,
     ) -> Option<(u64, Entry)> {
         let retention = st.settings.retention.as_millis() as u64;
         let ctx = self.ctx();
         loop {
-            let (seq, entry) = st.take_ready()?;
+            let (seq, entry) = match channel {
+                None => st.take_ready()?,
+                Some(c) => st.take_ready_in(c)?,
+            };
             if entry.record.expires_at_ms.is_some_and(|at| at <= now) {
                 QueueStats::add(&self.stats.expired, 1);
                 st.dead_letter(&ctx, seq, entry, DeathReason::Expired, fx);

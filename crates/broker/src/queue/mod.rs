@@ -66,6 +66,8 @@ pub(crate) struct ConsumerSpec {
     pub ack: AckMode,
     /// Most unsettled messages this consumer may hold.
     pub prefetch: u32,
+    /// Only this channel's messages.
+    pub channel: Option<Arc<str>>,
     pub outbox: Arc<dyn Outbox>,
 }
 

@@ -27,12 +27,13 @@ pub struct Pulled {
 }
 
 impl Queue {
-    /// Hands up to `max` visible messages to a pull consumer and hides them for `visibility` (the
-    /// queue's own timeout when `None`).
+    /// Hands up to `max` visible messages (of `channel`, if given) to a pull consumer and hides
+    /// them for `visibility` (the queue's own timeout when `None`).
     pub fn pull(
         self: &Arc<Self>,
         max: usize,
         visibility: Option<Duration>,
+        channel: Option<&str>,
         fx: &mut Effects,
     ) -> Vec<Pulled> {
         let now = self.env.clock.now_ms();
@@ -40,7 +41,7 @@ impl Queue {
         let visibility = visibility.or(st.settings.visibility_timeout);
         let mut out = Vec::new();
         while out.len() < max {
-            let Some((seq, mut entry)) = self.next_live(&mut st, now, fx) else {
+            let Some((seq, mut entry)) = self.next_live(&mut st, now, channel, fx) else {
                 break;
             };
             entry.deliveries += 1;

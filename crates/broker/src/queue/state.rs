@@ -112,6 +112,9 @@ pub(crate) struct Reserved {
 #[derive(Debug)]
 pub(crate) struct State {
     ready: BTreeMap<u64, Entry>,
+    /// The waiting messages in `ready` that belong to a channel, by channel, oldest first.
+    /// Empty (and never consulted) in a queue without channels.
+    by_channel: HashMap<Arc<str>, BTreeSet<u64>>,
     /// (expires at, seq) of waiting messages that carry an `expires` time.
     expiring: BTreeSet<(u64, u64)>,
     /// Bytes of the messages in `ready`.
@@ -164,6 +167,7 @@ impl State {
     pub fn new(settings: Arc<QueueSettings>, store_id: Option<QueueId>) -> State {
         State {
             ready: BTreeMap::new(),
+            by_channel: HashMap::new(),
             expiring: BTreeSet::new(),
             ready_bytes: 0,
             inflight: HashMap::new(),
@@ -186,6 +190,17 @@ impl State {
         if let Some(at) = entry.record.expires_at_ms {
             self.expiring.insert((at, seq));
         }
+        if let Some(channel) = crate::channel::of(&entry.record) {
+            match self.by_channel.get_mut(channel) {
+                Some(seqs) => {
+                    seqs.insert(seq);
+                }
+                None => {
+                    self.by_channel
+                        .insert(Arc::from(channel), BTreeSet::from([seq]));
+                }
+            }
+        }
         self.ready_bytes += entry.size();
         if let Some(old) = self.ready.insert(seq, entry) {
             // Never expected: one sequence number is one message. Keep the totals right anyway.
@@ -199,6 +214,12 @@ impl State {
         Some((seq, entry))
     }
 
+    /// The oldest waiting message of `channel`, taken out.
+    pub fn take_ready_in(&mut self, channel: &str) -> Option<(u64, Entry)> {
+        let seq = *self.by_channel.get(channel)?.first()?;
+        self.remove_ready(seq).map(|e| (seq, e))
+    }
+
     pub fn remove_ready(&mut self, seq: u64) -> Option<Entry> {
         let entry = self.ready.remove(&seq)?;
         self.left_ready(seq, &entry);
@@ -208,6 +229,16 @@ impl State {
     fn left_ready(&mut self, seq: u64, entry: &Entry) {
         if let Some(at) = entry.record.expires_at_ms {
             self.expiring.remove(&(at, seq));
+        }
+        if !self.by_channel.is_empty() {
+            if let Some(channel) = crate::channel::of(&entry.record) {
+                if let Some(seqs) = self.by_channel.get_mut(channel) {
+                    seqs.remove(&seq);
+                    if seqs.is_empty() {
+                        self.by_channel.remove(channel);
+                    }
+                }
+            }
         }
         self.ready_bytes = self.ready_bytes.saturating_sub(entry.size());
     }
@@ -229,6 +260,7 @@ impl State {
     /// Empties the in-memory waiting messages (a purge).
     pub fn drain_ready(&mut self) -> Vec<(u64, Entry)> {
         self.expiring.clear();
+        self.by_channel.clear();
         self.ready_bytes = 0;
         std::mem::take(&mut self.ready).into_iter().collect()
     }

@@ -104,6 +104,7 @@ pub(super) fn consumer(
         principal: Arc::from("test"),
         ack,
         prefetch,
+        channel: None,
         outbox: Arc::new(ChannelOutbox(tx)),
     };
     (spec, rx)
@@ -369,4 +370,75 @@ fn delivery_tags_name_the_queue_number_and_delivery() {
     assert_eq!(d.message_id(), "7-1");
     let tag = DeliveryTag::parse(&d.ack_id().unwrap()).unwrap();
     assert_eq!((tag.queue, tag.seq, tag.count), (7, 1, Some(1)));
+}
+
+/// A message sent to `channel` of the queue (no channel: to the queue itself).
+fn send_to_channel(q: &Arc<Queue>, channel: Option<&str>, body: &str) -> u64 {
+    let mut record = rec(body, None, 0);
+    if let Some(c) = channel {
+        let r = Arc::get_mut(&mut record).unwrap();
+        r.headers.push(crate::channel::sent_to("ocid1.queue.oc1.phx.q", c));
+    }
+    publish(q, record, &mut fx())
+}
+
+fn channel_consumer(
+    id: u64,
+    channel: &str,
+    prefetch: u32,
+) -> (ConsumerSpec, mpsc::UnboundedReceiver<Box<Delivery>>) {
+    let (mut spec, rx) = consumer(id, AckMode::ClientIndividual, prefetch);
+    spec.channel = Some(Arc::from(channel));
+    (spec, rx)
+}
+
+#[test]
+fn channel_consumers_take_their_channel_in_order_and_the_whole_queue_takes_any() {
+    let q = queue(QueueKind::Durable);
+    for (c, b) in [
+        (Some("a"), "a1"),
+        (Some("b"), "b1"),
+        (Some("a"), "a2"),
+        (None, "plain"),
+        (Some("b"), "b2"),
+        (Some("a"), "a3"),
+    ] {
+        send_to_channel(&q, c, b);
+    }
+    let (sa, mut ra) = channel_consumer(1, "a", 2);
+    q.add_consumer(sa, &mut fx()).unwrap();
+    let got_a = drain(&mut ra);
+    assert_eq!(bodies(&got_a), ["a1", "a2"], "FIFO within the channel, credit-bounded");
+    let (sb, mut rb) = channel_consumer(2, "b", 10);
+    q.add_consumer(sb, &mut fx()).unwrap();
+    assert_eq!(bodies(&drain(&mut rb)), ["b1", "b2"]);
+    let (sc, mut rc) = channel_consumer(3, "c", 10);
+    q.add_consumer(sc, &mut fx()).unwrap();
+    assert!(drain(&mut rc).is_empty(), "nothing was sent to c");
+    // A whole-queue consumer takes what is left, whatever its channel.
+    let (sw, mut rw) = consumer(4, AckMode::ClientIndividual, 1);
+    q.add_consumer(sw, &mut fx()).unwrap();
+    assert_eq!(bodies(&drain(&mut rw)), ["plain"]);
+    // a1 comes back (NACK): it is a's oldest again and goes to a's consumer, before a3.
+    q.settle(ConsumerId(1), got_a[0].1, None, false, Outcome::Nack { requeue: true }, &mut fx())
+        .unwrap();
+    assert_eq!(bodies(&drain(&mut ra)), ["a1"]);
+    q.settle(ConsumerId(1), got_a[1].1, None, false, Outcome::Ack, &mut fx())
+        .unwrap();
+    assert_eq!(bodies(&drain(&mut ra)), ["a3"]);
+    assert_eq!(depth(&q), (0, 5, 4), "a2 acked; the rest held");
+}
+
+#[test]
+fn a_pull_with_a_channel_filter_takes_only_that_channel() {
+    let q = queue(QueueKind::Durable);
+    for (c, b) in [(Some("x"), "x1"), (Some("y"), "y1"), (Some("x"), "x2")] {
+        send_to_channel(&q, c, b);
+    }
+    let body = |p: &Pulled| String::from_utf8(p.record.body.to_vec()).unwrap();
+    let mut out = fx();
+    let xs: Vec<String> = q.pull(10, None, Some("x"), &mut out).iter().map(body).collect();
+    assert_eq!(xs, ["x1", "x2"]);
+    let rest: Vec<String> = q.pull(10, None, None, &mut out).iter().map(body).collect();
+    assert_eq!(rest, ["y1"]);
 }

@@ -257,7 +257,7 @@ fn pull_hides_messages_and_receipts_delete_or_extend() {
         f.send(b);
     }
     let mut out = fx();
-    let first = f.q.pull(2, Some(Duration::from_secs(5)), &mut out);
+    let first = f.q.pull(2, Some(Duration::from_secs(5)), None, &mut out);
     assert_eq!(
         first.iter().map(|p| &p.record.body[..]).collect::<Vec<_>>(),
         [b"a", b"b"]
@@ -272,7 +272,7 @@ fn pull_hides_messages_and_receipts_delete_or_extend() {
     f.q.extend(&first[1].receipt, Duration::from_secs(60))
         .unwrap();
     f.tick_after(5_000);
-    let again = f.q.pull(10, None, &mut out);
+    let again = f.q.pull(10, None, None, &mut out);
     assert_eq!(
         again.len(),
         1,
@@ -280,7 +280,7 @@ fn pull_hides_messages_and_receipts_delete_or_extend() {
     );
     assert_eq!(&again[0].record.body[..], b"c");
     f.tick_after(55_000);
-    let b = f.q.pull(10, None, &mut out);
+    let b = f.q.pull(10, None, None, &mut out);
     assert_eq!((&b[0].record.body[..], b[0].delivery_count), (&b"b"[..], 2));
     assert!(
         f.q.delete(&first[1].receipt, &mut out).is_err(),

@@ -122,7 +122,7 @@ async fn the_pull_front_end_works_without_a_session() {
     }
     let (pulled, ticket) = env
         .broker
-        .pull("ocid1.queue.p", 10, Some(Duration::from_secs(30)))
+        .pull("ocid1.queue.p", 10, Some(Duration::from_secs(30)), None)
         .unwrap();
     ticket.await.unwrap();
     assert_eq!(pulled.len(), 2);
@@ -142,7 +142,7 @@ async fn the_pull_front_end_works_without_a_session() {
         .unwrap();
     assert_eq!(visible_at, T0 + 1_000);
     env.advance(1_000);
-    let (again, _) = env.broker.pull("ocid1.queue.p", 10, None).unwrap();
+    let (again, _) = env.broker.pull("ocid1.queue.p", 10, None, None).unwrap();
     assert_eq!((again[0].seq, again[0].delivery_count), (2, 2));
 }
 

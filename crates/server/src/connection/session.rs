@@ -105,6 +105,14 @@ impl Session {
         Destination::parse(raw)
     }
 
+    /// [`Session::resolve`], and the OCI channel `<queue OCID>/<channel>` names.
+    fn resolve_channel(&mut self, raw: &str) -> Result<(Destination, Option<String>), BrokerError> {
+        match stampede_broker::channel::split(raw) {
+            Some(_) => Destination::parse_channel(raw),
+            None => Ok((self.resolve(raw)?, None)),
+        }
+    }
+
     /// Refuses `access` to `destination` unless the user's permissions allow it. A session may
     /// always use its own temporary destinations.
     fn check(&self, access: Access, destination: &Destination) -> Result<(), BrokerError> {
@@ -161,7 +169,7 @@ impl Session {
     /// largest future it may await for as long as it lives, so the waiting one exists only while a
     /// producer waits.
     pub fn send(&mut self, mut cmd: SendCommand) -> Result<Sent, BrokerError> {
-        let to = self.resolve(&cmd.destination)?;
+        let (to, channel) = self.resolve_channel(&cmd.destination)?;
         self.check(Access::Write, &to)?;
         if let Some(reply_to) = cmd
             .reply_to
@@ -189,6 +197,7 @@ impl Session {
             body,
             expires_at_ms: cmd.expires,
             persistent: cmd.persistent,
+            channel,
         };
         if let Some(tx) = cmd.transaction {
             self.transaction(&tx)?.publish(to, message);
@@ -218,7 +227,7 @@ impl Session {
                 Ok(Destination::Queue(name)) => Some(name),
                 _ => None,
             });
-        let destination = self.resolve(&cmd.destination)?;
+        let (destination, channel) = self.resolve_channel(&cmd.destination)?;
         self.check(Access::Read, &destination)?;
         if let Some(dlq) = &dead_letter_queue {
             // Dead letters are written there on the subscriber's behalf.
@@ -249,6 +258,7 @@ impl Session {
         spec.topic_queue = topic_queue;
         spec.lifecycle = lifecycle(cmd.flags, is_topic);
         spec.session = self.id;
+        spec.channel = channel;
         let mut sub = self
             .broker
             .subscribe(&self.principal, spec, self.outbox.clone())?;
