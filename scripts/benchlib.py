@@ -293,6 +293,8 @@ class StampedeProc:
 
     def __init__(self, binary, port, workdir):
         self.binary, self.port, self.workdir = binary, port, workdir
+        # Also serve STOMP over TLS here (a development certificate in the data dir) when set.
+        self.tls_port = None
         self.proc = None
         self.data = None
         self.logfile = None
@@ -312,6 +314,9 @@ class StampedeProc:
     def start(self, timeout=120):
         env = dict(os.environ, STAMPEDE__LISTENERS__STOMP__BIND=self.url,
                    STAMPEDE__LISTENERS__HTTP__BIND="127.0.0.1:0")
+        if self.tls_port:
+            env["STAMPEDE__LISTENERS__STOMP_TLS__BIND"] = f"127.0.0.1:{self.tls_port}"
+            env["STAMPEDE__LISTENERS__STOMP_TLS__SELF_SIGNED"] = "true"
         env.pop("RUST_LOG", None)
         path = os.path.join(self.workdir, "stampede.log")
         self.logfile = open(path, "a")
@@ -373,6 +378,10 @@ class StampedeProc:
         self.reader.join(10)  # the last log lines
         self.logfile.close()
         return dt
+
+    def tls_ca(self):
+        """The development certificate clients of the TLS listener trust."""
+        return os.path.join(self.data, "tls", "self-signed.pem")
 
     def discard_data(self):
         if self.data and os.path.isdir(self.data):

@@ -68,6 +68,9 @@ async fn a_channel_survives_a_restart_and_bad_channel_names_are_refused() {
         c.send_frame(frame).await;
         let e = c.recv().await;
         assert_eq!(e.command, stampede_proto::Command::Error);
-        assert!(h(&e, "message").contains("a channel is <queue OCID>/<channel>"), "{e:?}");
+        assert!(
+            h(&e, "message").contains("a channel is <queue OCID>/<channel>"),
+            "{e:?}"
+        );
     }
 }

@@ -109,6 +109,18 @@ pub struct Config {
     /// reply-to. Reports round-trip latency and checks that every request got exactly one reply.
     #[arg(long, conflicts_with = "idle_connections")]
     pub request_reply: bool,
+    /// Speak TLS, trusting the CA certificates (PEM) in this file, e.g. Stampede's
+    /// <data_dir>/tls/self-signed.pem.
+    #[arg(long)]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// The name the server's certificate must carry (default: the host of --url).
+    #[arg(long, requires = "tls_ca")]
+    pub tls_name: Option<String>,
+    /// Connection setup rate: each of --producers connectors, for --duration seconds (default 10),
+    /// opens a connection (TCP, TLS with --tls-ca), sends CONNECT, waits for CONNECTED, sends
+    /// DISCONNECT with a receipt, waits for it and starts over. Reports connections per second.
+    #[arg(long, conflicts_with_all = ["idle_connections", "request_reply"])]
+    pub handshakes: bool,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,

@@ -4,12 +4,16 @@
 //! it knows nothing of benchmarks.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
+use futures::FutureExt;
+use rustls::pki_types::ServerName;
 use stampede_proto::{encode, encode_head, Command, Decoder, Frame, Limits, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
 use crate::scan::{scan, MessageAt, Scan};
 use crate::BenchError;
@@ -26,10 +30,59 @@ pub struct ConnectOptions {
     pub host: String,
     /// Longest wait for CONNECTED, a RECEIPT or a write.
     pub timeout: Duration,
+    /// Speak TLS, with this client configuration and server name.
+    pub tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+}
+
+/// The connection's byte stream.
+pub enum Stream {
+    Plain(TcpStream),
+    /// Boxed: a TLS session is several KiB of state.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    /// The TCP socket underneath.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref().0,
+        }
+    }
+
+    async fn read_buf(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read_buf(buf).await,
+            Stream::Tls(s) => s.read_buf(buf).await,
+        }
+    }
+
+    /// Reads what is there without waiting (`WouldBlock` when nothing is).
+    fn try_read_buf(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.try_read_buf(buf),
+            // One poll of the read: TLS has no readiness-based try_read of its own.
+            Stream::Tls(s) => s
+                .read_buf(buf)
+                .now_or_never()
+                .unwrap_or_else(|| Err(std::io::ErrorKind::WouldBlock.into())),
+        }
+    }
+
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.write_all(bytes).await,
+            Stream::Tls(s) => {
+                s.write_all(bytes).await?;
+                // rustls buffers records; they must reach the socket now.
+                s.flush().await
+            }
+        }
+    }
 }
 
 pub struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     /// Bytes read and not yet decoded. The consumer's fast path reads MESSAGEs straight out of
     /// it (see [`Conn::next_inbound`]) and then calls [`Conn::consume`].
     pub rbuf: BytesMut,
@@ -47,9 +100,19 @@ pub struct Conn {
 impl Conn {
     /// TCP connect, CONNECT (STOMP 1.1/1.2, no heart-beats) and wait for CONNECTED.
     pub async fn connect(opts: &ConnectOptions) -> Result<Conn, BenchError> {
-        let stream = within(opts.timeout, "TCP connect", TcpStream::connect(opts.addr)).await??;
+        let tcp = within(opts.timeout, "TCP connect", TcpStream::connect(opts.addr)).await??;
         // We coalesce writes ourselves; Nagle would only add latency to the last frame of a batch.
-        stream.set_nodelay(true)?;
+        tcp.set_nodelay(true)?;
+        let stream = match &opts.tls {
+            None => Stream::Plain(tcp),
+            Some((config, name)) => {
+                let connector = tokio_rustls::TlsConnector::from(config.clone());
+                let handshake = connector.connect(name.clone(), tcp);
+                Stream::Tls(Box::new(
+                    within(opts.timeout, "TLS handshake", handshake).await??,
+                ))
+            }
+        };
         let mut conn = Conn {
             stream,
             rbuf: BytesMut::with_capacity(READ_CHUNK),
@@ -270,8 +333,8 @@ impl Conn {
         }
     }
 
-    /// The bare socket, for idle connections that must not keep 64 KiB buffers each.
-    pub fn into_stream(self) -> TcpStream {
+    /// The bare stream, for idle connections that must not keep 64 KiB buffers each.
+    pub fn into_stream(self) -> Stream {
         self.stream
     }
 }

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::conn::{Conn, ConnectOptions};
+use crate::conn::{Conn, ConnectOptions, Stream};
 use crate::report::IdleReport;
 use crate::stats::{histogram, Percentiles};
 
@@ -33,7 +33,7 @@ pub async fn run_idle(opts: ConnectOptions, url: &str, n: u32, hold: Duration) -
             Ok::<_, crate::BenchError>((start.elapsed(), conn.server.clone(), conn.into_stream()))
         });
     }
-    let mut streams: Vec<TcpStream> = Vec::with_capacity(n as usize);
+    let mut streams: Vec<Stream> = Vec::with_capacity(n as usize);
     let mut latency = histogram();
     let mut failures: BTreeMap<String, u32> = BTreeMap::new();
     let mut broker = None;
@@ -52,10 +52,12 @@ pub async fn run_idle(opts: ConnectOptions, url: &str, n: u32, hold: Duration) -
     }
     let held = Instant::now();
     tokio::time::sleep(hold).await;
-    let still_open = streams.iter().filter(|s| is_quiet(s)).count() as u32;
+    let still_open = streams.iter().filter(|s| is_quiet(s.tcp())).count() as u32;
     for s in &streams {
         // Best effort: a broker that reads it logs a clean goodbye rather than a reset.
-        let _ = s.try_write(b"DISCONNECT\n\n\0");
+        if let Stream::Plain(tcp) = s {
+            let _ = tcp.try_write(b"DISCONNECT\n\n\0");
+        }
     }
     IdleReport {
         broker,

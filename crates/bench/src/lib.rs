@@ -11,6 +11,7 @@ pub mod config;
 mod conn;
 mod consumer;
 mod error;
+mod handshake;
 mod idle;
 mod load;
 mod pacer;
@@ -26,11 +27,13 @@ use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use rustls::pki_types::ServerName;
+
 pub use config::{AckArg, Config, Stop};
 pub use conn::ConnectOptions;
 pub use error::BenchError;
 pub(crate) use load::Plan;
-pub use report::{IdleReport, LoadReport, Report};
+pub use report::{HandshakeReport, IdleReport, LoadReport, Report};
 pub use reqrep::RequestReplyReport;
 
 /// How long `--idle-connections` holds its sessions when no `--duration` is given.
@@ -47,7 +50,16 @@ pub async fn run(config: Config) -> Result<Report, BenchError> {
         passcode: config.passcode.clone(),
         host: config.vhost.clone(),
         timeout: Config::secs(config.timeout),
+        tls: match &config.tls_ca {
+            None => None,
+            Some(ca) => Some(tls_client(ca, config.tls_name.as_deref(), &config.url)?),
+        },
     };
+    if config.handshakes {
+        let hold = config.duration.map_or(DEFAULT_IDLE_HOLD, Config::secs);
+        let report = handshake::run(connect, &config.url, config.producers, hold).await;
+        return Ok(Report::Handshakes(report));
+    }
     if let Some(n) = config.idle_connections {
         let hold = config.duration.map_or(DEFAULT_IDLE_HOLD, Config::secs);
         return Ok(Report::Idle(
@@ -62,6 +74,38 @@ pub async fn run(config: Config) -> Result<Report, BenchError> {
     Ok(Report::Load(Box::new(
         load::run_load(&config, connect).await?,
     )))
+}
+
+/// A TLS client trusting the certificates in `ca`, checking the server's name `name` (default: the
+/// host of `url`).
+fn tls_client(
+    ca: &std::path::Path,
+    name: Option<&str>,
+    url: &str,
+) -> Result<(std::sync::Arc<rustls::ClientConfig>, ServerName<'static>), BenchError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let bad = |m: String| BenchError::Config(m);
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(ca)
+        .map_err(|e| bad(format!("--tls-ca {}: {e}", ca.display())))?;
+    for c in certs {
+        let c = c.map_err(|e| bad(format!("--tls-ca {}: {e}", ca.display())))?;
+        roots
+            .add(c)
+            .map_err(|e| bad(format!("--tls-ca {}: {e}", ca.display())))?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let host = name.unwrap_or_else(|| url.rsplit_once(':').map_or(url, |(h, _)| h));
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let server = ServerName::try_from(host.to_owned())
+        .map_err(|_| bad(format!("{host:?} is not a TLS server name")))?;
+    Ok((std::sync::Arc::new(config), server))
 }
 
 async fn resolve(url: &str) -> Result<SocketAddr, BenchError> {

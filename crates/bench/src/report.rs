@@ -18,6 +18,7 @@ pub enum Report {
     Load(Box<LoadReport>),
     Idle(IdleReport),
     RequestReply(Box<RequestReplyReport>),
+    Handshakes(HandshakeReport),
 }
 
 impl Report {
@@ -29,6 +30,7 @@ impl Report {
             }
             Report::Idle(r) => r.failed == 0,
             Report::RequestReply(r) => r.errors.is_empty() && r.accounting.is_clean(),
+            Report::Handshakes(r) => r.failed == 0 && r.completed > 0,
         }
     }
 }
@@ -126,6 +128,7 @@ impl fmt::Display for Report {
             Report::Load(r) => r.fmt(f),
             Report::Idle(r) => r.fmt(f),
             Report::RequestReply(r) => r.fmt(f),
+            Report::Handshakes(r) => r.fmt(f),
         }
     }
 }
@@ -201,6 +204,47 @@ impl fmt::Display for LoadReport {
                     String::new()
                 }
             )?;
+        }
+        for e in &self.errors {
+            writeln!(f, "  error: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `--handshakes`: connections opened and closed in turn.
+#[derive(Debug, Clone, Serialize)]
+pub struct HandshakeReport {
+    pub broker: Option<String>,
+    pub url: String,
+    pub tls: bool,
+    pub connectors: u16,
+    /// Connections that went through CONNECTED and the DISCONNECT receipt.
+    pub completed: u64,
+    pub failed: u64,
+    pub seconds: f64,
+    pub per_second: f64,
+    /// TCP connect → CONNECTED (TLS handshake included).
+    pub connect_latency_us: Option<Percentiles>,
+    pub errors: Vec<String>,
+}
+
+impl fmt::Display for HandshakeReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} ({}) {} connections: {} connector(s)  {} completed  {} failed in {:.3} s  {:.0} /s",
+            self.url,
+            self.broker.as_deref().unwrap_or("unknown broker"),
+            if self.tls { "TLS" } else { "plain" },
+            self.connectors,
+            self.completed,
+            self.failed,
+            self.seconds,
+            self.per_second
+        )?;
+        if let Some(p) = &self.connect_latency_us {
+            latency_line(f, "connect", p)?;
         }
         for e in &self.errors {
             writeln!(f, "  error: {e}")?;

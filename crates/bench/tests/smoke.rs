@@ -23,12 +23,32 @@ struct Broker {
 
 impl Broker {
     fn start() -> Broker {
+        Broker::start_with(&[])
+    }
+
+    /// With a TLS listener (`stomp_tls`, the development certificate) beside the plain one; its
+    /// address replaces the plain one.
+    fn start_tls() -> Broker {
+        Broker::start_with(&[
+            ("STAMPEDE__LISTENERS__STOMP_TLS__BIND", "127.0.0.1:0"),
+            ("STAMPEDE__LISTENERS__STOMP_TLS__SELF_SIGNED", "true"),
+        ])
+    }
+
+    fn ca(&self) -> String {
+        let ca = self._data.path().join("tls/self-signed.pem");
+        ca.to_str().unwrap().to_owned()
+    }
+
+    fn start_with(env: &[(&str, &str)]) -> Broker {
+        let tls = !env.is_empty();
         let data = tempfile::tempdir().expect("tempdir");
         let mut child = Command::new(binary())
             .args(["serve", "--log-format", "json", "--data-dir"])
             .arg(data.path())
             .env("STAMPEDE__LISTENERS__STOMP__BIND", "127.0.0.1:0")
             .env("STAMPEDE__LISTENERS__HTTP__BIND", "127.0.0.1:0")
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -40,7 +60,7 @@ impl Broker {
         // Keeps reading for the broker's whole life so its stdout pipe never fills up.
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = ready_addr(&line) {
+                if let Some(addr) = ready_addr(&line, tls) {
                     let _ = tx.send(addr);
                 }
             }
@@ -97,12 +117,20 @@ fn binary() -> PathBuf {
     bin
 }
 
-fn ready_addr(line: &str) -> Option<SocketAddr> {
+/// The plain listener's address from the `ready` event, or the TLS listener's from its
+/// `listening` event.
+fn ready_addr(line: &str, tls: bool) -> Option<SocketAddr> {
     let v: serde_json::Value = serde_json::from_str(line).ok()?;
     let fields = v.get("fields")?;
-    (fields.get("message")?.as_str()? == "ready")
-        .then(|| fields.get("stomp")?.as_str()?.parse().ok())
-        .flatten()
+    let message = fields.get("message")?.as_str()?;
+    let addr = match tls {
+        false if message == "ready" => fields.get("stomp")?,
+        true if message == "listening" && fields.get("listener")? == "stomp_tls" => {
+            fields.get("addr")?
+        }
+        _ => return None,
+    };
+    addr.as_str()?.parse().ok()
 }
 
 fn load(report: Report) -> LoadReport {
@@ -268,4 +296,43 @@ async fn virtual_topic_consumer_queues_each_get_every_message_past_idle_wildcard
     ];
     let r = load(broker.bench(&args).await);
     assert_clean(&r, 200, 600);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_messages_arrive_and_handshakes_are_counted() {
+    let broker = Broker::start_tls();
+    let ca = broker.ca();
+    let r = load(
+        broker
+            .bench(&[
+                "--tls-ca",
+                &ca,
+                "--tls-name",
+                "localhost",
+                "--messages",
+                "300",
+                "--ack",
+                "client-individual",
+                "--receipt-every",
+                "50",
+            ])
+            .await,
+    );
+    assert_clean(&r, 300, 300);
+    let Report::Handshakes(h) = broker
+        .bench(&[
+            "--tls-ca",
+            &ca,
+            "--handshakes",
+            "--producers",
+            "2",
+            "--duration",
+            "0.5",
+        ])
+        .await
+    else {
+        panic!("expected a handshake report");
+    };
+    assert!(h.tls && h.failed == 0 && h.completed > 0, "{h:?}");
+    assert_eq!(h.connect_latency_us.unwrap().count, h.completed);
 }

@@ -13,12 +13,12 @@
 mod admin;
 mod apply;
 mod broker;
+pub mod channel;
 mod clock;
 mod delivery;
 mod destination;
 mod effects;
 mod error;
-pub mod channel;
 mod glob;
 mod ids;
 mod meta;

@@ -284,7 +284,9 @@ impl Broker {
                 let queue = self.queue(name);
                 let mut message = message;
                 if let Some(channel) = message.channel.take() {
-                    message.headers.push(crate::channel::sent_to(name, &channel));
+                    message
+                        .headers
+                        .push(crate::channel::sent_to(name, &channel));
                 }
                 let record = message.into_record(now);
                 let reservation = reserve(&queue, &record)?;

@@ -377,7 +377,8 @@ fn send_to_channel(q: &Arc<Queue>, channel: Option<&str>, body: &str) -> u64 {
     let mut record = rec(body, None, 0);
     if let Some(c) = channel {
         let r = Arc::get_mut(&mut record).unwrap();
-        r.headers.push(crate::channel::sent_to("ocid1.queue.oc1.phx.q", c));
+        r.headers
+            .push(crate::channel::sent_to("ocid1.queue.oc1.phx.q", c));
     }
     publish(q, record, &mut fx())
 }
@@ -408,7 +409,11 @@ fn channel_consumers_take_their_channel_in_order_and_the_whole_queue_takes_any()
     let (sa, mut ra) = channel_consumer(1, "a", 2);
     q.add_consumer(sa, &mut fx()).unwrap();
     let got_a = drain(&mut ra);
-    assert_eq!(bodies(&got_a), ["a1", "a2"], "FIFO within the channel, credit-bounded");
+    assert_eq!(
+        bodies(&got_a),
+        ["a1", "a2"],
+        "FIFO within the channel, credit-bounded"
+    );
     let (sb, mut rb) = channel_consumer(2, "b", 10);
     q.add_consumer(sb, &mut fx()).unwrap();
     assert_eq!(bodies(&drain(&mut rb)), ["b1", "b2"]);
@@ -420,11 +425,25 @@ fn channel_consumers_take_their_channel_in_order_and_the_whole_queue_takes_any()
     q.add_consumer(sw, &mut fx()).unwrap();
     assert_eq!(bodies(&drain(&mut rw)), ["plain"]);
     // a1 comes back (NACK): it is a's oldest again and goes to a's consumer, before a3.
-    q.settle(ConsumerId(1), got_a[0].1, None, false, Outcome::Nack { requeue: true }, &mut fx())
-        .unwrap();
+    q.settle(
+        ConsumerId(1),
+        got_a[0].1,
+        None,
+        false,
+        Outcome::Nack { requeue: true },
+        &mut fx(),
+    )
+    .unwrap();
     assert_eq!(bodies(&drain(&mut ra)), ["a1"]);
-    q.settle(ConsumerId(1), got_a[1].1, None, false, Outcome::Ack, &mut fx())
-        .unwrap();
+    q.settle(
+        ConsumerId(1),
+        got_a[1].1,
+        None,
+        false,
+        Outcome::Ack,
+        &mut fx(),
+    )
+    .unwrap();
     assert_eq!(bodies(&drain(&mut ra)), ["a3"]);
     assert_eq!(depth(&q), (0, 5, 4), "a2 acked; the rest held");
 }
@@ -437,7 +456,11 @@ fn a_pull_with_a_channel_filter_takes_only_that_channel() {
     }
     let body = |p: &Pulled| String::from_utf8(p.record.body.to_vec()).unwrap();
     let mut out = fx();
-    let xs: Vec<String> = q.pull(10, None, Some("x"), &mut out).iter().map(body).collect();
+    let xs: Vec<String> = q
+        .pull(10, None, Some("x"), &mut out)
+        .iter()
+        .map(body)
+        .collect();
     assert_eq!(xs, ["x1", "x2"]);
     let rest: Vec<String> = q.pull(10, None, None, &mut out).iter().map(body).collect();
     assert_eq!(rest, ["y1"]);
