@@ -247,9 +247,11 @@ fn send_frame(destination: &str) -> stampede_proto::Frame {
 }
 
 fn subscribe_frame(destination: &str, extra: &[(&str, &str)]) -> stampede_proto::Frame {
-    let f = stampede_proto::Frame::new(stampede_proto::Command::Subscribe)
-        .header("destination", destination)
-        .header("id", "s");
+    let mut f = stampede_proto::Frame::new(stampede_proto::Command::Subscribe)
+        .header("destination", destination);
+    if !extra.iter().any(|(k, _)| *k == "id") {
+        f = f.header("id", "s");
+    }
     extra.iter().fold(f, |f, (k, v)| f.header(k, *v))
 }
 
@@ -264,6 +266,9 @@ async fn permissions_refuse_by_destination_and_name_what_was_missing() {
          [auth.users.producer.permissions]\nwrite = [\"/queue/orders.*\", \"/topic/VirtualTopic.*\"]\n\
          [auth.users.reader]\npassword_hash = \"{hash}\"\n\
          [auth.users.reader.permissions]\nread = [\"orders.*\", \"/queue/Consumer.billing.*\", \"/topic/prices.*\"]\n\
+         admin = [\"/topic/prices.*\"]\n\
+         [auth.users.reader2]\npassword_hash = \"{hash}\"\n\
+         [auth.users.reader2.permissions]\nread = [\"/topic/prices.*\"]\n\
          [auth.users.ops]\npassword_hash = \"{hash}\"\n"
     );
     std::fs::write(&file, text).unwrap();
@@ -286,6 +291,16 @@ async fn permissions_refuse_by_destination_and_name_what_was_missing() {
     got.sort();
     assert_eq!(got, ["order 1", "sale 1"]);
 
+    // ops (no permissions table) makes a durable subscription that a case below tries to take.
+    let mut ops = as_user("ops").await;
+    let durable = [("durable", "true"), ("auto-delete", "false")];
+    ops.subscribe_with("/topic/secret", "audit", "auto", &durable)
+        .await;
+    ops.request(
+        stampede_proto::Frame::new(stampede_proto::Command::Unsubscribe).header("id", "audit"),
+    )
+    .await;
+    ops.send("/topic/secret", "kept for ops").await;
     let cases = [
         (
             "producer",
@@ -308,7 +323,7 @@ async fn permissions_refuse_by_destination_and_name_what_was_missing() {
             "may not read /queue/DLQ.orders.eu",
         ),
         (
-            "reader",
+            "reader2",
             subscribe_frame(
                 "/topic/prices.gbp",
                 &[("activemq.subscriptionName", "p"), ("client-id", "c")],
@@ -316,12 +331,38 @@ async fn permissions_refuse_by_destination_and_name_what_was_missing() {
             "may not admin /topic/prices.gbp",
         ),
         (
+            // Changing a queue's dead-letter queue is a setting of the queue.
             "reader",
             subscribe_frame(
                 "/queue/orders.us",
                 &[("x-dead-letter-routing-key", "/queue/mine")],
             ),
-            "may not write /queue/mine",
+            "may not admin /queue/orders.us",
+        ),
+        (
+            // A binding reads (and feeds) the queue it names.
+            "reader",
+            subscribe_frame("/topic/prices.gbp", &[("x-queue-name", "payments")]),
+            "may not read /queue/payments",
+        ),
+        (
+            // `#` also matches prices itself, which /topic/prices.* does not cover.
+            "reader",
+            subscribe_frame("/topic/prices.#", &[]),
+            "may not read /topic/prices.#",
+        ),
+        (
+            // ops's durable subscription `audit` on /topic/secret, moved to prices.gbp.
+            "reader",
+            subscribe_frame(
+                "/topic/prices.gbp",
+                &[
+                    ("durable", "true"),
+                    ("auto-delete", "false"),
+                    ("id", "audit"),
+                ],
+            ),
+            "may not read /topic/secret",
         ),
     ];
     for (user, frame, message) in cases {
@@ -337,10 +378,23 @@ async fn permissions_refuse_by_destination_and_name_what_was_missing() {
     prices.subscribe("/topic/prices.gbp", "p", "auto").await;
     producer.send("/queue/orders.eu", "order 2").await;
     assert_eq!(reader.bodies(1).await, ["order 2"]);
-    let mut ops = as_user("ops").await;
+    // Nor may the reader remove it (and its messages) with a durable UNSUBSCRIBE.
+    let mut c = as_user("reader").await;
+    let unsubscribe = stampede_proto::Frame::new(stampede_proto::Command::Unsubscribe)
+        .header("id", "audit")
+        .header("durable", "true")
+        .header("auto-delete", "false");
+    let m = denied(&mut c, unsubscribe).await;
+    assert!(m.contains("may not admin /topic/secret"), "{m}");
+    ops.subscribe_with("/topic/secret", "audit", "auto", &durable)
+        .await;
+    assert_eq!(ops.bodies(1).await, ["kept for ops"]);
     ops.send("/queue/payments", "anything").await;
     let m = Scrape::take(&server).await;
-    assert_eq!(m.value("stampede_errors_total", &[("kind", "denied")]), 6.0);
+    assert_eq!(
+        m.value("stampede_errors_total", &[("kind", "denied")]),
+        10.0
+    );
 }
 
 #[tokio::test]

@@ -35,6 +35,7 @@ mod timer;
 mod topic;
 mod view;
 mod wildcard;
+pub use wildcard::is_pattern;
 
 pub use broker::{Broker, BrokerConfig};
 pub use clock::{Clock, ManualClock, SystemClock};

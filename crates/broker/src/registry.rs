@@ -311,6 +311,12 @@ impl Broker {
         Ok((queue.name_arc().clone(), self.store.commit(ops)))
     }
 
+    /// The topic durable subscription `name` of `client` is bound to, if it exists.
+    pub fn durable_topic(&self, client: &str, name: &str) -> Option<String> {
+        let id = format!("{client}\t{name}");
+        self.durable.get(id.as_str()).map(|d| d.topic.clone())
+    }
+
     /// True while durable subscription `name` of `client` has a consumer.
     pub(crate) fn durable_in_use(&self, client: &str, name: &str) -> bool {
         let queue = self
@@ -329,6 +335,18 @@ impl Broker {
         name: &str,
     ) -> Result<Ticket, BrokerError> {
         let id = format!("{client}\t{name}");
+        // Refused while in use before anything changes: deleting the queue would refuse later,
+        // with the subscription already forgotten.
+        let queue = self.durable.get(id.as_str()).map(|d| d.queue.clone());
+        if let Some(q) = queue.and_then(|q| self.find_queue(&q)) {
+            let consumers = q.consumer_count();
+            if consumers > 0 {
+                return Err(BrokerError::QueueInUse {
+                    queue: q.name_arc().to_string(),
+                    consumers,
+                });
+            }
+        }
         let Some((_, sub)) = self.durable.remove(id.as_str()) else {
             return Ok(Ticket::ready(Ok(())));
         };

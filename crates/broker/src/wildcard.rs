@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::topic::Topic;
 
 /// True if `name` has a wildcard word: it names many topics, not one.
-pub(crate) fn is_pattern(name: &str) -> bool {
+pub fn is_pattern(name: &str) -> bool {
     // Every SEND to a topic asks; most names have none of the three characters at all.
     name.bytes().any(|b| matches!(b, b'*' | b'#' | b'>'))
         && name.split('.').any(|w| matches!(w, "*" | "#" | ">"))

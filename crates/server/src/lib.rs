@@ -152,6 +152,9 @@ pub async fn run(
     let s = &loaded.settings;
     let started = Instant::now();
     let token = CancellationToken::new();
+    // Watched from the start: SIGHUP's default action ends the process, and a long recovery is
+    // when log rotation or an operator's reload could send one.
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
     let data_dir = (s.storage.backend == Backend::Sled).then(|| s.storage.data_dir.clone());
     let metrics = Arc::new(metrics::Metrics::new(
         s.metrics.max_queue_series,
@@ -186,7 +189,7 @@ pub async fn run(
         tls.extend(l.tls.clone());
         accepting.push(tokio::spawn(listener::run(l, hub.clone())));
     }
-    let reloads = tokio::spawn(reload_on_hangup(tls, token.clone()));
+    let reloads = tokio::spawn(reload_on_hangup(tls, hangups, token.clone()));
     let timer = tokio::spawn(run_timer(
         broker.clone(),
         data_dir,
@@ -289,9 +292,12 @@ async fn open_broker(
 
 /// SIGHUP reloads every TLS listener's certificates (new handshakes use them; open connections
 /// keep theirs).
-async fn reload_on_hangup(tls: Vec<Arc<tls::Tls>>, shutdown: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hangups = match signal(SignalKind::hangup()) {
+async fn reload_on_hangup(
+    tls: Vec<Arc<tls::Tls>>,
+    hangups: std::io::Result<tokio::signal::unix::Signal>,
+    shutdown: CancellationToken,
+) {
+    let mut hangups = match hangups {
         Ok(s) => s,
         Err(e) => return warn!(error = %e, "cannot watch SIGHUP; certificates will not reload"),
     };

@@ -187,6 +187,11 @@ impl State {
     }
 
     pub fn insert_ready(&mut self, seq: u64, entry: Entry) {
+        if let Some(old) = self.ready.remove(&seq) {
+            // Never expected: one sequence number is one message. Keep the totals and indexes
+            // right anyway, before indexing the new one.
+            self.left_ready(seq, &old);
+        }
         if let Some(at) = entry.record.expires_at_ms {
             self.expiring.insert((at, seq));
         }
@@ -202,10 +207,7 @@ impl State {
             }
         }
         self.ready_bytes += entry.size();
-        if let Some(old) = self.ready.insert(seq, entry) {
-            // Never expected: one sequence number is one message. Keep the totals right anyway.
-            self.left_ready(seq, &old);
-        }
+        self.ready.insert(seq, entry);
     }
 
     pub fn take_ready(&mut self) -> Option<(u64, Entry)> {

@@ -1,9 +1,11 @@
-//! Slows password guessing from one address: a token bucket per client IP (`auth.failed_login_burst`
+//! Slows password guessing from one address: a token bucket per client address — an IPv4
+//! address, or an IPv6 /64, which one host can fill with addresses — (`auth.failed_login_burst`
 //! tokens, one more every `auth.failed_login_interval`). A failed login spends a token; a login
 //! checks its password only while the address has a token not already claimed by a check in
-//! flight, so a thousand parallel guesses from one address still get `burst` checks at once, then
-//! one per interval. Attempts that could not start before their connect deadline are refused
-//! without a check. A successful login spends nothing.
+//! flight, and at most [`IN_FLIGHT`] at once, so a thousand parallel guesses from one address get
+//! a few checks at a time, `burst` in all, then one per interval, and cannot hold the broker's few
+//! password-check slots for long. Attempts that could not start before their connect deadline are
+//! refused without a check. A successful login spends nothing.
 //!
 //! The buckets sit in shards, each behind its own short-held lock: a flood from one address
 //! contends on one shard and never holds a lock while it waits, so other clients' logins go on.
@@ -20,6 +22,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 const SHARDS: usize = 16;
+/// Password checks one address may have running at once.
+pub const IN_FLIGHT: u32 = 2;
 /// Past this many buckets in a shard, full idle ones are dropped as the shard is used.
 const PRUNE_AT: usize = 4096;
 
@@ -91,6 +95,7 @@ impl Limiter {
 
     /// Waits until `ip` may check a password, or refuses if that cannot happen by `deadline`.
     pub async fn acquire(&self, ip: IpAddr, deadline: Instant) -> Result<Attempt<'_>, Throttled> {
+        let ip = bucket_of(ip);
         loop {
             let (ended, next) = {
                 let mut shard = self.shard(ip).lock();
@@ -110,7 +115,7 @@ impl Limiter {
                 });
                 b.refill(now, self.burst, self.interval);
                 let free = b.tokens - f64::from(b.in_flight);
-                if free >= 1.0 {
+                if free >= 1.0 && b.in_flight < IN_FLIGHT {
                     b.in_flight += 1;
                     return Ok(Attempt {
                         limiter: self,
@@ -120,7 +125,11 @@ impl Limiter {
                 }
                 // The next chance: enough refill for a whole free token, or a check in flight
                 // ending without spending its token.
-                let next = now + self.interval.mul_f64(1.0 - free);
+                let next = match free >= 1.0 {
+                    // Only the cap holds it: the next chance is a check ending.
+                    true => deadline,
+                    false => now + self.interval.mul_f64(1.0 - free),
+                };
                 if next > deadline && b.in_flight == 0 {
                     return Err(Throttled);
                 }
@@ -156,6 +165,21 @@ impl Limiter {
     }
 }
 
+/// The address a client is counted under: IPv4 as it is (also when mapped into IPv6), IPv6 by
+/// its /64.
+fn bucket_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+            }
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,11 +207,33 @@ mod tests {
     async fn successes_spend_nothing_and_full_buckets_are_dropped() {
         let l = Limiter::new(2, Duration::from_secs(1));
         let far = Instant::now() + Duration::from_secs(60);
+        let started = Instant::now();
         for _ in 0..100 {
             drop(l.acquire(A, far).await.unwrap());
         }
-        assert_eq!(Instant::now().elapsed(), Duration::ZERO);
+        assert_eq!(started.elapsed(), Duration::ZERO);
         assert_eq!(l.buckets(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_ipv6_64_is_one_address_and_checks_at_once_are_capped() {
+        let l = Limiter::new(10, Duration::from_secs(1));
+        let soon = Instant::now() + Duration::from_millis(500);
+        let v6 = |last: u16| IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, last]);
+        let first = l.acquire(v6(1), soon).await.unwrap();
+        let second = l.acquire(v6(2), soon).await.unwrap();
+        // A third address of the same /64 waits although tokens are left: two checks run.
+        let third = l.acquire(v6(3), soon);
+        tokio::pin!(third);
+        tokio::select! {
+            _ = &mut third => panic!("a third check of one /64 started with two in flight"),
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+        first.failed();
+        assert!(third.await.is_ok());
+        drop(second);
+        let mapped = IpAddr::from(std::net::Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped());
+        assert_eq!(bucket_of(mapped), A);
     }
 
     #[tokio::test(start_paused = true)]

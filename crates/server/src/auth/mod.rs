@@ -10,10 +10,10 @@ mod password;
 mod permissions;
 
 pub use password::{check_hash, hash_password, verify_password, AuthError};
+use password::{cost_of, decoy_hash};
 pub use permissions::{canonical, canonical_pattern, Access, Permissions};
 
 use std::collections::HashMap;
-use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -130,8 +130,13 @@ impl Refusal {
 pub struct Authenticator {
     settings: AuthSettings,
     limiter: Limiter,
-    /// Password checks at once: each takes argon2's memory (19 MiB) and a core for tens of ms.
-    checks: Semaphore,
+    /// Password checks at once: each takes argon2's memory (19 MiB) and a core for tens of ms;
+    /// half the cores, so a flood of logins leaves the others to message traffic.
+    checks: Arc<Semaphore>,
+    /// What unknown users are checked against: made (once, on a blocking thread) with the highest
+    /// cost among the configured users, so that no refusal is quicker than a known user's.
+    decoy: Arc<OnceLock<Arc<str>>>,
+    decoy_cost: argon2::Params,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -146,9 +151,26 @@ impl std::fmt::Debug for Authenticator {
 impl Authenticator {
     pub fn new(settings: AuthSettings) -> Authenticator {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let costs: Vec<argon2::Params> = settings
+            .users
+            .values()
+            .filter_map(|u| cost_of(&u.password_hash))
+            .collect();
+        let highest =
+            |f: fn(&argon2::Params) -> u32, default| costs.iter().map(f).max().unwrap_or(default);
+        let d = argon2::Params::default();
+        let decoy_cost = argon2::Params::new(
+            highest(argon2::Params::m_cost, d.m_cost()),
+            highest(argon2::Params::t_cost, d.t_cost()),
+            highest(argon2::Params::p_cost, d.p_cost()),
+            None,
+        )
+        .unwrap_or(d);
         Authenticator {
             limiter: Limiter::new(settings.failed_login_burst, settings.failed_login_interval),
-            checks: Semaphore::new(cores),
+            checks: Arc::new(Semaphore::new((cores / 2).max(1))),
+            decoy: Arc::new(OnceLock::new()),
+            decoy_cost,
             settings,
         }
     }
@@ -199,20 +221,28 @@ impl Authenticator {
             .or(listener.passcode_encoding)
             .unwrap_or(self.settings.passcode_encoding);
         let password = decode(passcode.unwrap_or_default(), encoding);
-        // An unknown user or an undecodable passcode is still checked, against a hash that
+        // An unknown user or an undecodable passcode is still checked, against a decoy that
         // matches nothing, so a refusal takes as long whichever part was wrong.
         let hash = match (user, &password) {
-            (Some(u), Some(_)) => u.password_hash.clone(),
-            _ => unmatchable_hash(),
+            (Some(u), Some(_)) => Some(u.password_hash.clone()),
+            _ => None,
         };
         let bytes = password.clone().unwrap_or_default();
-        let Ok(Ok(_permit)) = tokio::time::timeout_at(deadline, self.checks.acquire()).await else {
+        let checks = self.checks.clone().acquire_owned();
+        let Ok(Ok(permit)) = tokio::time::timeout_at(deadline, checks).await else {
             return Err(Refusal::Throttled);
         };
-        let matched = tokio::task::spawn_blocking(move || verify_password(&hash, &bytes))
-            .await
-            .map(|r| r.unwrap_or(false))
-            .unwrap_or(false);
+        let (decoy, cost) = (self.decoy.clone(), self.decoy_cost.clone());
+        // The permit goes with the check: a login abandoned meanwhile (shutdown) does not free
+        // its place while the check still runs.
+        let matched = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let hash =
+                hash.unwrap_or_else(|| decoy.get_or_init(|| Arc::from(decoy_hash(cost))).clone());
+            verify_password(&hash, &bytes).unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false);
         match user.filter(|_| matched && password.is_some()) {
             Some(user) => {
                 drop(attempt);
@@ -237,16 +267,6 @@ fn decode(passcode: &str, encoding: PasscodeEncoding) -> Option<Vec<u8>> {
                 .ok()
         }
     }
-}
-
-/// A hash of a random password nobody knows, made once (it costs one hash).
-fn unmatchable_hash() -> Arc<str> {
-    static HASH: OnceLock<Arc<str>> = OnceLock::new();
-    HASH.get_or_init(|| {
-        let random = format!("{:x}", std::hash::RandomState::new().hash_one(0u8));
-        Arc::from(hash_password(&random).expect("a non-empty password hashes"))
-    })
-    .clone()
 }
 
 #[cfg(test)]

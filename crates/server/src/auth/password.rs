@@ -5,7 +5,7 @@
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+use argon2::{Argon2, Params};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -38,9 +38,35 @@ pub fn verify_password(hash: &str, password: &[u8]) -> Result<bool, AuthError> {
     Ok(Argon2::default().verify_password(password, &parsed).is_ok())
 }
 
-/// Parses a PHC hash string; configuration is checked with it at start-up.
+/// Parses a PHC hash string; configuration is checked with it at start-up. Only argon2id is
+/// accepted: another algorithm would verify at another speed (telling its user from an unknown
+/// one by the time a refusal takes), or not at all.
 pub fn check_hash(hash: &str) -> Result<PasswordHash<'_>, AuthError> {
-    PasswordHash::new(hash).map_err(|e| AuthError::BadHash(e.to_string()))
+    let parsed = PasswordHash::new(hash).map_err(|e| AuthError::BadHash(e.to_string()))?;
+    if parsed.algorithm != argon2::Algorithm::Argon2id.ident() {
+        return Err(AuthError::BadHash(format!(
+            "{} is not argon2id",
+            parsed.algorithm
+        )));
+    }
+    Params::try_from(&parsed).map_err(|e| AuthError::BadHash(e.to_string()))?;
+    Ok(parsed)
+}
+
+/// The cost parameters of a hash [`check_hash`] accepted.
+pub fn cost_of(hash: &str) -> Option<Params> {
+    Params::try_from(&check_hash(hash).ok()?).ok()
+}
+
+/// A hash of a random password at `cost`: what an unknown user's passcode is checked against, so
+/// that it takes as long as a known user's check.
+pub fn decoy_hash(cost: Params) -> String {
+    let salt = SaltString::generate(&mut OsRng);
+    let random = SaltString::generate(&mut OsRng);
+    Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, cost)
+        .hash_password(random.as_str().as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .expect("argon2id hashes with parameters a hash already used")
 }
 
 #[cfg(test)]
@@ -65,5 +91,25 @@ mod tests {
             verify_password("plain-text", b"x"),
             Err(AuthError::BadHash(_))
         ));
+        let salt = SaltString::generate(&mut OsRng);
+        let argon2i = Argon2::new(
+            argon2::Algorithm::Argon2i,
+            argon2::Version::V0x13,
+            Params::default(),
+        )
+        .hash_password(b"pw", &salt)
+        .unwrap()
+        .to_string();
+        let e = check_hash(&argon2i).unwrap_err().to_string();
+        assert!(e.contains("not argon2id"), "{e}");
+    }
+
+    #[test]
+    fn a_decoy_takes_the_cost_it_is_given_and_matches_nothing() {
+        let cost = Params::new(8 * 1024, 3, 1, None).unwrap();
+        let decoy = decoy_hash(cost);
+        let got = cost_of(&decoy).unwrap();
+        assert_eq!((got.m_cost(), got.t_cost(), got.p_cost()), (8 * 1024, 3, 1));
+        assert!(!verify_password(&decoy, b"").unwrap());
     }
 }

@@ -9,7 +9,7 @@
 //! destination's canonical spelling: `/queue/NAME`, `/topic/NAME`, `/temp-queue/NAME`,
 //! `/temp-topic/NAME`. `*` matches any run of characters (dots and slashes included), `?` one.
 
-use stampede_broker::{glob_match, Destination, TEMP_PREFIX, TEMP_TOPIC_PREFIX};
+use stampede_broker::{glob_match, is_pattern, Destination, TEMP_PREFIX, TEMP_TOPIC_PREFIX};
 
 /// What an operation needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,9 +61,36 @@ impl Permissions {
         if patterns.is_empty() {
             return false;
         }
-        let name = canonical(destination);
-        patterns.iter().any(|p| glob_match(p, &name))
+        match destination {
+            Destination::Topic(t) if is_pattern(t) => covers_every_match(patterns, t),
+            _ => {
+                let name = canonical(destination);
+                patterns.iter().any(|p| glob_match(p, &name))
+            }
+        }
     }
+}
+
+/// A wildcard subscription receives every topic its pattern matches, which a glob over the
+/// pattern's own spelling does not bound (`/topic/orders.*.eu` would match the text
+/// `orders.#.eu`, which also receives `orders.eu`). It is allowed only by a permission that
+/// ends in `*` after a literal prefix of the topics the pattern can match: its words before the
+/// first wildcard word, with their dot when that word is `*` (one word), without it for `#` or
+/// `>` (which also match no word: `prices.#` receives `prices`).
+fn covers_every_match(patterns: &[String], topic: &str) -> bool {
+    let words: Vec<&str> = topic.split('.').collect();
+    let first = words
+        .iter()
+        .position(|w| matches!(*w, "*" | "#" | ">"))
+        .unwrap_or(words.len());
+    let mut prefix = format!("/topic/{}", words[..first].join("."));
+    if first > 0 && words.get(first) == Some(&"*") {
+        prefix.push('.');
+    }
+    patterns.iter().any(|p| {
+        p.strip_suffix('*')
+            .is_some_and(|lit| !lit.contains(['*', '?']) && prefix.starts_with(lit))
+    })
 }
 
 /// How a destination is spelt for matching.
@@ -133,6 +160,30 @@ mod tests {
         );
         assert!(Permissions::all().allows(Access::Admin, &q("anything")));
         assert!(perms(&["*"], &[]).allows(Access::Read, &t("x")));
+    }
+
+    #[test]
+    fn a_wildcard_subscription_needs_a_permission_covering_all_it_matches() {
+        let p = perms(&["/topic/orders.*.eu", "/topic/prices.*"], &[]);
+        assert!(
+            !p.allows(Access::Read, &t("orders.#.eu")),
+            "also receives orders.eu"
+        );
+        assert!(!p.allows(Access::Read, &t("orders.*.eu")));
+        assert!(
+            p.allows(Access::Read, &t("orders.de.eu")),
+            "a plain topic matches as text"
+        );
+        assert!(
+            !p.allows(Access::Read, &t("prices.#")),
+            "also receives prices itself"
+        );
+        assert!(perms(&["/topic/prices*"], &[]).allows(Access::Read, &t("prices.#")));
+        assert!(p.allows(Access::Read, &t("prices.*")));
+        assert!(p.allows(Access::Read, &t("prices.gbp.*")));
+        assert!(!p.allows(Access::Read, &t("#")));
+        assert!(perms(&["*"], &[]).allows(Access::Read, &t("#")));
+        assert!(perms(&["/topic/*"], &[]).allows(Access::Read, &t("a.>")));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use stampede_proto::{ClientCommand, Command, Frame, Request, Version};
 use tokio::time::Instant;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::ConnError;
 use crate::auth::{Credentials, Identity};
@@ -80,7 +80,16 @@ pub async fn accept(
         .await
         .map_err(|refusal| {
             let why = refusal.as_str();
-            warn!(%peer, login, reason = why, "login refused");
+            // Throttled refusals are a flood's: counted, and logged only at debug, so a flood
+            // cannot fill the log; a checked refusal is at most one per interval per address.
+            match refusal {
+                crate::auth::Refusal::Throttled => {
+                    debug!(%peer, login, reason = why, "login refused")
+                }
+                crate::auth::Refusal::Credentials => {
+                    warn!(%peer, login, reason = why, "login refused")
+                }
+            }
             let failures = &settings.metrics.auth_failures;
             failures.with_label_values(&[listener.name, why]).inc();
             ConnError::AuthFailed

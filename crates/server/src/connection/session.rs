@@ -230,7 +230,9 @@ impl Session {
         let (destination, channel) = self.resolve_channel(&cmd.destination)?;
         self.check(Access::Read, &destination)?;
         if let Some(dlq) = &dead_letter_queue {
-            // Dead letters are written there on the subscriber's behalf.
+            // The queue's dead-letter queue changes for every consumer, and stays: a setting
+            // of the queue; dead letters are then written there on its behalf.
+            self.check(Access::Admin, &destination)?;
             self.check(Access::Write, &Destination::Queue(dlq.clone()))?;
         }
         let is_topic = matches!(destination, Destination::Topic(_));
@@ -239,10 +241,7 @@ impl Session {
         } else {
             TopicQueue::Own
         };
-        if !matches!(topic_queue, TopicQueue::Own) {
-            // A durable subscription or a binding outlives the connection: a declaration.
-            self.check(Access::Admin, &destination)?;
-        }
+        self.check_topic_queue(&topic_queue, &destination)?;
         let mut spec = SubscribeSpec::new(
             destination,
             &cmd.destination,
@@ -265,6 +264,33 @@ impl Session {
         let made = sub.take_made();
         self.subs.insert(cmd.id, sub);
         Ok(made)
+    }
+
+    /// What a durable subscription or a binding needs beyond `read` on its topic: it outlives the
+    /// connection (`admin` on the topic); a binding reads its named queue and feeds it (`read` and
+    /// `admin` on the queue); an existing durable subscription is taken over only by someone who
+    /// may read and administer the topic it was made for.
+    fn check_topic_queue(
+        &self,
+        topic_queue: &TopicQueue,
+        topic: &Destination,
+    ) -> Result<(), BrokerError> {
+        match topic_queue {
+            TopicQueue::Own => return Ok(()),
+            TopicQueue::Named(queue) => {
+                let queue = Destination::Queue(queue.clone());
+                self.check(Access::Read, &queue)?;
+                self.check(Access::Admin, &queue)?;
+            }
+            TopicQueue::Durable { client, name, .. } => {
+                if let Some(old) = self.broker.durable_topic(client, name) {
+                    let old = Destination::Topic(old);
+                    self.check(Access::Read, &old)?;
+                    self.check(Access::Admin, &old)?;
+                }
+            }
+        }
+        self.check(Access::Admin, topic)
     }
 
     /// Which queue keeps a topic subscriber's copies. An ActiveMQ or Artemis subscription name
@@ -331,6 +357,10 @@ impl Session {
                 }
             },
         };
+        // Removing it deletes its stored messages: whoever may administer its topic may.
+        if let Some(topic) = self.broker.durable_topic(&client, &d.name) {
+            self.check(Access::Admin, &Destination::Topic(topic))?;
+        }
         self.broker
             .drop_durable_subscription(&client, &d.name)
             .map(Some)
