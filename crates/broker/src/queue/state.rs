@@ -187,27 +187,21 @@ impl State {
     }
 
     pub fn insert_ready(&mut self, seq: u64, entry: Entry) {
-        if let Some(old) = self.ready.remove(&seq) {
+        let expires = entry.record.expires_at_ms;
+        // Owned only for a message that has a channel; the common case allocates nothing.
+        let channel = crate::channel::of(&entry.record).map(Arc::<str>::from);
+        self.ready_bytes += entry.size();
+        if let Some(old) = self.ready.insert(seq, entry) {
             // Never expected: one sequence number is one message. Keep the totals and indexes
-            // right anyway, before indexing the new one.
+            // right anyway, before the new one is indexed.
             self.left_ready(seq, &old);
         }
-        if let Some(at) = entry.record.expires_at_ms {
+        if let Some(at) = expires {
             self.expiring.insert((at, seq));
         }
-        if let Some(channel) = crate::channel::of(&entry.record) {
-            match self.by_channel.get_mut(channel) {
-                Some(seqs) => {
-                    seqs.insert(seq);
-                }
-                None => {
-                    self.by_channel
-                        .insert(Arc::from(channel), BTreeSet::from([seq]));
-                }
-            }
+        if let Some(channel) = channel {
+            self.by_channel.entry(channel).or_default().insert(seq);
         }
-        self.ready_bytes += entry.size();
-        self.ready.insert(seq, entry);
     }
 
     pub fn take_ready(&mut self) -> Option<(u64, Entry)> {
