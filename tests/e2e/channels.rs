@@ -74,3 +74,24 @@ async fn a_channel_survives_a_restart_and_bad_channel_names_are_refused() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_channel_far_behind_another_channels_backlog_on_disk_is_delivered() {
+    let data = tempfile::tempdir().unwrap();
+    let server = start_on(data.path(), &[("BROKER__QUEUE_MEMORY_WINDOW", "4")]);
+    let q = ocid();
+    let mut producer = connect(server.addr).await;
+    for n in 0..40 {
+        producer.send(&format!("{q}/eu"), format!("eu {n}")).await;
+    }
+    producer.send(&format!("{q}/us"), "us 0").await;
+    producer.send(&format!("{q}/us"), "us 1").await;
+    let mut us = connect(server.addr).await;
+    us.subscribe(&format!("{q}/us"), "1", "client-individual")
+        .await;
+    assert_eq!(us.bodies(2).await, ["us 0", "us 1"]);
+    let mut eu = connect(server.addr).await;
+    eu.subscribe(&q, "1", "auto").await;
+    let want: Vec<String> = (0..40).map(|n| format!("eu {n}")).collect();
+    assert_eq!(eu.bodies(40).await, want);
+}

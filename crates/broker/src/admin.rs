@@ -52,17 +52,23 @@ impl Broker {
             .into_iter()
             .map(|p| view(p.seq, p.record, p.deliveries))
             .collect();
-        if let (Some((store_id, after, _)), true) = (rest, out.len() < max) {
+        if let (Some(rest), true) = (rest, out.len() < max) {
             let (tx, rx) = oneshot::channel();
             let done = Box::new(move |read| {
                 let _ = tx.send(read);
             });
-            self.store.read(store_id, after, max - out.len(), done);
+            // Enough to make up for those a channel scan already brought into memory.
+            let want = max - out.len() + rest.held.len();
+            let held: std::collections::HashSet<u64> = rest.held.iter().copied().collect();
+            self.store.read(rest.store_id, rest.after, want, done);
             let read = rx.await.map_err(|_| stampede_store::StoreError::Closed)??;
             out.extend(
                 read.into_iter()
+                    .filter(|m| !held.contains(&m.seq))
                     .map(|m| view(m.seq, m.record, m.deliveries)),
             );
+            out.sort_by_key(|m| m.seq);
+            out.truncate(max);
         }
         Ok(out)
     }

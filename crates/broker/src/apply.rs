@@ -95,13 +95,14 @@ impl Broker {
             store_id,
             after,
             max,
+            channel,
         } = page;
         let done = Box::new(move |read| {
             let Some(broker) = me.upgrade() else {
                 return;
             };
             let mut fx = Effects::new();
-            queue.paged_in(store_id, read, &mut fx);
+            queue.paged_in(store_id, read, channel, &mut fx);
             drop(broker.apply(fx));
         });
         self.store.read(store_id, after, max, done);

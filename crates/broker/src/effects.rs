@@ -62,6 +62,8 @@ pub(crate) struct PageIn {
     pub store_id: QueueId,
     pub after: u64,
     pub max: usize,
+    /// A scan for this channel's messages only (see `Paged::scanned`); `None`: the next batch.
+    pub channel: Option<Arc<str>>,
 }
 
 /// Accumulated effects of one or more queue operations.

@@ -25,6 +25,16 @@ pub struct Peeked {
     pub deliveries: u32,
 }
 
+/// The waiting messages of a queue that are only in the store.
+#[derive(Debug)]
+pub struct PagedRest {
+    pub store_id: QueueId,
+    /// They lie above this sequence number...
+    pub after: u64,
+    /// ...except these, which are in memory (waiting or in flight).
+    pub held: Vec<u64>,
+}
+
 impl Queue {
     /// Removes every waiting message, in memory and paged out. In-flight messages stay with their
     /// holders, to be settled as usual. The queue moves to store id `new_id` in the same commit:
@@ -46,6 +56,7 @@ impl Queue {
         st.paged.bytes = 0;
         st.paged.reading = false;
         st.paged.retry_at = None;
+        st.paged.scanned.clear();
         if let Some(old) = st.store_id {
             fx.ops.push(create);
             for (seq, inflight) in st.inflight_iter() {
@@ -75,8 +86,9 @@ impl Queue {
     }
 
     /// Up to `max` waiting messages in memory, oldest first, and how many more wait in the store
-    /// (with the store id and sequence number to read them after).
-    pub fn peek_ready(&self, max: usize) -> (Vec<Peeked>, Option<(QueueId, u64, u64)>) {
+    /// (with the store id and sequence number to read them after, and the sequence numbers above
+    /// that which a channel scan brought into memory, which a read there must skip).
+    pub fn peek_ready(&self, max: usize) -> (Vec<Peeked>, Option<PagedRest>) {
         let st = self.lock();
         let out: Vec<Peeked> = st
             .ready()
@@ -89,7 +101,23 @@ impl Queue {
             .collect();
         let rest = match (st.paged.count, st.store_id) {
             (0, _) | (_, None) => None,
-            (n, Some(id)) => Some((id, st.paged.cursor, n)),
+            (_, Some(id)) => {
+                let cursor = st.paged.cursor;
+                let held = match st.paged.scanned.is_empty() {
+                    true => Vec::new(),
+                    false => st
+                        .ready()
+                        .map(|(s, _)| s)
+                        .chain(st.inflight_iter().map(|(s, _)| s))
+                        .filter(|s| *s > cursor)
+                        .collect(),
+                };
+                Some(PagedRest {
+                    store_id: id,
+                    after: cursor,
+                    held,
+                })
+            }
         };
         (out, rest)
     }

@@ -183,7 +183,8 @@ impl Queue {
             }
             st.paged.count += 1;
             st.paged.bytes += size;
-            self.maybe_page_in(&mut st, fx);
+            st.paged.last = st.paged.last.max(seq);
+            self.maybe_page_in(&mut st, None, fx);
             return;
         }
         st.insert_ready(seq, Entry::new(record, stored && self.is_durable()));

@@ -17,8 +17,8 @@ impl Queue {
     /// Dispatches what it can, asks for paged messages if the head ran low, wakes paced
     /// producers once the backlog is below the low-water mark, and re-arms the queue's timer.
     pub(super) fn dispatch(self: &Arc<Self>, st: &mut State, fx: &mut Effects) {
-        self.dispatch_ready(st, fx);
-        self.maybe_page_in(st, fx);
+        let starved = self.dispatch_ready(st, fx);
+        self.maybe_page_in(st, starved.as_deref(), fx);
         if st.waiting() < self.env.window.messages / 2
             && st.waiting_bytes() < self.env.window.bytes / 2
         {
@@ -30,9 +30,13 @@ impl Queue {
         self.schedule(st);
     }
 
-    fn dispatch_ready(self: &Arc<Self>, st: &mut State, fx: &mut Effects) {
+    /// Returns a channel whose consumer had credit and found nothing of it in memory while
+    /// messages are paged out, for [`Queue::maybe_page_in`] to look for on disk.
+    fn dispatch_ready(self: &Arc<Self>, st: &mut State, fx: &mut Effects) -> Option<Arc<str>> {
+        let mut starved = None;
         if st.consumers.is_empty() || st.ready_len() == 0 {
-            return;
+            // With nothing in memory the next sequential read comes anyway.
+            return starved;
         }
         let now = self.env.clock.now_ms();
         let visibility = st.settings.visibility_timeout.map(|v| v.as_millis() as u64);
@@ -53,12 +57,16 @@ impl Queue {
                         break;
                     }
                     // Nothing waits at all: nobody can be served.
-                    None if channel.is_none() => return,
-                    None => {}
+                    None if channel.is_none() => return starved,
+                    None => {
+                        if st.paged.count > 0 && starved.is_none() {
+                            starved = channel;
+                        }
+                    }
                 }
             }
             let Some((idx, (seq, mut entry))) = found else {
-                return;
+                return starved;
             };
             st.cursor = (idx + 1) % n;
             entry.deliveries += 1;

@@ -1,7 +1,9 @@
 //! The part of a durable queue's backlog kept only in the store: recovery of the head at start-up,
-//! and reading the next batch back once the in-memory head has drained below half the window.
-//! Reads are queued behind every commit submitted so far, so they see every message the queue
-//! counted as paged.
+//! reading the next batch back once the in-memory head has drained below half the window, and
+//! scanning ahead for one channel's messages when that channel's consumer finds none in memory
+//! while the window is full of others' (a channel is served from any depth, as on OCI). Reads
+//! are queued behind every commit submitted so far, so they see every message the queue counted
+//! as paged, and no message settled before the read was asked for.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -28,6 +30,9 @@ impl Queue {
         st.bytes = stored.bytes.max(head_bytes);
         st.paged.count = stored.messages.saturating_sub(stored.head.len() as u64);
         st.paged.bytes = st.bytes - head_bytes;
+        if st.paged.count > 0 {
+            st.paged.last = stored.next_seq.saturating_sub(1);
+        }
         for m in stored.head {
             st.insert_ready(m.seq, Entry::stored(m.record, m.deliveries));
         }
@@ -40,6 +45,7 @@ impl Queue {
         self: &Arc<Self>,
         from: QueueId,
         read: Result<Vec<StoredMessage>, StoreError>,
+        channel: Option<Arc<str>>,
         fx: &mut Effects,
     ) {
         let mut st = self.lock();
@@ -56,6 +62,15 @@ impl Queue {
                 return;
             }
         };
+        match channel {
+            None => self.took_batch(&mut st, messages),
+            Some(channel) => Self::took_scan(&mut st, messages, channel),
+        }
+        self.dispatch(&mut st, fx);
+    }
+
+    /// A sequential read: everything above the cursor, except what a channel scan brought in.
+    fn took_batch(&self, st: &mut State, messages: Vec<StoredMessage>) {
         if messages.is_empty() && st.paged.count > 0 {
             tracing::warn!(queue = %self.name, missing = st.paged.count, "store holds fewer waiting messages than counted");
             st.bytes = st.bytes.saturating_sub(st.paged.bytes);
@@ -66,20 +81,55 @@ impl Queue {
             if m.seq <= st.paged.cursor {
                 continue;
             }
-            let size = m.record.size() as u64;
             st.paged.cursor = m.seq;
-            st.paged.count = st.paged.count.saturating_sub(1);
-            st.paged.bytes = st.paged.bytes.saturating_sub(size);
-            st.insert_ready(m.seq, Entry::stored(m.record, m.deliveries));
+            if st.holds(m.seq) {
+                // A channel scan brought it in already (it may be in flight by now).
+                continue;
+            }
+            Self::bring_in(st, m);
         }
-        self.dispatch(&mut st, fx);
+        let cursor = st.paged.cursor;
+        st.paged.scanned.retain(|_, to| *to > cursor);
     }
 
-    /// Asks for the next paged messages once the in-memory head has drained below half the window.
-    pub(super) fn maybe_page_in(self: &Arc<Self>, st: &mut State, fx: &mut Effects) {
+    /// A scan for `channel`: its messages join memory, the others stay paged.
+    fn took_scan(st: &mut State, messages: Vec<StoredMessage>, channel: Arc<str>) {
+        let mut to = st.paged.scanned.get(&channel).copied().unwrap_or(0);
+        if messages.is_empty() {
+            // Nothing at all above where the scan started.
+            to = st.paged.last;
+        }
+        for m in messages {
+            to = to.max(m.seq);
+            let theirs = crate::channel::of(&m.record) == Some(&*channel);
+            if m.seq <= st.paged.cursor || !theirs || st.holds(m.seq) {
+                continue;
+            }
+            Self::bring_in(st, m);
+        }
+        st.paged.scanned.insert(channel, to.max(st.paged.cursor));
+    }
+
+    fn bring_in(st: &mut State, m: StoredMessage) {
+        let size = m.record.size() as u64;
+        st.paged.count = st.paged.count.saturating_sub(1);
+        st.paged.bytes = st.paged.bytes.saturating_sub(size);
+        st.insert_ready(m.seq, Entry::stored(m.record, m.deliveries));
+    }
+
+    /// Asks for the next paged messages once the in-memory head has drained below half the
+    /// window; else, when `starved` names a channel whose consumer found nothing in memory, for a
+    /// scan of the store for that channel, unless an earlier scan already went past every paged
+    /// message. One read at a time.
+    pub(super) fn maybe_page_in(
+        self: &Arc<Self>,
+        st: &mut State,
+        starved: Option<&str>,
+        fx: &mut Effects,
+    ) {
         let low = st.ready_len() < self.env.window.messages / 2
             && st.memory_bytes() < self.env.window.bytes / 2;
-        if st.paged.count == 0 || st.paged.reading || !low {
+        if st.paged.count == 0 || st.paged.reading || !(low || starved.is_some()) {
             return;
         }
         if st
@@ -92,13 +142,30 @@ impl Queue {
         let Some(store_id) = st.store_id else {
             return;
         };
+        let (after, max, channel) = match (low, starved) {
+            (true, _) | (false, None) => (
+                st.paged.cursor,
+                self.env.window.messages - st.ready_len(),
+                None,
+            ),
+            (false, Some(channel)) => {
+                let from = st.paged.scanned.get(channel).copied().unwrap_or(0);
+                let from = from.max(st.paged.cursor);
+                if from >= st.paged.last {
+                    return;
+                }
+                // Reads a window's worth of records, of every channel, and keeps its own.
+                (from, self.env.window.messages, Some(Arc::from(channel)))
+            }
+        };
         st.paged.reading = true;
         st.paged.retry_at = None;
         fx.page_in.push(PageIn {
             queue: self.clone(),
             store_id,
-            after: st.paged.cursor,
-            max: self.env.window.messages - st.ready_len(),
+            after,
+            max,
+            channel,
         });
     }
 }

@@ -63,7 +63,9 @@ impl Queue {
                 },
             );
         }
-        self.maybe_page_in(&mut st, fx);
+        // A channel's pull that came back short may have its channel further back on disk.
+        let starved = channel.filter(|_| out.len() < max);
+        self.maybe_page_in(&mut st, starved, fx);
         self.schedule(&mut st);
         out
     }

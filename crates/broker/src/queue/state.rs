@@ -87,13 +87,21 @@ pub(crate) struct Consumer {
 }
 
 /// Waiting messages kept only in the store, beyond the in-memory window. Every one of them has a
-/// higher sequence number than every waiting message in memory, so FIFO holds across the boundary.
+/// higher sequence number than every waiting message in memory that a sequential read brought in,
+/// so FIFO holds across the boundary. A channel's consumer that finds nothing of its channel in
+/// memory has the store scanned ahead for that channel alone ([`Paged::scanned`]): those messages
+/// join memory above the cursor, and sequential reads skip them when they pass.
 #[derive(Debug, Default)]
 pub(crate) struct Paged {
     pub count: u64,
     pub bytes: u64,
-    /// Highest sequence number already brought into memory; paged messages lie above it.
+    /// Highest sequence number a sequential read reached; paged messages lie above it.
     pub cursor: u64,
+    /// Highest sequence number ever counted as paged: no paged message lies above it.
+    pub last: u64,
+    /// Per channel, how far past `cursor` the store was scanned for it: every message of that
+    /// channel up to there is in memory or gone. Kept only for channels that went without.
+    pub scanned: HashMap<Arc<str>, u64>,
     /// A read from the store is under way.
     pub reading: bool,
     /// When to try again after a read failed.
@@ -208,6 +216,11 @@ impl State {
         let (seq, entry) = self.ready.pop_first()?;
         self.left_ready(seq, &entry);
         Some((seq, entry))
+    }
+
+    /// Whether `seq` is in memory, waiting or in flight.
+    pub fn holds(&self, seq: u64) -> bool {
+        self.ready.contains_key(&seq) || self.inflight.contains_key(&seq)
     }
 
     /// The oldest waiting message of `channel`, taken out.

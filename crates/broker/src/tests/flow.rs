@@ -269,3 +269,73 @@ async fn publish_now_hands_the_message_back_when_it_would_have_to_wait() {
     ticket.await.unwrap();
     assert_eq!(env.depth("q").0, 2);
 }
+
+/// Publishes `body` to `channel` of queue `q` and waits until it is durable.
+async fn send_channel(env: &Env, q: &str, channel: &str, body: &str) {
+    let mut m = message(body);
+    m.channel = Some(channel.to_owned());
+    env.broker.publish(&to(q), m).await.unwrap().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_channel_behind_another_channels_deep_backlog_still_reaches_its_consumer() {
+    let env = Env::with_window(10);
+    let q = "ocid1.queue.oc1.phx.deep";
+    for n in 0..30 {
+        send_channel(&env, q, "eu", &format!("eu {n}")).await;
+    }
+    for n in 0..3 {
+        send_channel(&env, q, "us", &format!("us {n}")).await;
+    }
+    // Memory holds the first ten eu messages; us is all on disk behind the rest of eu.
+    let mut us = env.conn();
+    us.subscribe_with(q, "us", AckMode::ClientIndividual, |s| {
+        s.channel = Some("us".into());
+        s.prefetch = Some(3);
+    });
+    // Held unsettled while the rest drains: in flight, and still in the store.
+    let held = us.deliveries();
+    let bodies: Vec<String> = held
+        .iter()
+        .map(|d| String::from_utf8(d.record.body.to_vec()).unwrap())
+        .collect();
+    assert_eq!(bodies, ["us 0", "us 1", "us 2"]);
+    // A whole-queue consumer then gets eu, in order, once each: the sequential reads skip what
+    // the channel scan brought in.
+    let mut all = env.conn();
+    all.subscribe_with(q, "all", AckMode::ClientIndividual, |s| {
+        s.prefetch = Some(4)
+    });
+    let eu: Vec<String> = (0..30).map(|n| format!("eu {n}")).collect();
+    assert_eq!(drain_all(&mut all, 30).await, eu);
+    assert!(all.deliveries().is_empty() && us.deliveries().is_empty());
+    for d in &held {
+        us.settle(d, Outcome::Ack).unwrap().await.unwrap();
+    }
+    assert_eq!(env.stored(), 0);
+    assert_eq!(env.depth(q), (0, 0, 2));
+}
+
+#[tokio::test]
+async fn after_a_restart_a_channel_deep_on_disk_is_found_and_nothing_comes_twice() {
+    let env = Env::with_window(10);
+    let q = "ocid1.queue.oc1.phx.deeper";
+    for n in 0..15 {
+        send_channel(&env, q, "eu", &format!("eu {n}")).await;
+        if n % 5 == 4 {
+            send_channel(&env, q, "us", &format!("us {}", n / 5)).await;
+        }
+    }
+    let again = env.restart();
+    let mut us = Conn::new(&again);
+    us.subscribe_with(q, "us", AckMode::ClientIndividual, |s| {
+        s.channel = Some("us".into());
+    });
+    assert_eq!(drain_all(&mut us, 3).await, ["us 0", "us 1", "us 2"]);
+    let mut all = Conn::new(&again);
+    all.subscribe(q, "all", AckMode::ClientIndividual);
+    let eu: Vec<String> = (0..15).map(|n| format!("eu {n}")).collect();
+    assert_eq!(drain_all(&mut all, 15).await, eu);
+    assert!(all.deliveries().is_empty());
+    assert_eq!(depth(&again, q), (0, 0, 2));
+}
