@@ -66,12 +66,7 @@ impl Client {
         stream: impl Io + 'static,
         headers: &[(&str, &str)],
     ) -> Result<Client, Frame> {
-        let mut framed: Wire = Framed::new(Box::new(stream), codec());
-        framed
-            .send(&connect_frame(headers))
-            .await
-            .expect("send CONNECT");
-        let reply = next(&mut framed).await.expect("reply to CONNECT");
+        let (mut framed, reply) = hello(stream, headers).await;
         if reply.command != Command::Connected {
             return Err(reply);
         }
@@ -97,12 +92,7 @@ impl Client {
 
     /// [`Client::connect_refused`] over an open stream.
     pub async fn refused_over(stream: impl Io + 'static, headers: &[(&str, &str)]) -> Frame {
-        let mut framed: Wire = Framed::new(Box::new(stream), codec());
-        framed
-            .send(&connect_frame(headers))
-            .await
-            .expect("send CONNECT");
-        let reply = next(&mut framed).await.expect("reply to CONNECT");
+        let (mut framed, reply) = hello(stream, headers).await;
         assert_eq!(reply.command, Command::Error, "{reply:?}");
         assert!(
             next(&mut framed).await.is_none(),
@@ -235,6 +225,17 @@ impl Client {
 
     /// Closes the socket without DISCONNECT.
     pub fn drop_connection(self) {}
+}
+
+/// Sends CONNECT with `headers` and reads the broker's answer.
+async fn hello(stream: impl Io + 'static, headers: &[(&str, &str)]) -> (Wire, Frame) {
+    let mut framed: Wire = Framed::new(Box::new(stream), codec());
+    framed
+        .send(&connect_frame(headers))
+        .await
+        .expect("send CONNECT");
+    let reply = next(&mut framed).await.expect("reply to CONNECT");
+    (framed, reply)
 }
 
 fn connect_frame(headers: &[(&str, &str)]) -> Frame {

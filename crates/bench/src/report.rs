@@ -149,6 +149,21 @@ fn latency_line(f: &mut fmt::Formatter<'_>, what: &str, p: &Percentiles) -> fmt:
     )
 }
 
+/// The connect-latency line and the errors that end a connection report.
+fn connect_tail(
+    f: &mut fmt::Formatter<'_>,
+    p: Option<&Percentiles>,
+    errors: &[String],
+) -> fmt::Result {
+    if let Some(p) = p {
+        latency_line(f, "connect", p)?;
+    }
+    for e in errors {
+        writeln!(f, "  error: {e}")?;
+    }
+    Ok(())
+}
+
 /// How a report names the `persistent` header it sent.
 fn persistence(header: Option<bool>) -> &'static str {
     match header {
@@ -243,13 +258,7 @@ impl fmt::Display for HandshakeReport {
             self.seconds,
             self.per_second
         )?;
-        if let Some(p) = &self.connect_latency_us {
-            latency_line(f, "connect", p)?;
-        }
-        for e in &self.errors {
-            writeln!(f, "  error: {e}")?;
-        }
-        Ok(())
+        connect_tail(f, self.connect_latency_us.as_ref(), &self.errors)
     }
 }
 
@@ -266,13 +275,7 @@ impl fmt::Display for IdleReport {
             self.held_seconds,
             self.still_open
         )?;
-        if let Some(p) = &self.connect_latency_us {
-            latency_line(f, "connect", p)?;
-        }
-        for e in &self.errors {
-            writeln!(f, "  error: {e}")?;
-        }
-        Ok(())
+        connect_tail(f, self.connect_latency_us.as_ref(), &self.errors)
     }
 }
 
