@@ -95,14 +95,14 @@ impl Broker {
             store_id,
             after,
             max,
-            channel,
+            scan,
         } = page;
         let done = Box::new(move |read| {
             let Some(broker) = me.upgrade() else {
                 return;
             };
             let mut fx = Effects::new();
-            queue.paged_in(store_id, read, channel, &mut fx);
+            queue.paged_in(store_id, read, scan, &mut fx);
             drop(broker.apply(fx));
         });
         self.store.read(store_id, after, max, done);

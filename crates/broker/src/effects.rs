@@ -62,8 +62,18 @@ pub(crate) struct PageIn {
     pub store_id: QueueId,
     pub after: u64,
     pub max: usize,
-    /// A scan for this channel's messages only (see `Paged::scanned`); `None`: the next batch.
-    pub channel: Option<Arc<str>>,
+    /// A scan for one channel's messages (see `Paged::scanned`); `None`: the next batch.
+    pub scan: Option<Scan>,
+}
+
+/// What a channel scan was asked with.
+#[derive(Debug, Clone)]
+pub(crate) struct Scan {
+    pub channel: Arc<str>,
+    /// Records asked for: fewer back means the scan reached the end of the store.
+    pub max: usize,
+    /// `Paged::last` when the read was asked for: what a scan that reached the end has passed.
+    pub last: u64,
 }
 
 /// Accumulated effects of one or more queue operations.

@@ -57,6 +57,16 @@ impl Queue {
         st.paged.reading = false;
         st.paged.retry_at = None;
         st.paged.scanned.clear();
+        // The in-flight messages scans took are put again under the new id, above the cursor: a
+        // later read must still skip them.
+        let in_flight: std::collections::BTreeSet<u64> = st
+            .paged
+            .taken
+            .iter()
+            .copied()
+            .filter(|s| st.holds(*s))
+            .collect();
+        st.paged.taken = in_flight;
         if let Some(old) = st.store_id {
             fx.ops.push(create);
             for (seq, inflight) in st.inflight_iter() {
@@ -103,15 +113,13 @@ impl Queue {
             (0, _) | (_, None) => None,
             (_, Some(id)) => {
                 let cursor = st.paged.cursor;
-                let held = match st.paged.scanned.is_empty() {
-                    true => Vec::new(),
-                    false => st
-                        .ready()
-                        .map(|(s, _)| s)
-                        .chain(st.inflight_iter().map(|(s, _)| s))
-                        .filter(|s| *s > cursor)
-                        .collect(),
-                };
+                let held = st
+                    .ready()
+                    .map(|(s, _)| s)
+                    .chain(st.inflight_iter().map(|(s, _)| s))
+                    .chain(st.paged.taken.iter().copied())
+                    .filter(|s| *s > cursor)
+                    .collect();
                 Some(PagedRest {
                     store_id: id,
                     after: cursor,

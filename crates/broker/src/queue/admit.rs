@@ -165,6 +165,27 @@ impl Queue {
         self.next_seq.fetch_max(seq + 1, Ordering::Relaxed);
         let size = record.size() as u64;
         st.bytes += size;
+        if stored && st.paged.taken.contains(&seq) {
+            // A channel scan that ran between this message's put and now brought it in already,
+            // counting it off a paged total it was never in: count it back.
+            st.paged.count += 1;
+            st.paged.bytes += size;
+            self.dispatch(&mut st, fx);
+            return;
+        }
+        let scanned_past = !st.paged.scanned.is_empty()
+            && seq > st.paged.cursor
+            && crate::channel::of(&record)
+                .and_then(|c| st.paged.scanned.get(c))
+                .is_some_and(|to| seq <= *to);
+        if scanned_past {
+            // Late: its channel's scan already went past it, and would never look here again;
+            // it joins memory as the scan would have brought it in.
+            st.paged.taken.insert(seq);
+            st.insert_ready(seq, Entry::new(record, stored && self.is_durable()));
+            self.dispatch(&mut st, fx);
+            return;
+        }
         // Only messages newer than everything in memory may stay on disk: page-in reads above
         // the cursor. Sequence numbers are allocated before publishing, so an older one can
         // arrive late; it joins memory (the window stretches by the few in transit). A message
@@ -184,7 +205,7 @@ impl Queue {
             st.paged.count += 1;
             st.paged.bytes += size;
             st.paged.last = st.paged.last.max(seq);
-            self.maybe_page_in(&mut st, None, fx);
+            self.maybe_page_in(&mut st, &[], fx);
             return;
         }
         st.insert_ready(seq, Entry::new(record, stored && self.is_durable()));

@@ -18,7 +18,7 @@ impl Queue {
     /// producers once the backlog is below the low-water mark, and re-arms the queue's timer.
     pub(super) fn dispatch(self: &Arc<Self>, st: &mut State, fx: &mut Effects) {
         let starved = self.dispatch_ready(st, fx);
-        self.maybe_page_in(st, starved.as_deref(), fx);
+        self.maybe_page_in(st, &starved, fx);
         if st.waiting() < self.env.window.messages / 2
             && st.waiting_bytes() < self.env.window.bytes / 2
         {
@@ -30,10 +30,10 @@ impl Queue {
         self.schedule(st);
     }
 
-    /// Returns a channel whose consumer had credit and found nothing of it in memory while
-    /// messages are paged out, for [`Queue::maybe_page_in`] to look for on disk.
-    fn dispatch_ready(self: &Arc<Self>, st: &mut State, fx: &mut Effects) -> Option<Arc<str>> {
-        let mut starved = None;
+    /// Returns the channels whose consumers had credit and found nothing of theirs in memory
+    /// while messages are paged out, for [`Queue::maybe_page_in`] to look for on disk.
+    fn dispatch_ready(self: &Arc<Self>, st: &mut State, fx: &mut Effects) -> Vec<Arc<str>> {
+        let mut starved: Vec<Arc<str>> = Vec::new();
         if st.consumers.is_empty() || st.ready_len() == 0 {
             // With nothing in memory the next sequential read comes anyway.
             return starved;
@@ -59,8 +59,10 @@ impl Queue {
                     // Nothing waits at all: nobody can be served.
                     None if channel.is_none() => return starved,
                     None => {
-                        if st.paged.count > 0 && starved.is_none() {
-                            starved = channel;
+                        if let Some(c) = channel
+                            .filter(|c| st.paged.count > 0 && !starved.iter().any(|s| s == c))
+                        {
+                            starved.push(c);
                         }
                     }
                 }

@@ -12,7 +12,7 @@ use stampede_store::{QueueId, RecoveredQueue, StoreError, StoredMessage};
 
 use super::state::{Entry, State};
 use super::Queue;
-use crate::effects::{Effects, PageIn};
+use crate::effects::{Effects, PageIn, Scan};
 
 /// How long to wait before reading again after a store read failed.
 const READ_RETRY_MS: u64 = 1000;
@@ -45,7 +45,7 @@ impl Queue {
         self: &Arc<Self>,
         from: QueueId,
         read: Result<Vec<StoredMessage>, StoreError>,
-        channel: Option<Arc<str>>,
+        scan: Option<Scan>,
         fx: &mut Effects,
     ) {
         let mut st = self.lock();
@@ -62,14 +62,17 @@ impl Queue {
                 return;
             }
         };
-        match channel {
+        match scan {
             None => self.took_batch(&mut st, messages),
-            Some(channel) => Self::took_scan(&mut st, messages, channel),
+            Some(scan) => self.took_scan(&mut st, messages, scan),
+        }
+        if st.paged.count == 0 {
+            st.paged.scanned.clear();
         }
         self.dispatch(&mut st, fx);
     }
 
-    /// A sequential read: everything above the cursor, except what a channel scan brought in.
+    /// A sequential read: everything above the cursor, except what channel scans took.
     fn took_batch(&self, st: &mut State, messages: Vec<StoredMessage>) {
         if messages.is_empty() && st.paged.count > 0 {
             tracing::warn!(queue = %self.name, missing = st.paged.count, "store holds fewer waiting messages than counted");
@@ -82,32 +85,66 @@ impl Queue {
                 continue;
             }
             st.paged.cursor = m.seq;
-            if st.holds(m.seq) {
-                // A channel scan brought it in already (it may be in flight by now).
+            if st.paged.taken.contains(&m.seq) || st.holds(m.seq) {
                 continue;
             }
             Self::bring_in(st, m);
         }
         let cursor = st.paged.cursor;
+        st.paged.taken = st.paged.taken.split_off(&(cursor + 1));
         st.paged.scanned.retain(|_, to| *to > cursor);
     }
 
-    /// A scan for `channel`: its messages join memory, the others stay paged.
-    fn took_scan(st: &mut State, messages: Vec<StoredMessage>, channel: Arc<str>) {
-        let mut to = st.paged.scanned.get(&channel).copied().unwrap_or(0);
-        if messages.is_empty() {
-            // Nothing at all above where the scan started.
-            to = st.paged.last;
-        }
+    /// A scan for one channel: its messages join memory (a quota of them at most, so that
+    /// memory stays near the window), the others stay paged, and how far the scan got is kept.
+    fn took_scan(&self, st: &mut State, messages: Vec<StoredMessage>, scan: Scan) {
+        let Scan { channel, max, last } = scan;
+        let cursor = st.paged.cursor;
+        let mut to = st
+            .paged
+            .scanned
+            .get(&channel)
+            .copied()
+            .unwrap_or(0)
+            .max(cursor);
+        let reached_end = messages.len() < max;
+        let (quota, quota_bytes) = scan_quota(&self.env.window);
+        let (mut kept, mut kept_bytes, mut stopped) = (0, 0, false);
         for m in messages {
-            to = to.max(m.seq);
+            let seq = m.seq;
             let theirs = crate::channel::of(&m.record) == Some(&*channel);
-            if m.seq <= st.paged.cursor || !theirs || st.holds(m.seq) {
-                continue;
+            if theirs && m.seq > cursor && !st.paged.taken.contains(&m.seq) && !st.holds(m.seq) {
+                if kept >= quota || kept_bytes >= quota_bytes {
+                    // The scan resumes at this one next time.
+                    stopped = true;
+                    break;
+                }
+                kept += 1;
+                kept_bytes += m.record.size() as u64;
+                st.paged.taken.insert(m.seq);
+                Self::bring_in(st, m);
             }
-            Self::bring_in(st, m);
+            // Every message of the channel up to here is in memory or gone.
+            to = to.max(seq);
         }
-        st.paged.scanned.insert(channel, to.max(st.paged.cursor));
+        if reached_end && !stopped {
+            // Nothing above was in the store when the read ran; what was paged since lies
+            // above the `last` it was asked with.
+            to = to.max(last);
+        }
+        st.paged.scanned.insert(channel, to);
+        if st.paged.scanned.len() > MAX_SCANNED {
+            // Forgetting a scan only means scanning again; keep the furthest.
+            if let Some(lowest) = st
+                .paged
+                .scanned
+                .iter()
+                .min_by_key(|(_, to)| **to)
+                .map(|(c, _)| c.clone())
+            {
+                st.paged.scanned.remove(&lowest);
+            }
+        }
     }
 
     fn bring_in(st: &mut State, m: StoredMessage) {
@@ -118,18 +155,18 @@ impl Queue {
     }
 
     /// Asks for the next paged messages once the in-memory head has drained below half the
-    /// window; else, when `starved` names a channel whose consumer found nothing in memory, for a
-    /// scan of the store for that channel, unless an earlier scan already went past every paged
-    /// message. One read at a time.
+    /// window; else, when a channel in `starved` had a consumer find nothing of it in memory,
+    /// for a scan of the store for the first of them that an earlier scan has not already taken
+    /// past every paged message. One read at a time.
     pub(super) fn maybe_page_in(
         self: &Arc<Self>,
         st: &mut State,
-        starved: Option<&str>,
+        starved: &[Arc<str>],
         fx: &mut Effects,
     ) {
-        let low = st.ready_len() < self.env.window.messages / 2
-            && st.memory_bytes() < self.env.window.bytes / 2;
-        if st.paged.count == 0 || st.paged.reading || !(low || starved.is_some()) {
+        let window = &self.env.window;
+        let low = st.ready_len() < window.messages / 2 && st.memory_bytes() < window.bytes / 2;
+        if st.paged.count == 0 || st.paged.reading || (!low && starved.is_empty()) {
             return;
         }
         if st
@@ -142,21 +179,27 @@ impl Queue {
         let Some(store_id) = st.store_id else {
             return;
         };
-        let (after, max, channel) = match (low, starved) {
-            (true, _) | (false, None) => (
-                st.paged.cursor,
-                self.env.window.messages - st.ready_len(),
-                None,
-            ),
-            (false, Some(channel)) => {
-                let from = st.paged.scanned.get(channel).copied().unwrap_or(0);
-                let from = from.max(st.paged.cursor);
-                if from >= st.paged.last {
-                    return;
-                }
-                // Reads a window's worth of records, of every channel, and keeps its own.
-                (from, self.env.window.messages, Some(Arc::from(channel)))
-            }
+        let (after, max, scan) = if low {
+            (st.paged.cursor, window.messages - st.ready_len(), None)
+        } else {
+            let from = |c: &Arc<str>| {
+                let to = st.paged.scanned.get(c).copied().unwrap_or(0);
+                to.max(st.paged.cursor)
+            };
+            let Some(channel) = starved.iter().find(|c| from(c) < st.paged.last) else {
+                return;
+            };
+            // A window's worth of records (by count and, from the paged average, by bytes), of
+            // every channel; the scan keeps its own.
+            let average = (st.paged.bytes / st.paged.count.max(1)).max(1);
+            let by_bytes = usize::try_from(window.bytes / average).unwrap_or(usize::MAX);
+            let max = window.messages.min(by_bytes).max(1);
+            let scan = Scan {
+                channel: channel.clone(),
+                max,
+                last: st.paged.last,
+            };
+            (from(channel), max, Some(scan))
         };
         st.paged.reading = true;
         st.paged.retry_at = None;
@@ -165,7 +208,15 @@ impl Queue {
             store_id,
             after,
             max,
-            channel,
+            scan,
         });
     }
+}
+
+/// Channels whose scan positions a queue remembers at most.
+const MAX_SCANNED: usize = 1024;
+
+/// What one scan may bring into memory beyond the window: a quarter of it.
+fn scan_quota(window: &crate::Window) -> (usize, u64) {
+    ((window.messages / 4).max(1), (window.bytes / 4).max(1))
 }

@@ -64,8 +64,12 @@ impl Queue {
             );
         }
         // A channel's pull that came back short may have its channel further back on disk.
-        let starved = channel.filter(|_| out.len() < max);
-        self.maybe_page_in(&mut st, starved, fx);
+        let starved: Vec<Arc<str>> = channel
+            .filter(|_| out.len() < max)
+            .map(Arc::from)
+            .into_iter()
+            .collect();
+        self.maybe_page_in(&mut st, &starved, fx);
         self.schedule(&mut st);
         out
     }

@@ -102,6 +102,10 @@ pub(crate) struct Paged {
     /// Per channel, how far past `cursor` the store was scanned for it: every message of that
     /// channel up to there is in memory or gone. Kept only for channels that went without.
     pub scanned: HashMap<Arc<str>, u64>,
+    /// Sequence numbers above `cursor` that a scan brought into memory (or that joined memory
+    /// because their channel's scan had passed them), settled since or not: a read must never
+    /// bring them in again, even one that was under way when they were settled.
+    pub taken: BTreeSet<u64>,
     /// A read from the store is under way.
     pub reading: bool,
     /// When to try again after a read failed.

@@ -339,3 +339,34 @@ async fn after_a_restart_a_channel_deep_on_disk_is_found_and_nothing_comes_twice
     assert!(all.deliveries().is_empty());
     assert_eq!(depth(&again, q), (0, 0, 2));
 }
+
+#[tokio::test]
+async fn every_starved_channel_is_scanned_for_in_turn_a_quota_at_a_time() {
+    // Window 8: a scan keeps at most 2 messages, so five take several scans.
+    let env = Env::with_window(8);
+    let q = "ocid1.queue.oc1.phx.turns";
+    for n in 0..20 {
+        send_channel(&env, q, "eu", &format!("eu {n}")).await;
+    }
+    for n in 0..5 {
+        send_channel(&env, q, "us", &format!("us {n}")).await;
+    }
+    // A channel with nothing at all is starved too, first in turn; it must not block us's scans.
+    let mut none = env.conn();
+    none.subscribe_with(q, "none", AckMode::ClientIndividual, |s| {
+        s.channel = Some("none".into());
+    });
+    let mut us = env.conn();
+    us.subscribe_with(q, "us", AckMode::ClientIndividual, |s| {
+        s.channel = Some("us".into());
+        s.prefetch = Some(10);
+    });
+    let want: Vec<String> = (0..5).map(|n| format!("us {n}")).collect();
+    assert_eq!(drain_all(&mut us, 5).await, want);
+    assert!(none.deliveries().is_empty());
+    let mut all = env.conn();
+    all.subscribe(q, "all", AckMode::ClientIndividual);
+    let eu: Vec<String> = (0..20).map(|n| format!("eu {n}")).collect();
+    assert_eq!(drain_all(&mut all, 20).await, eu);
+    assert_eq!(env.stored(), 0);
+}
