@@ -88,14 +88,19 @@ impl Queue {
         reservation: Option<Reservation>,
         fx: &mut Effects,
     ) -> Result<(), Dropped> {
-        let st = self.lock();
+        let mut st = self.lock();
         if st.dropped {
             return Err(Dropped);
         }
         let store_id = st.store_id;
         let stored = self.is_durable() && (persistent || self.beyond_window(&st));
-        drop(st);
         let seq = self.next_seq();
+        if stored {
+            // Its put is submitted before it is published: a store read in between must not
+            // take it for a paged message.
+            st.unpublished.insert(seq);
+        }
+        drop(st);
         if let (true, Some(id)) = (stored, store_id) {
             fx.ops.push(Op::Put {
                 queue: id,
@@ -154,6 +159,9 @@ impl Queue {
         fx: &mut Effects,
     ) {
         let mut st = self.lock();
+        if stored {
+            st.unpublished.remove(&seq);
+        }
         if let Some(r) = reservation {
             r.release(&mut st);
         }
@@ -165,14 +173,6 @@ impl Queue {
         self.next_seq.fetch_max(seq + 1, Ordering::Relaxed);
         let size = record.size() as u64;
         st.bytes += size;
-        if stored && st.paged.taken.contains(&seq) {
-            // A channel scan that ran between this message's put and now brought it in already,
-            // counting it off a paged total it was never in: count it back.
-            st.paged.count += 1;
-            st.paged.bytes += size;
-            self.dispatch(&mut st, fx);
-            return;
-        }
         let scanned_past = !st.paged.scanned.is_empty()
             && seq > st.paged.cursor
             && crate::channel::of(&record)

@@ -85,7 +85,10 @@ impl Queue {
                 continue;
             }
             st.paged.cursor = m.seq;
-            if st.paged.taken.contains(&m.seq) || st.holds(m.seq) {
+            // Taken by a scan, or not published yet (its publication, finding it below the
+            // cursor, puts it in memory).
+            if st.paged.taken.contains(&m.seq) || st.holds(m.seq) || st.unpublished.contains(&m.seq)
+            {
                 continue;
             }
             Self::bring_in(st, m);
@@ -113,7 +116,9 @@ impl Queue {
         for m in messages {
             let seq = m.seq;
             let theirs = crate::channel::of(&m.record) == Some(&*channel);
-            if theirs && m.seq > cursor && !st.paged.taken.contains(&m.seq) && !st.holds(m.seq) {
+            let free =
+                !st.paged.taken.contains(&seq) && !st.holds(seq) && !st.unpublished.contains(&seq);
+            if theirs && seq > cursor && free {
                 if kept >= quota || kept_bytes >= quota_bytes {
                     // The scan resumes at this one next time.
                     stopped = true;

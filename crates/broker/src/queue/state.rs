@@ -155,6 +155,9 @@ pub(crate) struct State {
     pub created_at_ms: u64,
     /// Run-time setting changes and labels; boxed, since most queues have none.
     pub extras: Option<Box<Extras>>,
+    /// Stored messages staged and not yet published: their puts may already be visible to a
+    /// store read, which must leave them to their publication.
+    pub unpublished: std::collections::HashSet<u64>,
 }
 
 /// The rarely set parts of a queue's attributes, and who owns an exclusive queue.
@@ -195,6 +198,7 @@ impl State {
             armed: None,
             created_at_ms: 0,
             extras: None,
+            unpublished: Default::default(),
         }
     }
 

@@ -465,3 +465,56 @@ fn a_pull_with_a_channel_filter_takes_only_that_channel() {
     let rest: Vec<String> = q.pull(10, None, None, &mut out).iter().map(body).collect();
     assert_eq!(rest, ["y1"]);
 }
+
+#[test]
+fn a_store_read_between_a_put_and_its_publication_leaves_the_message_to_it() {
+    let q = Queue::new(QueueInit {
+        name: Arc::from("q"),
+        number: 7,
+        kind: QueueKind::Durable,
+        settings: Arc::new(QueueSettings::default()),
+        store_id: Some(70),
+        next_seq: 1,
+        attrs: Default::default(),
+        owner: None,
+        env: Arc::new(QueueEnv {
+            window: Window {
+                messages: 2,
+                bytes: u64::MAX,
+            },
+            clock: Arc::new(ManualClock::new(0)),
+            timer: Arc::new(Timer::default()),
+        }),
+    });
+    let mut seqs = Vec::new();
+    let mut records = Vec::new();
+    for b in ["a", "b", "c", "d"] {
+        let r = rec(b, None, 0);
+        records.push(r.clone());
+        seqs.push(publish(&q, r, &mut fx()));
+    }
+    // c and d wait in the store only. e is staged (its put submitted), not yet published.
+    let mut f = fx();
+    let e = rec("e", None, 0);
+    q.stage(e.clone(), true, None, &mut f).unwrap();
+    let staged = f.publish.pop().unwrap();
+    let e_seq = staged.seq;
+    // A page-in read that ran after e's put: it returns c, d and e.
+    let stored = |seq, record: &Arc<MessageRecord>| stampede_store::StoredMessage {
+        seq,
+        record: record.clone(),
+        deliveries: 0,
+    };
+    let read = vec![
+        stored(seqs[2], &records[2]),
+        stored(seqs[3], &records[3]),
+        stored(e_seq, &e),
+    ];
+    let (spec, mut rx) = consumer(1, AckMode::ClientIndividual, 10);
+    q.add_consumer(spec, &mut fx()).unwrap();
+    q.paged_in(70, Ok(read), None, &mut fx());
+    q.publish(staged, &mut fx());
+    assert_eq!(bodies(&drain(&mut rx)), ["a", "b", "c", "d", "e"]);
+    let view = q.view();
+    assert_eq!((view.visible, view.in_flight), (0, 5), "counted once each");
+}
