@@ -10,6 +10,7 @@ mod disk;
 mod durability;
 mod errors;
 mod flow;
+mod health;
 mod heartbeat;
 mod idle;
 mod lifecycle;

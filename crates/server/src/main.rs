@@ -36,6 +36,17 @@ enum Cmd {
     /// Read a password from stdin (its first line) and print its argon2id hash, for
     /// `[auth.users.NAME] password_hash`.
     Passwd,
+    /// Ask a running broker's HTTP listener for /healthz (or /readyz) and exit 0 if it answers
+    /// 200: a container HEALTHCHECK for images without curl. The address is the configuration's
+    /// `listeners.http.bind` (an unspecified address probes loopback) unless `--addr` says.
+    Health {
+        /// HOST:PORT of the HTTP listener.
+        #[arg(long)]
+        addr: Option<std::net::SocketAddr>,
+        /// Probe /readyz (recovery done, STOMP accepted) instead of /healthz.
+        #[arg(long)]
+        ready: bool,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -70,6 +81,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if matches!(cli.command, Some(Cmd::Passwd)) {
         return passwd();
     }
+    if let Some(Cmd::Health { addr, ready }) = cli.command {
+        let addr = match addr {
+            Some(a) => a,
+            None => config::load(cli.config.as_deref(), std::env::vars())?.http_addr,
+        };
+        return health(addr, if ready { "/readyz" } else { "/healthz" });
+    }
     let ephemeral = matches!(cli.command, Some(Cmd::Serve { ephemeral: true }));
     let mut loaded = config::load(cli.config.as_deref(), std::env::vars())?;
     if ephemeral {
@@ -94,6 +112,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let listeners = stampede_server::bind(&loaded).await?;
         stampede_server::run(loaded, listeners, shutdown).await
     })?;
+    Ok(())
+}
+
+/// `stampede health`: one GET, two seconds at most, 200 or failure.
+fn health(mut addr: std::net::SocketAddr, path: &str) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let timeout = std::time::Duration::from_secs(2);
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)
+        .with_context(|| format!("cannot reach the HTTP listener on {addr}"))?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head)
+        .with_context(|| format!("no answer from {addr}{path}"))?;
+    let status = String::from_utf8_lossy(&head[9..12]).into_owned();
+    anyhow::ensure!(status == "200", "{addr}{path} answered {status}");
     Ok(())
 }
 
