@@ -129,7 +129,10 @@ fn health(mut addr: std::net::SocketAddr, path: &str) -> anyhow::Result<()> {
         .with_context(|| format!("cannot reach the HTTP listener on {addr}"))?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut head = [0u8; 12];
     s.read_exact(&mut head)
         .with_context(|| format!("no answer from {addr}{path}"))?;
