@@ -577,6 +577,57 @@ mod tests {
         );
     }
 
+    /// docs/configuration.md against broker.toml and the loader: every key broker.toml sets is a
+    /// row, and every row's key, with its documented value, is one the loader knows (setting it
+    /// may still fail validation alone, e.g. a `cert` without its `key`; never as unknown or of
+    /// the wrong type).
+    #[test]
+    fn the_reference_lists_every_key_and_only_keys_that_exist() {
+        let doc = include_str!("../../../../docs/configuration.md");
+        let rows: Vec<(String, String)> = doc
+            .lines()
+            .filter_map(|l| {
+                let (key, rest) = l.strip_prefix("| `")?.split_once("` | ")?;
+                let value = rest.split(" | ").next()?.trim().trim_matches('`');
+                Some((key.to_owned(), value.to_owned()))
+            })
+            .collect();
+        assert!(rows.len() > 40, "{} rows", rows.len());
+        fn leaves(t: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+            for (k, v) in t {
+                let key = format!("{prefix}{k}");
+                match v {
+                    toml::Value::Table(inner) => leaves(inner, &format!("{key}."), out),
+                    _ => out.push(key),
+                }
+            }
+        }
+        let mut defaults = Vec::new();
+        leaves(&DEFAULTS.parse::<toml::Table>().unwrap(), "", &mut defaults);
+        for key in &defaults {
+            assert!(
+                rows.iter().any(|(k, _)| k == key),
+                "broker.toml's {key} is not in docs/configuration.md"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("one.toml");
+        for (key, value) in &rows {
+            let value = if value == "—" { "\"guest\"" } else { value };
+            std::fs::write(&file, format!("{} = {value}\n", key.replace("NAME", "x"))).unwrap();
+            match load(Some(&file), env(&[])) {
+                Ok(_) | Err(ConfigError::Invalid { .. }) => {}
+                Err(e) => {
+                    let e = e.to_string();
+                    assert!(
+                        e.contains("missing configuration field"),
+                        "{key} = {value}: {e}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn units_parse() {
         assert_eq!(parse_duration("7d"), Some(Duration::from_secs(7 * 86400)));
