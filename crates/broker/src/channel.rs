@@ -15,6 +15,12 @@ use crate::publish::PUBLISHED_TO;
 /// Only queue OCIDs have channels; other queue names may contain `/` and mean just that.
 const OCID_PREFIX: &str = "ocid1.queue.";
 
+/// Whether queue `name` can hold channel messages (only OCID queues can): others skip every
+/// channel lookup.
+pub(crate) fn possible(queue: &str) -> bool {
+    queue.starts_with(OCID_PREFIX)
+}
+
 /// `(queue, channel)` when `raw` is a bare `<queue OCID>/<channel>`.
 pub fn split(raw: &str) -> Option<(&str, &str)> {
     if !raw.starts_with(OCID_PREFIX) {

@@ -116,18 +116,14 @@ impl Queue {
             consumer: spec.id,
             subscription: spec.subscription.clone(),
             // A wildcard subscription's messages name the topic each was sent to, and a whole
-            // queue's the channel.
-            destination: match spec.pattern
-                || (spec.channel.is_none() && crate::channel::of(&entry.record).is_some())
+            // OCID queue's the channel (a bare `<OCID>/<channel>`, never a `/topic/...`).
+            destination: match (spec.pattern
+                || (spec.channel.is_none() && crate::channel::possible(&self.name)))
+            .then(|| entry.record.header(crate::publish::PUBLISHED_TO))
+            .flatten()
             {
-                true => entry
-                    .record
-                    .headers
-                    .iter()
-                    .find(|(k, _)| k == crate::publish::PUBLISHED_TO)
-                    .map(|(_, v)| Arc::from(v.as_str()))
-                    .unwrap_or_else(|| spec.destination.clone()),
-                false => spec.destination.clone(),
+                Some(sent_to) if spec.pattern || !sent_to.starts_with('/') => Arc::from(sent_to),
+                _ => spec.destination.clone(),
             },
             queue_number: self.number,
             seq,

@@ -215,7 +215,8 @@ pub(crate) struct QueueInit {
 
 impl Queue {
     pub fn new(init: QueueInit) -> Arc<Queue> {
-        let mut state = State::new(init.settings, init.store_id);
+        let channels = crate::channel::possible(&init.name);
+        let mut state = State::new(init.settings, init.store_id, channels);
         state.created_at_ms = init.attrs.created_at_ms;
         let crate::meta::QueueAttrs {
             overrides,

@@ -127,6 +127,9 @@ pub(crate) struct State {
     /// The waiting messages in `ready` that belong to a channel, by channel, oldest first.
     /// Empty (and never consulted) in a queue without channels.
     by_channel: HashMap<Arc<str>, BTreeSet<u64>>,
+    /// The queue can hold channel messages (an OCID queue): only then is a message looked at
+    /// for its channel.
+    channels: bool,
     /// (expires at, seq) of waiting messages that carry an `expires` time.
     expiring: BTreeSet<(u64, u64)>,
     /// Bytes of the messages in `ready`.
@@ -179,10 +182,11 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl State {
-    pub fn new(settings: Arc<QueueSettings>, store_id: Option<QueueId>) -> State {
+    pub fn new(settings: Arc<QueueSettings>, store_id: Option<QueueId>, channels: bool) -> State {
         State {
             ready: BTreeMap::new(),
             by_channel: HashMap::new(),
+            channels,
             expiring: BTreeSet::new(),
             ready_bytes: 0,
             inflight: HashMap::new(),
@@ -205,7 +209,10 @@ impl State {
     pub fn insert_ready(&mut self, seq: u64, entry: Entry) {
         let expires = entry.record.expires_at_ms;
         // Owned only for a message that has a channel; the common case allocates nothing.
-        let channel = crate::channel::of(&entry.record).map(Arc::<str>::from);
+        let channel = match self.channels {
+            true => crate::channel::of(&entry.record).map(Arc::<str>::from),
+            false => None,
+        };
         self.ready_bytes += entry.size();
         if let Some(old) = self.ready.insert(seq, entry) {
             // Never expected: one sequence number is one message. Keep the totals and indexes

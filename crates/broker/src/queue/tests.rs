@@ -383,6 +383,16 @@ fn send_to_channel(q: &Arc<Queue>, channel: Option<&str>, body: &str) -> u64 {
     publish(q, record, &mut fx())
 }
 
+/// The queue the channel tests send to: only OCID queues hold channels.
+fn ocid_queue() -> Arc<Queue> {
+    queue_with(
+        "ocid1.queue.oc1.phx.q",
+        QueueKind::Durable,
+        QueueSettings::default(),
+        Arc::new(ManualClock::new(0)),
+    )
+}
+
 fn channel_consumer(
     id: u64,
     channel: &str,
@@ -395,7 +405,7 @@ fn channel_consumer(
 
 #[test]
 fn channel_consumers_take_their_channel_in_order_and_the_whole_queue_takes_any() {
-    let q = queue(QueueKind::Durable);
+    let q = ocid_queue();
     for (c, b) in [
         (Some("a"), "a1"),
         (Some("b"), "b1"),
@@ -450,7 +460,7 @@ fn channel_consumers_take_their_channel_in_order_and_the_whole_queue_takes_any()
 
 #[test]
 fn a_pull_with_a_channel_filter_takes_only_that_channel() {
-    let q = queue(QueueKind::Durable);
+    let q = ocid_queue();
     for (c, b) in [(Some("x"), "x1"), (Some("y"), "y1"), (Some("x"), "x2")] {
         send_to_channel(&q, c, b);
     }
