@@ -12,7 +12,7 @@ use crate::ids::message_id;
 use crate::meta::QueueAttrs;
 use crate::policy::SettingsOverride;
 use crate::queue::Queue;
-use crate::view::{BrokerStats, MessageView, QueueView};
+use crate::view::{BrokerStats, ChannelView, MessageView, QueueView};
 use crate::{Broker, BrokerError};
 
 impl Broker {
@@ -25,6 +25,18 @@ impl Broker {
     /// One durable queue, as it is now.
     pub fn queue_view(&self, name: &str) -> Option<QueueView> {
         self.find_queue(name).map(|q| q.view())
+    }
+
+    /// Counts of `channel`'s messages in queue `name` (`None`: no such queue).
+    pub fn channel_view(&self, name: &str, channel: &str) -> Option<ChannelView> {
+        self.find_queue(name).map(|q| q.channel_view(channel))
+    }
+
+    /// The channels of queue `name` that hold messages.
+    pub fn channels(&self, name: &str) -> Vec<String> {
+        self.find_queue(name)
+            .map(|q| q.channels())
+            .unwrap_or_default()
     }
 
     pub fn stats(&self) -> &BrokerStats {

@@ -30,7 +30,7 @@ pub fn split(raw: &str) -> Option<(&str, &str)> {
 }
 
 /// The channel a stored message belongs to.
-pub(crate) fn of(record: &MessageRecord) -> Option<&str> {
+pub fn of(record: &MessageRecord) -> Option<&str> {
     let sent_to = record.header(PUBLISHED_TO)?;
     if sent_to.starts_with('/') {
         // A topic a wildcard matched, never a channel.

@@ -53,7 +53,7 @@ pub use settle::Outcome;
 pub use stampede_store::{MessageRecord, Ticket};
 pub use subscribe::{Lifecycle, Principal, SubscribeSpec, Subscription, TopicQueue};
 pub use temp::{TEMP_PREFIX, TEMP_TOPIC_PREFIX};
-pub use view::{BrokerStats, ConsumerView, MessageView, QueueCounters, QueueView};
+pub use view::{BrokerStats, ChannelView, ConsumerView, MessageView, QueueCounters, QueueView};
 
 #[cfg(test)]
 mod tests;

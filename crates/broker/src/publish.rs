@@ -213,6 +213,44 @@ impl Broker {
         self.publish_checked(to, message).map(Ok)
     }
 
+    /// Puts a batch of messages into queue `name`, all of them or — when a check fails — none
+    /// (OCI's PutMessages). Returns each message's sequence number (its OCI id) and record, in
+    /// order, and the ticket that resolves once all are durable.
+    pub async fn put_messages(
+        &self,
+        name: &str,
+        messages: Vec<NewMessage>,
+    ) -> Result<(Vec<(u64, Arc<MessageRecord>)>, Ticket), BrokerError> {
+        Destination::check_name(name)?;
+        let to = Destination::Queue(name.to_owned());
+        if is_temp(name) {
+            return Err(BrokerError::InvalidName {
+                name: name.to_owned(),
+                reason: "a temporary queue takes no batch puts",
+            });
+        }
+        let queue = self.queue(name);
+        if queue.crowded() && Box::pin(queue.pace(self.config.consumer_stall)).await {
+            self.stats.count_wait_for_consumers();
+        }
+        self.wait_for_store().await;
+        let now = self.now_ms();
+        let ready = messages
+            .into_iter()
+            .map(|m| self.prepare_publish(&to, m, now))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut fx = Effects::new();
+        for op in ready {
+            self.execute_op(op, &mut fx);
+        }
+        let put = fx
+            .publish
+            .iter()
+            .map(|s| (s.seq, s.record.clone()))
+            .collect();
+        Ok((put, self.apply(fx)))
+    }
+
     /// Commits `tx`: all of it, or — when a check fails — none of it, with nothing changed.
     pub async fn commit(&self, tx: Transaction) -> Result<Ticket, BrokerError> {
         if tx.ops.iter().any(|op| matches!(op, TxOp::Publish(..))) {

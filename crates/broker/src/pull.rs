@@ -6,7 +6,7 @@ use std::time::Duration;
 use stampede_store::Ticket;
 
 use crate::effects::Effects;
-use crate::queue::Pulled;
+use crate::queue::{PullOrWait, Pulled, Queue};
 use crate::{Broker, BrokerError};
 
 impl Broker {
@@ -27,6 +27,45 @@ impl Broker {
         Ok((pulled, self.apply(fx)))
     }
 
+    /// [`Broker::pull`] as a long poll: when nothing is visible, waits up to `wait` for a message
+    /// to arrive and takes it then. Waiters are served in the order they came; one that gives up
+    /// (its future dropped) leaves the queue's waiter list at once. An empty result after the wait
+    /// is no error.
+    pub async fn pull_wait(
+        &self,
+        name: &str,
+        max: usize,
+        visibility: Option<Duration>,
+        channel: Option<&str>,
+        wait: Duration,
+    ) -> Result<(Vec<Pulled>, Ticket), BrokerError> {
+        crate::Destination::check_name(name)?;
+        let deadline = tokio::time::Instant::now() + wait;
+        let queue = self.queue(name);
+        loop {
+            let mut fx = Effects::new();
+            let outcome = queue.pull_or_wait(max, visibility, channel, &mut fx);
+            let ticket = self.apply(fx);
+            let (id, wake) = match outcome {
+                PullOrWait::Pulled(pulled) => return Ok((pulled, ticket)),
+                PullOrWait::Wait { id, wake } => (id, wake),
+            };
+            let mut waiting = Waiting {
+                queue: &queue,
+                id: Some(id),
+            };
+            if tokio::time::timeout_at(deadline, wake.notified())
+                .await
+                .is_err()
+            {
+                // Leaving on time; woken just now, it passes the wake-up on as it leaves.
+                return Ok((Vec::new(), ticket));
+            }
+            // Its waker took it off the list.
+            waiting.id = None;
+        }
+    }
+
     /// Deletes a pulled message by its receipt.
     pub fn delete_pulled(&self, name: &str, receipt: &str) -> Result<Ticket, BrokerError> {
         let unknown = || BrokerError::UnknownMessage(receipt.to_owned());
@@ -36,6 +75,26 @@ impl Broker {
         let ticket = self.apply(fx);
         settled.map_err(|_| unknown())?;
         Ok(ticket)
+    }
+
+    /// Deletes pulled messages by their receipts in one commit (OCI's DeleteMessages): each
+    /// receipt's outcome, in order, and the ticket of the commit.
+    pub fn delete_pulled_batch(
+        &self,
+        name: &str,
+        receipts: &[&str],
+    ) -> (Vec<Result<(), BrokerError>>, Ticket) {
+        let unknown = |r: &str| BrokerError::UnknownMessage(r.to_owned());
+        let Some(queue) = self.find_queue(name) else {
+            let all = receipts.iter().map(|r| Err(unknown(r))).collect();
+            return (all, Ticket::ready(Ok(())));
+        };
+        let mut fx = Effects::new();
+        let outcomes = receipts
+            .iter()
+            .map(|r| queue.delete(r, &mut fx).map_err(|_| unknown(r)))
+            .collect();
+        (outcomes, self.apply(fx))
     }
 
     /// Hides a pulled message for `visibility` from now; returns when it becomes visible again
@@ -49,5 +108,20 @@ impl Broker {
         let unknown = || BrokerError::UnknownMessage(receipt.to_owned());
         let queue = self.find_queue(name).ok_or_else(unknown)?;
         queue.extend(receipt, visibility).map_err(|_| unknown())
+    }
+}
+
+/// A long poll registered in its queue: leaves the waiter list when dropped, also when the
+/// request is cancelled mid-wait.
+struct Waiting<'a> {
+    queue: &'a Queue,
+    id: Option<u64>,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            self.queue.leave_pull(id);
+        }
     }
 }

@@ -20,8 +20,20 @@ pub struct QueueView {
     pub settings: QueueSettings,
     /// Where its dead letters go (`None`: it is itself a dead-letter queue, or a transient one).
     pub dead_letter_queue: Option<Arc<str>>,
+    /// When it was made, in ms since the epoch (0: before the broker kept it).
+    pub created_at_ms: u64,
     pub consumers: Vec<ConsumerView>,
+    /// Pull consumers waiting in a long poll (OCI GetMessages).
+    pub long_polls: u64,
     pub counters: QueueCounters,
+}
+
+/// One OCI channel's share of a queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChannelView {
+    pub visible: u64,
+    pub in_flight: u64,
+    pub bytes: u64,
 }
 
 /// A consumer attached to a queue.

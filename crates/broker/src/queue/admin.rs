@@ -10,7 +10,7 @@ use super::{Queue, QueueStats};
 use crate::effects::Effects;
 use crate::meta::QueueAttrs;
 use crate::policy::QueueSettings;
-use crate::view::{ConsumerView, QueueCounters, QueueView};
+use crate::view::{ChannelView, ConsumerView, QueueCounters, QueueView};
 
 /// Messages taken out of a queue to be put into another.
 pub(crate) struct Moved {
@@ -163,6 +163,10 @@ impl Queue {
             return Err(st.consumers.len());
         }
         st.dropped = true;
+        // Long polls end rather than wait on a queue nobody can put to.
+        for w in st.pull_waiters.drain(..) {
+            w.wake.notify_one();
+        }
         Ok(st.store_id.take())
     }
 
@@ -238,9 +242,42 @@ impl Queue {
             bytes: st.bytes,
             settings: (*st.settings).clone(),
             dead_letter_queue: st.dead_letter_queue(&self.ctx()).map(Arc::from),
+            created_at_ms: st.created_at_ms,
             consumers,
+            long_polls: st.pull_waiters.len() as u64,
             counters: self.counters(),
         }
+    }
+
+    /// Counts of one channel's messages (of those in memory: a channel's paged-out backlog is
+    /// not counted until read back, which OCI's approximate statistics allow).
+    pub fn channel_view(&self, channel: &str) -> ChannelView {
+        let st = self.lock();
+        let mut view = ChannelView::default();
+        for entry in st.ready_in(channel) {
+            view.visible += 1;
+            view.bytes += entry.size();
+        }
+        for (_, i) in st.inflight_iter() {
+            if crate::channel::of(&i.entry.record) == Some(channel) {
+                view.in_flight += 1;
+                view.bytes += i.entry.size();
+            }
+        }
+        view
+    }
+
+    /// The channels that hold a message, waiting or in flight (in memory), sorted.
+    pub fn channels(&self) -> Vec<String> {
+        let st = self.lock();
+        let mut out: std::collections::BTreeSet<String> =
+            st.ready_channels().map(|(c, _)| c.to_string()).collect();
+        for (_, i) in st.inflight_iter() {
+            if let Some(c) = crate::channel::of(&i.entry.record) {
+                out.insert(c.to_owned());
+            }
+        }
+        out.into_iter().collect()
     }
 
     fn counters(&self) -> QueueCounters {

@@ -15,7 +15,8 @@ use crate::effects::{DeathReason, Effects};
 
 impl Queue {
     /// Dispatches what it can, asks for paged messages if the head ran low, wakes paced
-    /// producers once the backlog is below the low-water mark, and re-arms the queue's timer.
+    /// producers once the backlog is below the low-water mark, wakes long polls for what is left
+    /// waiting, and re-arms the queue's timer.
     pub(super) fn dispatch(self: &Arc<Self>, st: &mut State, fx: &mut Effects) {
         let starved = self.dispatch_ready(st, fx);
         self.maybe_page_in(st, &starved, fx);
@@ -26,6 +27,9 @@ impl Queue {
             if self.pacers.load(Ordering::Acquire) > 0 {
                 self.progress.notify_waiters();
             }
+        }
+        if !st.pull_waiters.is_empty() {
+            self.wake_pullers(st);
         }
         self.schedule(st);
     }

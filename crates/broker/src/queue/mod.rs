@@ -28,6 +28,7 @@ mod tests;
 mod tests_time;
 
 pub(crate) use admit::Reservation;
+pub(crate) use pull::PullOrWait;
 pub use pull::Pulled;
 
 use std::collections::{BTreeMap, VecDeque};

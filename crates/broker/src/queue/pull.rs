@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use stampede_store::MessageRecord;
 
-use super::state::{Holder, Inflight, State};
+use super::state::{Holder, Inflight, PullWaiter, State};
 use super::{NotInFlight, Queue, QueueStats};
 use crate::effects::Effects;
 use crate::ids::{ack_token, DeliveryTag};
@@ -26,6 +26,17 @@ pub struct Pulled {
     pub visible_after_ms: Option<u64>,
 }
 
+/// What a pull that may wait found.
+pub(crate) enum PullOrWait {
+    Pulled(Vec<Pulled>),
+    /// Nothing visible: the caller is registered as waiter `id` and is woken through `wake`
+    /// when a message it may take arrives.
+    Wait {
+        id: u64,
+        wake: Arc<tokio::sync::Notify>,
+    },
+}
+
 impl Queue {
     /// Hands up to `max` visible messages (of `channel`, if given) to a pull consumer and hides
     /// them for `visibility` (the queue's own timeout when `None`).
@@ -36,16 +47,85 @@ impl Queue {
         channel: Option<&str>,
         fx: &mut Effects,
     ) -> Vec<Pulled> {
-        let now = self.env.clock.now_ms();
         let mut st = self.lock();
+        self.pull_locked(&mut st, max, visibility, channel, fx)
+    }
+
+    /// [`Queue::pull`], or — when nothing is visible — registers a waiter under the same lock,
+    /// so a message arriving in between cannot be missed.
+    pub fn pull_or_wait(
+        self: &Arc<Self>,
+        max: usize,
+        visibility: Option<Duration>,
+        channel: Option<&str>,
+        fx: &mut Effects,
+    ) -> PullOrWait {
+        let mut st = self.lock();
+        let pulled = self.pull_locked(&mut st, max, visibility, channel, fx);
+        if !pulled.is_empty() || st.dropped {
+            return PullOrWait::Pulled(pulled);
+        }
+        let id = st.next_waiter;
+        st.next_waiter += 1;
+        let wake = Arc::new(tokio::sync::Notify::new());
+        st.pull_waiters.push_back(PullWaiter {
+            id,
+            channel: channel.map(Arc::from),
+            wake: wake.clone(),
+        });
+        PullOrWait::Wait { id, wake }
+    }
+
+    /// Waiter `id` gives up (its poll timed out or its client went away). A waiter woken and
+    /// leaving without pulling passes its wake-up on, so the message it was woken for does not
+    /// wait for the next arrival to find a taker.
+    pub fn leave_pull(&self, id: u64) {
+        let mut st = self.lock();
+        match st.pull_waiters.iter().position(|w| w.id == id) {
+            Some(at) => {
+                st.pull_waiters.remove(at);
+            }
+            None => self.wake_pullers(&mut st),
+        }
+    }
+
+    /// Wakes, oldest first, as many waiting pull consumers as there are messages they may take.
+    pub(super) fn wake_pullers(&self, st: &mut State) {
+        let mut budget = st.ready_len();
+        let mut at = 0;
+        while budget > 0 && at < st.pull_waiters.len() {
+            let takes = match &st.pull_waiters[at].channel {
+                None => true,
+                Some(c) => st.has_ready_in(c),
+            };
+            if !takes {
+                at += 1;
+                continue;
+            }
+            if let Some(w) = st.pull_waiters.remove(at) {
+                w.wake.notify_one();
+            }
+            budget -= 1;
+        }
+    }
+
+    fn pull_locked(
+        self: &Arc<Self>,
+        st: &mut State,
+        max: usize,
+        visibility: Option<Duration>,
+        channel: Option<&str>,
+        fx: &mut Effects,
+    ) -> Vec<Pulled> {
+        let now = self.env.clock.now_ms();
         let visibility = visibility.or(st.settings.visibility_timeout);
         let mut out = Vec::new();
         while out.len() < max {
-            let Some((seq, mut entry)) = self.next_live(&mut st, now, channel, fx) else {
+            let Some((seq, mut entry)) = self.next_live(st, now, channel, fx) else {
                 break;
             };
             entry.deliveries += 1;
-            self.record_delivery(&st, seq, &mut entry, fx);
+            self.record_delivery(st, seq, &mut entry, fx);
             let deadline = visibility.map(|v| now + v.as_millis() as u64);
             out.push(Pulled {
                 seq,
@@ -63,14 +143,15 @@ impl Queue {
                 },
             );
         }
-        // A channel's pull that came back short may have its channel further back on disk.
+        // A channel's pull that came back short may have its channel further back on disk (a
+        // prefix names no one channel to scan for: its channels come in with the next reads).
         let starved: Vec<Arc<str>> = channel
-            .filter(|_| out.len() < max)
+            .filter(|c| out.len() < max && !c.ends_with('*'))
             .map(Arc::from)
             .into_iter()
             .collect();
-        self.maybe_page_in(&mut st, &starved, fx);
-        self.schedule(&mut st);
+        self.maybe_page_in(st, &starved, fx);
+        self.schedule(st);
         out
     }
 

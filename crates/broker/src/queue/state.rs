@@ -161,6 +161,21 @@ pub(crate) struct State {
     /// Stored messages staged and not yet published: their puts may already be visible to a
     /// store read, which must leave them to their publication.
     pub unpublished: std::collections::HashSet<u64>,
+    /// Pull consumers waiting for a message (long polls), oldest first, so they are served in
+    /// the order they came.
+    pub pull_waiters: VecDeque<PullWaiter>,
+    /// Numbers the next pull waiter.
+    pub next_waiter: u64,
+}
+
+/// A long poll waiting in its queue for a message.
+#[derive(Debug)]
+pub(crate) struct PullWaiter {
+    pub id: u64,
+    /// It takes only this channel's messages.
+    pub channel: Option<Arc<str>>,
+    /// Woken with `notify_one`, which keeps the wake-up for a waiter not polling yet.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 /// The rarely set parts of a queue's attributes, and who owns an exclusive queue.
@@ -203,6 +218,8 @@ impl State {
             created_at_ms: 0,
             extras: None,
             unpublished: Default::default(),
+            pull_waiters: VecDeque::new(),
+            next_waiter: 0,
         }
     }
 
@@ -238,9 +255,45 @@ impl State {
         self.ready.contains_key(&seq) || self.inflight.contains_key(&seq)
     }
 
+    /// The channels with a message waiting in memory.
+    pub fn ready_channels(&self) -> impl Iterator<Item = (&Arc<str>, usize)> {
+        self.by_channel
+            .iter()
+            .filter(|(_, seqs)| !seqs.is_empty())
+            .map(|(c, seqs)| (c, seqs.len()))
+    }
+
+    /// The waiting messages of `channel`.
+    pub fn ready_in(&self, channel: &str) -> impl Iterator<Item = &Entry> {
+        self.by_channel
+            .get(channel)
+            .into_iter()
+            .flatten()
+            .filter_map(|seq| self.ready.get(seq))
+    }
+
+    /// The oldest waiting message of `channel`: a channel id, or a prefix ending in `*` (a
+    /// pull's `channelFilter=orders-*`), which looks at every channel it matches.
+    fn first_ready_in(&self, channel: &str) -> Option<u64> {
+        match channel.strip_suffix('*') {
+            None => self.by_channel.get(channel)?.first().copied(),
+            Some(prefix) => self
+                .by_channel
+                .iter()
+                .filter(|(c, _)| c.starts_with(prefix))
+                .filter_map(|(_, seqs)| seqs.first().copied())
+                .min(),
+        }
+    }
+
+    /// Whether a message of `channel` (as for [`State::take_ready_in`]) waits in memory.
+    pub fn has_ready_in(&self, channel: &str) -> bool {
+        self.first_ready_in(channel).is_some()
+    }
+
     /// The oldest waiting message of `channel`, taken out.
     pub fn take_ready_in(&mut self, channel: &str) -> Option<(u64, Entry)> {
-        let seq = *self.by_channel.get(channel)?.first()?;
+        let seq = self.first_ready_in(channel)?;
         self.remove_ready(seq).map(|e| (seq, e))
     }
 

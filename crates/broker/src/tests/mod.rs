@@ -5,6 +5,7 @@ mod admin;
 mod flow;
 mod metadata;
 mod publish;
+mod pull;
 mod routing;
 mod subscribe;
 mod transaction;
