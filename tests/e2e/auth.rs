@@ -12,7 +12,7 @@ use stampede_tests::http::Scrape;
 use stampede_tests::{binary, Client, Server, ServerBuilder};
 
 /// `printf PASSWORD | stampede passwd`, as docs/security.md tells an operator.
-pub fn passwd(password: &str) -> String {
+pub(crate) fn passwd(password: &str) -> String {
     let mut child = Command::new(binary())
         .arg("passwd")
         .stdin(Stdio::piped())

@@ -15,6 +15,7 @@ mod heartbeat;
 mod idle;
 mod lifecycle;
 mod observability;
+mod oci_rest;
 mod passwd;
 mod queue;
 mod receipt;

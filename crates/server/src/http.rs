@@ -1,6 +1,6 @@
-//! The HTTP listener (`listeners.http`, default 0.0.0.0:8161): `/metrics`, `/healthz`, `/readyz`.
-//! It is one axum router so that the admin API, the web console, STOMP over WebSocket and the OCI
-//! REST API can be added as routes of their own. It starts before recovery, so `/readyz` can say
+//! The HTTP listener (`listeners.http`, default 0.0.0.0:8161): `/metrics`, `/healthz`, `/readyz`,
+//! and the OCI Queue REST API under `/20210201` (`oci_rest`). It is one axum router so that the
+//! admin API, the web console and STOMP over WebSocket can be added as routes of their own. It starts before recovery, so `/readyz` can say
 //! "not yet" while the store is being read.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,14 +40,26 @@ impl HttpState {
         let _ = self.broker.set(broker);
     }
 
+    /// The broker, once recovery has finished.
+    pub fn broker(&self) -> Option<&Arc<Broker>> {
+        self.broker.get()
+    }
+
     pub fn set_stomp_ready(&self) {
         self.stomp_ready.store(true, Ordering::Release);
     }
 }
 
 /// Serves HTTP on `listener` until `shutdown` is cancelled.
-pub async fn serve(listener: TcpListener, state: Arc<HttpState>, shutdown: CancellationToken) {
-    let app = router(state);
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<HttpState>,
+    oci: Arc<crate::oci_rest::OciState>,
+    shutdown: CancellationToken,
+) {
+    let app = router(state).merge(crate::oci_rest::router(oci));
+    // The peer address is what failed logins are slowed by.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await;

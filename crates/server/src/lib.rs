@@ -16,6 +16,7 @@ mod http;
 mod hub;
 mod listener;
 mod metrics;
+mod oci_rest;
 mod store;
 mod tls;
 
@@ -161,10 +162,19 @@ pub async fn run(
         data_dir.clone(),
     ));
     let http_state = Arc::new(http::HttpState::new(metrics.clone()));
+    let authenticator = Arc::new(auth::Authenticator::new(loaded.auth.clone()));
+    let oci = Arc::new(oci_rest::OciState::new(
+        http_state.clone(),
+        loaded.oci.clone(),
+        loaded.auth.mode,
+        authenticator.clone(),
+        token.clone(),
+    ));
     let http_addr = local_addr(&listeners.http, "listeners.http.bind")?;
     let http_task = tokio::spawn(http::serve(
         listeners.http,
         http_state.clone(),
+        oci,
         token.clone(),
     ));
     info!(http = %http_addr, backend = ?s.storage.backend, "HTTP listening; recovering the store");
@@ -175,7 +185,7 @@ pub async fn run(
     http_state.set_broker(broker.clone());
     let hub = hub::ConnectionHub::new(
         broker.clone(),
-        connection_settings(s, &loaded.auth, metrics.clone()),
+        connection_settings(s, authenticator, metrics.clone()),
         token.clone(),
     );
     let mut accepting = Vec::new();
@@ -239,7 +249,7 @@ fn local_addr(l: &TcpListener, key: &'static str) -> Result<SocketAddr, ServerEr
 /// Per-connection settings, derived from the configuration once.
 fn connection_settings(
     s: &Settings,
-    auth: &auth::AuthSettings,
+    auth: Arc<auth::Authenticator>,
     metrics: Arc<metrics::Metrics>,
 ) -> ConnectionSettings {
     let p = &s.protocol;
@@ -254,7 +264,7 @@ fn connection_settings(
         heartbeat: p.heartbeat,
         close_timeout: s.shutdown.grace.min(Duration::from_secs(5)),
         metrics,
-        auth: Arc::new(auth::Authenticator::new(auth.clone())),
+        auth,
     }
 }
 

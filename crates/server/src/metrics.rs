@@ -111,7 +111,7 @@ const QUEUE_COUNTERS: [(&str, &str, Read); 8] = [
 ];
 
 /// The per-queue gauges: name, help, reader.
-const QUEUE_GAUGES: [(&str, &str, Read); 5] = [
+const QUEUE_GAUGES: [(&str, &str, Read); 6] = [
     (
         "stampede_queue_messages_visible",
         "Messages waiting for delivery.",
@@ -131,6 +131,11 @@ const QUEUE_GAUGES: [(&str, &str, Read); 5] = [
         "stampede_queue_consumers",
         "Subscriptions consuming the queue.",
         |q, _| q.consumers.len() as u64,
+    ),
+    (
+        "stampede_queue_long_polls",
+        "OCI GetMessages requests waiting for a message in this queue.",
+        |q, _| q.long_polls,
     ),
     (
         "stampede_queue_dead_letter_messages",

@@ -175,6 +175,20 @@ impl Authenticator {
         }
     }
 
+    /// Who an open-mode client is that calls itself `name`.
+    pub fn open_identity(name: Option<&str>) -> Identity {
+        Identity::open(name)
+    }
+
+    /// Configured user `name`, authenticated by other means than a password (an OCI request
+    /// signature made with one of the user's keys).
+    pub fn user_identity(&self, name: &str) -> Option<Identity> {
+        self.settings
+            .users
+            .get_key_value(name)
+            .map(|(n, u)| Identity::user(n, u))
+    }
+
     /// Decides who a CONNECT is. `deadline` is the connection's connect deadline: a login that
     /// cannot be checked before it is refused as throttled.
     pub async fn login(

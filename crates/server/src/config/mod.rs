@@ -45,8 +45,30 @@ pub struct Settings {
     pub shutdown: Shutdown,
     pub log: Log,
     pub metrics: MetricsSection,
+    pub oci: OciSection,
     #[serde(default)]
     pub queues: HashMap<String, queues::QueueSection>,
+}
+
+/// `[oci]`: the OCI Queue REST API on the HTTP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OciSection {
+    /// Unset: true in open auth mode, false in users mode.
+    #[serde(default)]
+    pub auto_create: Option<bool>,
+    /// What GetQueue reports as `messagesEndpoint`; unset: the URL the request came to.
+    #[serde(default)]
+    pub messages_endpoint: Option<String>,
+    pub max_messages_per_request: usize,
+    #[serde(deserialize_with = "size")]
+    pub max_message_size: usize,
+    #[serde(deserialize_with = "duration")]
+    pub max_visibility: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub max_poll_timeout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub clock_skew: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -103,6 +125,22 @@ pub struct UserSection {
     /// Absent: every destination, every permission.
     #[serde(default)]
     pub permissions: Option<PermissionsSection>,
+    /// OCI API signing keys that authenticate this user on the OCI REST API.
+    #[serde(default)]
+    pub oci_api_keys: Vec<OciKeySection>,
+}
+
+/// `[[auth.users.NAME.oci_api_keys]]`: one API signing key, as OCI names it in a request's
+/// `keyId` (`<tenancy OCID>/<user OCID>/<fingerprint>`), with its public half.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OciKeySection {
+    pub key_id: String,
+    #[serde(default)]
+    pub public_key_file: Option<PathBuf>,
+    /// The PEM itself, instead of a file.
+    #[serde(default)]
+    pub public_key: Option<String>,
 }
 
 /// `[auth.users.NAME.permissions]`: destination patterns per permission; an absent list allows
@@ -178,6 +216,7 @@ pub struct Loaded {
     pub stomp: Vec<StompSpec>,
     pub policy: QueuePolicy,
     pub auth: AuthSettings,
+    pub oci: crate::oci_rest::OciSettings,
 }
 
 /// Reads the layers. `file` is `--config`; `env` is the process environment (a parameter so tests
@@ -220,6 +259,7 @@ fn validate(settings: Settings) -> Result<Loaded, ConfigError> {
     check_ranges(&settings)?;
     let policy = queues::policy(&settings.queues)?;
     let auth = auth_settings(&settings.auth)?;
+    let oci = oci_settings(&settings.oci, &settings.auth)?;
     let users_listener = stomp.iter().find(|l| l.auth.mode == Some(Mode::Users));
     if let Some(l) = users_listener.filter(|_| auth.users.is_empty()) {
         return Err(invalid(
@@ -234,6 +274,79 @@ fn validate(settings: Settings) -> Result<Loaded, ConfigError> {
         stomp,
         policy,
         auth,
+        oci,
+    })
+}
+
+/// `[oci]` checked, and every user's OCI API keys read and parsed.
+fn oci_settings(o: &OciSection, a: &Auth) -> Result<crate::oci_rest::OciSettings, ConfigError> {
+    use crate::oci_rest::{OciSettings, PublicKey};
+    let key = |k: &str| format!("oci.{k}");
+    if o.max_messages_per_request == 0 {
+        return Err(invalid(
+            key("max_messages_per_request"),
+            "must be at least 1",
+        ));
+    }
+    if o.max_message_size == 0 {
+        return Err(invalid(key("max_message_size"), "must be more than 0"));
+    }
+    if o.max_poll_timeout > Duration::from_secs(50) {
+        // The SDKs' read timeout is 60 s: a longer poll would end as a client-side error.
+        return Err(invalid(
+            key("max_poll_timeout"),
+            "must be at most 50s (OCI SDKs give up reading after 60s)",
+        ));
+    }
+    if let Some(e) = o.messages_endpoint.as_deref() {
+        if !(e.starts_with("http://") || e.starts_with("https://")) || e.ends_with('/') {
+            return Err(invalid(
+                key("messages_endpoint"),
+                format!("{e:?} is not a base URL such as \"http://broker.local:8161\""),
+            ));
+        }
+    }
+    let mut keys = HashMap::new();
+    for (user, u) in &a.users {
+        for (i, k) in u.oci_api_keys.iter().enumerate() {
+            let at = format!("auth.users.{user}.oci_api_keys[{i}]");
+            let pem = match (&k.public_key, &k.public_key_file) {
+                (Some(pem), None) => pem.clone(),
+                (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| {
+                    invalid(
+                        format!("{at}.public_key_file"),
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?,
+                _ => {
+                    return Err(invalid(
+                        at,
+                        "give the key as exactly one of public_key_file or public_key",
+                    ))
+                }
+            };
+            let parsed = PublicKey::from_pem(&pem)
+                .map_err(|e| invalid(format!("{at}.public_key"), e.to_string()))?;
+            if keys
+                .insert(k.key_id.clone(), (user.clone(), parsed))
+                .is_some()
+            {
+                return Err(invalid(
+                    format!("{at}.key_id"),
+                    format!("{:?} is configured twice", k.key_id),
+                ));
+            }
+        }
+    }
+    Ok(OciSettings {
+        auto_create: o.auto_create.unwrap_or(a.mode == Mode::Open),
+        messages_endpoint: o.messages_endpoint.clone(),
+        max_messages: o.max_messages_per_request,
+        max_message_size: o.max_message_size,
+        max_visibility: o.max_visibility,
+        max_poll_timeout: o.max_poll_timeout,
+        clock_skew: o.clock_skew,
+        keys: std::sync::Arc::new(keys),
     })
 }
 
