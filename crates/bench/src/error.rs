@@ -21,6 +21,8 @@ pub enum BenchError {
     Unexpected { got: String, wanted: &'static str },
     #[error("no answer within {secs:.1} s while waiting for {what}")]
     Timeout { what: &'static str, secs: f64 },
+    #[error("HTTP: {0}")]
+    Http(String),
     #[error("a {role} task failed: {reason}")]
     Task { role: &'static str, reason: String },
 }

@@ -83,7 +83,7 @@ fn is_quiet(s: &TcpStream) -> bool {
 
 /// Lifts the soft open-files limit toward `want` (never above the hard limit): the common default
 /// of 1024 would cap the test long before the broker does.
-fn raise_fd_limit(want: u64) {
+pub(crate) fn raise_fd_limit(want: u64) {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

@@ -14,6 +14,7 @@ mod error;
 mod handshake;
 mod idle;
 mod load;
+pub mod oci;
 mod pacer;
 pub mod payload;
 mod producer;
