@@ -129,6 +129,21 @@ class Broker:
             conn.close()
 
 
+    def long_polls(self, queue_id):
+        """GetMessages requests waiting in `queue_id`, from the broker's metrics."""
+        text = self.raw("GET", "/metrics").body.decode("utf-8")
+        prefix = 'stampede_queue_long_polls{queue="%s"} ' % queue_id
+        for line in text.splitlines():
+            if line.startswith(prefix):
+                return int(float(line[len(prefix):]))
+        return 0
+
+    def wait_long_polls(self, queue_id, n):
+        """Until `n` long polls wait in `queue_id` (the broker counts them as they register)."""
+        wait_until(lambda: self.long_polls(queue_id) == n,
+                   "%d long polls waiting in %s" % (n, queue_id))
+
+
 class RawResponse:
     def __init__(self, status, headers, body):
         self.status = status

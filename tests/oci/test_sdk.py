@@ -248,9 +248,8 @@ def test_long_poll_returns_when_a_message_is_put_meanwhile(config, broker, qc):
                                     timeout_in_seconds=20, visibility_in_seconds=30))
     start = time.monotonic()
     poller.start()
-    # A head start so that the put lands while the poll waits. Nothing is synchronised on it
-    # (no event says "the poll is waiting"): the assertions hold whenever the put lands.
-    time.sleep(1)
+    # The put lands while the poll waits: the broker's metrics say when it does.
+    broker.wait_long_polls(queue_id, 1)
     put(qc, queue_id, "wake up")
     put_done = time.monotonic()
     got = poller.value()
@@ -377,8 +376,9 @@ def test_channel_filter_long_poll_wakes_only_for_its_channel(config, broker, qc)
                                     channel_filter="wanted", timeout_in_seconds=20,
                                     visibility_in_seconds=30))
     poller.start()
-    time.sleep(1)  # head start, as in test_long_poll_returns_when_a_message_is_put_meanwhile
+    broker.wait_long_polls(queue_id, 1)
     put(qc, queue_id, "not for you", channel="unwanted")
+    assert broker.long_polls(queue_id) == 1, "woken by another channel's message"
     put(qc, queue_id, "for you", channel="wanted")
     got = poller.value()
     assert [(m.content, m.metadata.channel_id) for m in got] == [("for you", "wanted")]
