@@ -137,3 +137,33 @@ async fn auto_create_off_in_open_mode_answers_unknown_queues_with_404() {
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("NotAuthorizedOrNotFound"), "{body}");
 }
+
+#[tokio::test]
+async fn a_full_batch_of_large_messages_is_taken_and_a_larger_body_refused_as_oci_does() {
+    let server = Server::start();
+    let content = "x".repeat(120 * 1024);
+    let one = format!("{{\"content\":\"{content}\"}}");
+    let batch = format!("{{\"messages\":[{}]}}", vec![one; 20].join(","));
+    let (status, body) = request(server.http_addr, "POST", &messages(), &[], &batch).await;
+    assert_eq!(status, 200, "{}", &body[..body.len().min(300)]);
+    // A body beyond any batch OCI takes is refused on its declared length, before it is sent.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(server.http_addr)
+        .await
+        .unwrap();
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        messages(),
+        20 * 128 * 1024 * 6 + 65 * 1024
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut answer))
+        .await
+        .expect("answered without the body")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("\"code\":\"LimitExceeded\""), "{answer}");
+}

@@ -42,9 +42,10 @@ impl Broker {
         crate::Destination::check_name(name)?;
         let deadline = tokio::time::Instant::now() + wait;
         let queue = self.queue(name);
+        let mut woken = false;
         loop {
             let mut fx = Effects::new();
-            let outcome = queue.pull_or_wait(max, visibility, channel, &mut fx);
+            let outcome = queue.pull_or_wait(max, visibility, channel, woken, &mut fx);
             let ticket = self.apply(fx);
             let (id, wake) = match outcome {
                 PullOrWait::Pulled(pulled) => return Ok((pulled, ticket)),
@@ -58,11 +59,17 @@ impl Broker {
                 .await
                 .is_err()
             {
-                // Leaving on time; woken just now, it passes the wake-up on as it leaves.
-                return Ok((Vec::new(), ticket));
+                // Leaving on time (woken just now, it passes the wake-up on as it leaves), with
+                // one last look: what is visible now is this poll's as much as anyone's.
+                drop(waiting);
+                drop(ticket);
+                let mut fx = Effects::new();
+                let pulled = queue.pull(max, visibility, channel, &mut fx);
+                return Ok((pulled, self.apply(fx)));
             }
             // Its waker took it off the list.
             waiting.id = None;
+            woken = true;
         }
     }
 

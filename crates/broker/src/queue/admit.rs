@@ -205,7 +205,9 @@ impl Queue {
             st.paged.count += 1;
             st.paged.bytes += size;
             st.paged.last = st.paged.last.max(seq);
-            self.maybe_page_in(&mut st, &[], fx);
+            // A long poll for a channel is woken by its message only once that is read back.
+            let wanted = st.waiting_channels();
+            self.maybe_page_in(&mut st, &wanted, fx);
             return;
         }
         st.insert_ready(seq, Entry::new(record, stored && self.is_durable()));

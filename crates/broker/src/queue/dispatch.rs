@@ -18,7 +18,15 @@ impl Queue {
     /// producers once the backlog is below the low-water mark, wakes long polls for what is left
     /// waiting, and re-arms the queue's timer.
     pub(super) fn dispatch(self: &Arc<Self>, st: &mut State, fx: &mut Effects) {
-        let starved = self.dispatch_ready(st, fx);
+        let mut starved = self.dispatch_ready(st, fx);
+        if st.paged.count > 0 {
+            // Long polls for a channel wait for it as a channel's consumer does.
+            for c in st.waiting_channels() {
+                if !starved.contains(&c) {
+                    starved.push(c);
+                }
+            }
+        }
         self.maybe_page_in(st, &starved, fx);
         if st.waiting() < self.env.window.messages / 2
             && st.waiting_bytes() < self.env.window.bytes / 2

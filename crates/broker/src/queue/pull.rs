@@ -52,18 +52,25 @@ impl Queue {
     }
 
     /// [`Queue::pull`], or — when nothing is visible — registers a waiter under the same lock,
-    /// so a message arriving in between cannot be missed.
+    /// so a message arriving in between cannot be missed. `woken`: the caller waited already and
+    /// was woken.
     pub fn pull_or_wait(
         self: &Arc<Self>,
         max: usize,
         visibility: Option<Duration>,
         channel: Option<&str>,
+        woken: bool,
         fx: &mut Effects,
     ) -> PullOrWait {
         let mut st = self.lock();
         let pulled = self.pull_locked(&mut st, max, visibility, channel, fx);
         if !pulled.is_empty() || st.dropped {
             return PullOrWait::Pulled(pulled);
+        }
+        if woken {
+            // It lost the message it was woken for: whatever else is visible (another
+            // channel's) may be some other waiter's.
+            self.wake_pullers(&mut st);
         }
         let id = st.next_waiter;
         st.next_waiter += 1;
@@ -89,23 +96,40 @@ impl Queue {
         }
     }
 
-    /// Wakes, oldest first, as many waiting pull consumers as there are messages they may take.
+    /// Wakes, oldest first, as many waiting pull consumers as there are messages they may take:
+    /// each waiter woken claims one message, of its channel when it has one, so two waiters
+    /// for one channel's single message do not use up the wake-up another waiter needs.
     pub(super) fn wake_pullers(&self, st: &mut State) {
-        let mut budget = st.ready_len();
+        let total = st.ready_len();
+        let mut claimed = 0;
+        let mut by_channel: Vec<(Arc<str>, usize)> = Vec::new();
         let mut at = 0;
-        while budget > 0 && at < st.pull_waiters.len() {
+        while claimed < total && at < st.pull_waiters.len() {
             let takes = match &st.pull_waiters[at].channel {
                 None => true,
-                Some(c) => st.has_ready_in(c),
+                Some(c) if c.ends_with('*') => st.has_ready_in(c),
+                Some(c) => {
+                    let taken = by_channel
+                        .iter()
+                        .find(|(k, _)| k == c)
+                        .map_or(0, |(_, n)| *n);
+                    taken < st.ready_count_in(c)
+                }
             };
             if !takes {
                 at += 1;
                 continue;
             }
             if let Some(w) = st.pull_waiters.remove(at) {
+                if let Some(c) = w.channel.filter(|c| !c.ends_with('*')) {
+                    match by_channel.iter_mut().find(|(k, _)| *k == c) {
+                        Some((_, n)) => *n += 1,
+                        None => by_channel.push((c, 1)),
+                    }
+                }
                 w.wake.notify_one();
             }
-            budget -= 1;
+            claimed += 1;
         }
     }
 

@@ -255,6 +255,24 @@ impl State {
         self.ready.contains_key(&seq) || self.inflight.contains_key(&seq)
     }
 
+    /// The channels long polls wait for (a prefix names no one channel to read back).
+    pub fn waiting_channels(&self) -> Vec<Arc<str>> {
+        let mut out: Vec<Arc<str>> = Vec::new();
+        for w in &self.pull_waiters {
+            if let Some(c) = w.channel.as_ref().filter(|c| !c.ends_with('*')) {
+                if !out.contains(c) {
+                    out.push(c.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// How many messages of channel `channel` (a channel id, not a prefix) wait in memory.
+    pub fn ready_count_in(&self, channel: &str) -> usize {
+        self.by_channel.get(channel).map_or(0, |s| s.len())
+    }
+
     /// The channels with a message waiting in memory.
     pub fn ready_channels(&self) -> impl Iterator<Item = (&Arc<str>, usize)> {
         self.by_channel

@@ -206,3 +206,43 @@ async fn a_channel_prefix_takes_its_channels_oldest_first_and_wakes_for_them() {
     put_in(&env.broker, "ch-ap", "ap").await;
     assert_eq!(bodies(&waiter.await.unwrap()), [b"ap"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn waiters_for_one_channel_do_not_use_up_the_wake_up_of_a_waiter_for_another() {
+    let env = Env::new();
+    put_in(&env.broker, "x", "x").await;
+    put_in(&env.broker, "y", "y").await;
+    let (held, _) = env
+        .broker
+        .pull(Q, 2, Some(Duration::from_secs(5)), None)
+        .unwrap();
+    assert_eq!(held.len(), 2);
+    let a = poll(&env.broker, Some("x"), Duration::from_secs(30));
+    until_waiting(&env.broker, 1).await;
+    let b = poll(&env.broker, Some("x"), Duration::from_secs(30));
+    until_waiting(&env.broker, 2).await;
+    let any = poll(&env.broker, None, Duration::from_secs(30));
+    until_waiting(&env.broker, 3).await;
+    let started = tokio::time::Instant::now();
+    // Both come back at once: one x, one y.
+    env.advance(5_000);
+    assert_eq!(bodies(&a.await.unwrap()), [b"x"]);
+    assert_eq!(bodies(&any.await.unwrap()), [b"y"]);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(long_polls(&env.broker), 1, "the second x waiter waits on");
+    b.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_channel_long_poll_is_woken_by_its_message_behind_a_paged_backlog() {
+    let env = super::Env::with_window(4);
+    for i in 0..8 {
+        put_in(&env.broker, "big", &format!("b{i}")).await;
+    }
+    let waiter = poll(&env.broker, Some("x"), Duration::from_secs(30));
+    until_waiting(&env.broker, 1).await;
+    let started = tokio::time::Instant::now();
+    put_in(&env.broker, "x", "for x").await;
+    assert_eq!(bodies(&waiter.await.unwrap()), [b"for x"]);
+    assert!(started.elapsed() < Duration::from_secs(1));
+}

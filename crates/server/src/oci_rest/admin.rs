@@ -462,7 +462,7 @@ pub(super) async fn delete_queue(
     let name = s.queue(&queue, &who, Access::Admin, false)?;
     let broker = s.broker()?;
     let compartment = compartment_of(&labels_of(broker, name));
-    let dlq = broker.queue_view(name).and_then(|v| v.dead_letter_queue);
+    let dlq = own_dead_letter_queue(broker, name);
     broker.delete_queue(name)?.await?;
     // OCI's dead-letter queue is part of its queue and goes with it.
     if let Some(dlq) = dlq.filter(|d| broker.queue_view(d).is_some()) {
@@ -502,13 +502,23 @@ pub(super) async fn purge_queue(
     if normal {
         broker.purge(name)?.1.await?;
     }
-    if let Some(d) = view.dead_letter_queue.filter(|_| dlq) {
+    if let Some(d) = own_dead_letter_queue(broker, &view.name).filter(|_| dlq) {
         if broker.queue_view(&d).is_some() {
             broker.purge(&d)?.1.await?;
         }
     }
     let compartment = compartment_of(&labels_of(broker, name));
     Ok(s.accepted("PURGE_QUEUE", "UPDATED", name, compartment))
+}
+
+/// The queue's dead-letter queue when it is its own (named after it, as `DLQ.{queue}` makes
+/// them): one configured as a fixed name is shared, and no queue's delete or purge may take it.
+fn own_dead_letter_queue(broker: &Broker, name: &str) -> Option<String> {
+    broker
+        .queue_view(name)
+        .and_then(|v| v.dead_letter_queue)
+        .filter(|d| d.contains(name))
+        .map(|d| d.to_string())
 }
 
 pub(super) async fn get_work_request(s: Oci, Path(id): Path<String>) -> Result<Response, ApiError> {

@@ -59,6 +59,14 @@ pub(super) async fn identify(State(s): Oci, req: Request, next: Next) -> Respons
     let settings = &s.settings;
     // JSON may escape each byte of content as six (`\u0000`).
     let limit = settings.max_messages * settings.max_message_size * 6 + 64 * 1024;
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        // Refused before a byte of it is read.
+        return ApiError::limit(format!("a request body is at most {limit} bytes")).into_response();
+    }
     let body = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(_) => {

@@ -432,7 +432,9 @@ pub(super) async fn list_channels(
 ) -> Result<Response, ApiError> {
     let q = query(q)?;
     let name = s.queue(&queue, &who, Access::Read, true)?;
+    // The same filter as GetMessages' (`orders-*` a prefix); a bare one is a prefix too.
     let filter = q.channel_filter.unwrap_or_default();
+    let filter = filter.strip_suffix('*').unwrap_or(&filter).to_owned();
     let channels: Vec<String> = s
         .broker()?
         .channels(name)

@@ -172,6 +172,9 @@ pub fn router(state: Arc<OciState>) -> Router {
             state.clone(),
             identify::identify,
         ))
+        // `identify` has read the body within OCI's limits already; axum's own 2 MB default
+        // would refuse a full batch of large messages, and not as OCI answers.
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state);
     Router::new()
         .merge(routes)
