@@ -328,7 +328,7 @@ pub(super) async fn list_queues(
     let q = query(q)?;
     let broker = s.broker()?;
     let endpoint = s.messages_endpoint(&headers);
-    let mut queues: Vec<model::QueueSummary> = broker
+    let mut queues: Vec<model::Queue> = broker
         .queues()
         .into_iter()
         .filter(|v| v.name.starts_with("ocid1.queue."))
@@ -338,22 +338,7 @@ pub(super) async fn list_queues(
                 &stampede_broker::Destination::Queue(v.name.to_string()),
             )
         })
-        .map(|v| {
-            let labels = labels_of(broker, &v.name);
-            let m = queue_model(&v, &labels, endpoint.clone());
-            model::QueueSummary {
-                id: m.id,
-                display_name: m.display_name,
-                compartment_id: m.compartment_id,
-                time_created: m.time_created,
-                time_updated: m.time_updated,
-                lifecycle_state: m.lifecycle_state,
-                messages_endpoint: m.messages_endpoint,
-                freeform_tags: m.freeform_tags,
-                defined_tags: m.defined_tags,
-                system_tags: m.system_tags,
-            }
-        })
+        .map(|v| queue_model(&v, &labels_of(broker, &v.name), endpoint.clone()))
         .filter(|m| {
             q.compartment_id
                 .as_ref()

@@ -404,16 +404,12 @@ pub(super) async fn get_stats(
             return model::Stats::default();
         };
         match channel {
-            Some(c) => broker.channel_view(queue, c).map(|v| model::Stats {
-                visible_messages: v.visible,
-                in_flight_messages: v.in_flight,
-                size_in_bytes: v.bytes,
-            }),
-            None => broker.queue_view(queue).map(|v| model::Stats {
-                visible_messages: v.visible,
-                in_flight_messages: v.in_flight,
-                size_in_bytes: v.bytes,
-            }),
+            Some(c) => broker
+                .channel_view(queue, c)
+                .map(|v| stats_of(v.visible, v.in_flight, v.bytes)),
+            None => broker
+                .queue_view(queue)
+                .map(|v| stats_of(v.visible, v.in_flight, v.bytes)),
         }
         .unwrap_or_default()
     };
@@ -422,6 +418,14 @@ pub(super) async fn get_stats(
         dlq: stats(dlq.as_deref()),
         channel_id: channel.map(str::to_owned),
     }))
+}
+
+fn stats_of(visible_messages: u64, in_flight_messages: u64, size_in_bytes: u64) -> model::Stats {
+    model::Stats {
+        visible_messages,
+        in_flight_messages,
+        size_in_bytes,
+    }
 }
 
 pub(super) async fn list_channels(

@@ -272,6 +272,8 @@ pub struct ListWorkRequestsQuery {
     pub page: Option<String>,
 }
 
+/// GetQueue's answer, and ListQueues' items: a `QueueSummary` is its subset, and the SDKs read
+/// only the fields their model has.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Queue {
@@ -289,21 +291,6 @@ pub struct Queue {
     pub channel_consumption_limit: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub custom_encryption_key_id: Option<String>,
-    pub freeform_tags: BTreeMap<String, String>,
-    pub defined_tags: serde_json::Value,
-    pub system_tags: BTreeMap<String, String>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct QueueSummary {
-    pub id: String,
-    pub display_name: String,
-    pub compartment_id: String,
-    pub time_created: String,
-    pub time_updated: String,
-    pub lifecycle_state: &'static str,
-    pub messages_endpoint: String,
     pub freeform_tags: BTreeMap<String, String>,
     pub defined_tags: serde_json::Value,
     pub system_tags: BTreeMap<String, String>,
