@@ -212,6 +212,15 @@ impl Broker {
     }
 
     /// Resolves once everything committed so far is durable; part of graceful shutdown.
+    /// Hands everything stored to `sink` at one instant between two commits: what a `kill -9`
+    /// then would leave (non-persistent messages are not in it). Blocks; writes wait meanwhile.
+    pub fn snapshot(
+        &self,
+        sink: Box<dyn stampede_store::snapshot::Sink>,
+    ) -> Result<stampede_store::snapshot::Summary, stampede_store::StoreError> {
+        self.store.snapshot(sink)
+    }
+
     pub fn flush(&self) -> Ticket {
         self.store.flush()
     }

@@ -14,8 +14,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use stampede_store::{
-    Backlog, Completer, MessageRecord, Op, QueueId, ReadDone, RecoveredQueue, Recovery, StoreError,
-    StoreObserver,
+    snapshot, Backlog, Completer, MessageRecord, Op, QueueId, ReadDone, RecoveredQueue, Recovery,
+    StoreError, StoreObserver,
 };
 
 use crate::codec::{self, BodyRef, TAG_DELIVERIES, TAG_MESSAGE, TAG_META, TAG_QUEUE};
@@ -80,6 +80,10 @@ pub(crate) enum Request {
     Recover {
         head: usize,
         done: mpsc::Sender<Result<Recovery, StoreError>>,
+    },
+    Snapshot {
+        sink: Box<dyn snapshot::Sink>,
+        done: mpsc::Sender<Result<snapshot::Summary, StoreError>>,
     },
 }
 
@@ -434,7 +438,60 @@ impl Committer {
             Request::Recover { head, done } => {
                 let _ = done.send(self.recover(head));
             }
+            Request::Snapshot { sink, done } => {
+                let _ = done.send(self.snapshot(sink));
+            }
         }
+    }
+
+    /// Runs on this thread, so no round is applied until the sink has everything.
+    fn snapshot(&self, mut sink: Box<dyn snapshot::Sink>) -> Result<snapshot::Summary, StoreError> {
+        /// Messages read at a time, so a deep queue is not held in memory at once.
+        const PAGE: usize = 1024;
+        let mut summary = snapshot::Summary {
+            next_queue_id: self.next_queue_id.max(1),
+            ..Default::default()
+        };
+        let mut live: Vec<_> = self.queues.iter().collect();
+        live.sort_unstable_by_key(|(id, _)| **id);
+        for (&id, q) in live {
+            let record = self
+                .tree
+                .get(codec::queue_key(TAG_QUEUE, id))
+                .map_err(sled_err("reading a queue record"))?
+                .ok_or_else(|| StoreError::Corrupt(format!("queue {id} has no record")))?;
+            let (name, attrs) = codec::decode_queue(&record)?;
+            sink.entry(snapshot::Entry::Queue {
+                id,
+                name: Arc::from(name),
+                attrs,
+                next_seq: q.next_seq,
+            })?;
+            summary.queues += 1;
+            let mut after = 0;
+            loop {
+                let page = read_range(&self.tree, &self.segments_dir, id, after, PAGE)?;
+                let full = page.len() == PAGE;
+                for message in page {
+                    after = message.seq;
+                    sink.entry(snapshot::Entry::Message { queue: id, message })?;
+                    summary.messages += 1;
+                }
+                if !full {
+                    break;
+                }
+            }
+        }
+        for kv in self.tree.scan_prefix([TAG_META]) {
+            let (k, v) = kv.map_err(sled_err("reading metadata"))?;
+            sink.entry(snapshot::Entry::Meta {
+                key: Arc::from(codec::parse_meta_key(&k)?),
+                value: Bytes::copy_from_slice(&v),
+            })?;
+            summary.meta += 1;
+        }
+        sink.finish(summary)?;
+        Ok(summary)
     }
 
     fn recover(&self, head: usize) -> Result<Recovery, StoreError> {

@@ -33,7 +33,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use stampede_store::{
-    op_bytes, Backlog, Completer, Op, QueueId, ReadDone, Recovery, Store, StoreError, StoreObserver,
+    op_bytes, snapshot, Backlog, Completer, Op, QueueId, ReadDone, Recovery, Store, StoreError,
+    StoreObserver,
 };
 
 use committer::{Commit, Committer, Job, Request, Shared};
@@ -190,6 +191,13 @@ impl Store for SledStore {
 
     fn backlog(&self) -> &Backlog {
         &self.shared.backlog
+    }
+
+    fn snapshot(&self, sink: Box<dyn snapshot::Sink>) -> Result<snapshot::Summary, StoreError> {
+        let (done, rx) = mpsc::channel();
+        self.send(Job::Request(Request::Snapshot { sink, done }))
+            .map_err(|_| StoreError::Closed)?;
+        rx.recv().map_err(|_| StoreError::Closed)?
     }
 
     fn failure(&self) -> Option<String> {

@@ -22,6 +22,8 @@ struct Sled {
     dir: tempfile::TempDir,
     options: SledOptions,
     last: Option<Weak<SledStore>>,
+    /// The directories of the stores `open_empty` made.
+    empties: Vec<tempfile::TempDir>,
 }
 
 impl Sled {
@@ -30,6 +32,7 @@ impl Sled {
             dir: tempfile::tempdir().expect("temp dir"),
             options,
             last: None,
+            empties: Vec::new(),
         }
     }
 }
@@ -47,6 +50,13 @@ impl Backend for Sled {
         let store = Arc::new(SledStore::open(self.dir.path(), self.options).expect("open"));
         self.last = Some(Arc::downgrade(&store));
         store
+    }
+
+    fn open_empty(&mut self) -> Arc<dyn Store> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SledStore::open(dir.path(), self.options).expect("open an empty store");
+        self.empties.push(dir);
+        Arc::new(store)
     }
 }
 

@@ -41,6 +41,7 @@ pub mod conformance;
 mod error;
 mod memory;
 mod record;
+pub mod snapshot;
 mod ticket;
 
 pub use backlog::{op_bytes, Backlog};
@@ -99,7 +100,7 @@ pub enum Op {
 }
 
 /// A stored message, as recovery and reads return it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
     pub seq: u64,
     pub record: Arc<MessageRecord>,
@@ -174,6 +175,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Message bytes committed and not yet durable.
     fn backlog(&self) -> &Backlog;
+
+    /// Hands everything the store holds to `sink` (see [`snapshot`]): every commit submitted
+    /// before the call and none after it, with no commit applied while it runs. Blocks until the
+    /// sink has finished; call from a blocking context.
+    fn snapshot(&self, sink: Box<dyn snapshot::Sink>) -> Result<snapshot::Summary, StoreError>;
 
     /// Why the store no longer accepts writes, if it has failed.
     fn failure(&self) -> Option<String> {

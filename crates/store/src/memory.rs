@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
+use crate::snapshot::{Entry, Sink, Summary};
 use crate::{
     Backlog, Completer, Op, QueueId, ReadDone, RecoveredQueue, Recovery, Store, StoreError,
     StoredMessage,
@@ -165,6 +166,43 @@ impl Store for MemoryStore {
 
     fn backlog(&self) -> &Backlog {
         &self.backlog
+    }
+
+    fn snapshot(&self, mut sink: Box<dyn Sink>) -> Result<Summary, StoreError> {
+        // Under the lock, as commits apply: the snapshot falls between two of them.
+        let st = self.state.lock();
+        let mut summary = Summary {
+            next_queue_id: st.next_queue_id.max(1),
+            ..Summary::default()
+        };
+        let mut ids: Vec<_> = st.queues.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let q = &st.queues[&id];
+            sink.entry(Entry::Queue {
+                id,
+                name: q.name.clone(),
+                attrs: q.attrs.clone(),
+                next_seq: q.next_seq,
+            })?;
+            summary.queues += 1;
+            for m in q.messages.values() {
+                sink.entry(Entry::Message {
+                    queue: id,
+                    message: m.clone(),
+                })?;
+                summary.messages += 1;
+            }
+        }
+        for (key, value) in &st.meta {
+            sink.entry(Entry::Meta {
+                key: key.clone(),
+                value: value.clone(),
+            })?;
+            summary.meta += 1;
+        }
+        sink.finish(summary)?;
+        Ok(summary)
     }
 }
 

@@ -15,6 +15,10 @@ impl Backend for Memory {
     fn open(&mut self) -> Arc<dyn Store> {
         self.0.clone()
     }
+
+    fn open_empty(&mut self) -> Arc<dyn Store> {
+        Arc::new(MemoryStore::new())
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -63,6 +63,12 @@ impl Store for CountingStore {
     fn backlog(&self) -> &stampede_store::Backlog {
         self.inner.backlog()
     }
+    fn snapshot(
+        &self,
+        sink: Box<dyn stampede_store::snapshot::Sink>,
+    ) -> Result<stampede_store::snapshot::Summary, StoreError> {
+        self.inner.snapshot(sink)
+    }
 }
 
 pub(crate) struct Env {

@@ -12,15 +12,17 @@
 //!
 //! The checks are in `messages` (ordering, atomicity, totals, sequence numbers), `state`
 //! (recovery, metadata, dropping queues) and `edges` (unknown queues, large bodies, odd headers,
-//! flush, concurrency); `crash` holds the crash halves.
+//! flush, concurrency), `snapshot` (backups and restores); `crash` holds the crash halves.
 
 pub mod crash;
 mod edges;
 mod messages;
+mod snapshot;
 mod state;
 
 pub use edges::*;
 pub use messages::*;
+pub use snapshot::*;
 pub use state::*;
 
 use std::future::Future;
@@ -36,6 +38,9 @@ pub trait Backend {
     /// Opens the store over this backend's state; called again after the previous instance was
     /// dropped (a restart).
     fn open(&mut self) -> Arc<dyn Store>;
+
+    /// A store of the same backend over new, empty state (a restore's target).
+    fn open_empty(&mut self) -> Arc<dyn Store>;
 }
 
 /// Runs every in-process check; panics naming the check and what differed.
@@ -52,6 +57,7 @@ pub async fn run(backend: &mut dyn Backend) {
     headers_and_expiry(backend).await;
     flush(backend).await;
     concurrent_commits(backend).await;
+    snapshots(backend).await;
 }
 
 /// Messages per queue that every `recover` of the suite asks for: more than any check stores.
