@@ -4,6 +4,7 @@
 mod ack;
 mod auth;
 mod backpressure;
+mod backup;
 mod channels;
 mod connect;
 mod disk;

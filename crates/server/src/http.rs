@@ -1,7 +1,8 @@
 //! The HTTP listener (`listeners.http`, default 0.0.0.0:8161): `/metrics`, `/healthz`, `/readyz`,
-//! and the OCI Queue REST API under `/20210201` (`oci_rest`). It is one axum router so that the
-//! admin API, the web console and STOMP over WebSocket can be added as routes of their own. It starts before recovery, so `/readyz` can say
-//! "not yet" while the store is being read.
+//! the OCI Queue REST API under `/20210201` (`oci_rest`) and `/api/backup` (`backup`). It is one
+//! axum router so that the admin API, the web console and STOMP over WebSocket can be added as
+//! routes of their own. It starts before recovery, so `/readyz` can say "not yet" while the store
+//! is being read.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -55,9 +56,12 @@ pub async fn serve(
     listener: TcpListener,
     state: Arc<HttpState>,
     oci: Arc<crate::oci_rest::OciState>,
+    backup: Arc<crate::backup::BackupState>,
     shutdown: CancellationToken,
 ) {
-    let app = router(state).merge(crate::oci_rest::router(oci));
+    let app = router(state)
+        .merge(crate::oci_rest::router(oci))
+        .merge(crate::backup::router(backup));
     // The peer address is what failed logins are slowed by.
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app)

@@ -9,6 +9,7 @@
 //! line and calls these.
 
 pub mod auth;
+pub mod backup;
 pub mod config;
 mod connection;
 mod disk;
@@ -171,10 +172,18 @@ pub async fn run(
         token.clone(),
     ));
     let http_addr = local_addr(&listeners.http, "listeners.http.bind")?;
+    let spool = data_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let backup = Arc::new(backup::BackupState::new(
+        http_state.clone(),
+        loaded.auth.mode,
+        authenticator.clone(),
+        spool,
+    ));
     let http_task = tokio::spawn(http::serve(
         listeners.http,
         http_state.clone(),
         oci,
+        backup,
         token.clone(),
     ));
     info!(http = %http_addr, backend = ?s.storage.backend, "HTTP listening; recovering the store");

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use stampede_server::backup;
 use stampede_server::config::{self, LogFormat};
 use tracing_subscriber::EnvFilter;
 
@@ -47,6 +48,29 @@ enum Cmd {
         #[arg(long)]
         ready: bool,
     },
+    /// Write a consistent snapshot of a running broker (its HTTP listener's /api/backup) to a
+    /// file: everything stored at one instant, as a `kill -9` then would leave it. The file gets
+    /// its name only once it has arrived whole and checks out.
+    Backup {
+        /// The snapshot file to write.
+        out: PathBuf,
+        /// HOST:PORT of the broker's HTTP listener (default: the configured listeners.http.bind).
+        #[arg(long)]
+        addr: Option<std::net::SocketAddr>,
+        /// A user with admin permission on `*` (auth.mode = "users"); the password is read from
+        /// the environment variable STAMPEDE_PASSWORD.
+        #[arg(long)]
+        user: Option<String>,
+        /// Read the data directory of a stopped broker instead of asking a running one.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Write a snapshot file made by `stampede backup` into a new or empty data directory (the
+    /// broker must not be running on it), after checking the file whole.
+    Restore {
+        /// The snapshot file to read.
+        file: PathBuf,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -88,6 +112,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         };
         return health(addr, if ready { "/readyz" } else { "/healthz" });
     }
+    if let Some(Cmd::Backup { .. } | Cmd::Restore { .. }) = &cli.command {
+        return backup_or_restore(cli);
+    }
     let ephemeral = matches!(cli.command, Some(Cmd::Serve { ephemeral: true }));
     let mut loaded = config::load(cli.config.as_deref(), std::env::vars())?;
     if ephemeral {
@@ -115,15 +142,67 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `stampede health`: one GET, two seconds at most, 200 or failure.
-fn health(mut addr: std::net::SocketAddr, path: &str) -> anyhow::Result<()> {
-    use std::io::{Read, Write};
-    if addr.ip().is_unspecified() {
-        addr.set_ip(match addr {
-            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        });
+/// `stampede backup` and `stampede restore`; what they did goes to stderr, as the log would.
+fn backup_or_restore(cli: Cli) -> anyhow::Result<()> {
+    let mut loaded = config::load(cli.config.as_deref(), std::env::vars())?;
+    if let Some(dir) = cli.data_dir {
+        loaded.settings.storage.data_dir = dir;
     }
+    let settings = &loaded.settings;
+    let (summary, what) = match cli.command {
+        Some(Cmd::Backup {
+            out, offline: true, ..
+        }) => (
+            backup::snapshot_offline(settings, &out)?,
+            format!(
+                "backed up {} to {}",
+                settings.storage.data_dir.display(),
+                out.display()
+            ),
+        ),
+        Some(Cmd::Backup {
+            out, addr, user, ..
+        }) => {
+            let addr = backup::local(addr.unwrap_or(loaded.http_addr));
+            let password = match &user {
+                Some(u) => Some(std::env::var("STAMPEDE_PASSWORD").with_context(|| {
+                    format!("--user {u} needs the password in STAMPEDE_PASSWORD")
+                })?),
+                None => None,
+            };
+            let credentials = user.as_deref().zip(password.as_deref());
+            (
+                backup::download(addr, credentials, &out)?,
+                format!("backed up the broker on {addr} to {}", out.display()),
+            )
+        }
+        Some(Cmd::Restore { file }) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            (
+                runtime.block_on(backup::restore(&file, settings))?,
+                format!(
+                    "restored {} into {}",
+                    file.display(),
+                    settings.storage.data_dir.display()
+                ),
+            )
+        }
+        _ => unreachable!("called for backup and restore only"),
+    };
+    eprintln!(
+        "stampede: {what}: {} queues, {} messages, {} metadata entries",
+        summary.queues, summary.messages, summary.meta
+    );
+    Ok(())
+}
+
+/// `stampede health`: one GET, two seconds at most, 200 or failure.
+fn health(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let addr = backup::local(addr);
     let timeout = std::time::Duration::from_secs(2);
     let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)
         .with_context(|| format!("cannot reach the HTTP listener on {addr}"))?;

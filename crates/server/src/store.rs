@@ -20,11 +20,7 @@ pub async fn open(
         Backend::Sled => {
             prepare_data_dir(&st.data_dir)?;
             let dir = st.data_dir.clone();
-            let options = SledOptions {
-                cache_capacity: st.cache_capacity as u64,
-                inline_limit: st.large_body_threshold,
-                ..SledOptions::default()
-            };
+            let options = sled_options(settings);
             let opened = tokio::task::spawn_blocking(move || {
                 SledStore::open_observed(&dir, options, Some(observer))
                     .map_err(|source| ServerError::Store { path: dir, source })
@@ -33,6 +29,16 @@ pub async fn open(
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
             Ok(Arc::new(opened))
         }
+    }
+}
+
+/// The sled options the configuration asks for.
+pub fn sled_options(settings: &Settings) -> SledOptions {
+    let st = &settings.storage;
+    SledOptions {
+        cache_capacity: st.cache_capacity as u64,
+        inline_limit: st.large_body_threshold,
+        ..SledOptions::default()
     }
 }
 

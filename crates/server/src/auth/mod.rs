@@ -109,6 +109,16 @@ pub struct Credentials<'a> {
     pub cert_login: Option<&'a str>,
 }
 
+/// The user and password of an HTTP `Authorization: Basic` value (`rest` follows `Basic `).
+pub fn basic_credentials(rest: &str) -> Option<(String, String)> {
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
 /// Why a login was refused; the client hears "authentication failed" either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -187,6 +197,28 @@ impl Authenticator {
             .users
             .get_key_value(name)
             .map(|(n, u)| Identity::user(n, u))
+    }
+
+    /// Checks the HTTP Basic credentials of a configured user; the password is sent as it is (no
+    /// passcode encoding). The same limiter and rationed checks as a
+    /// CONNECT apply; `deadline` bounds the wait for them.
+    pub async fn login_basic(
+        &self,
+        user: &str,
+        password: &str,
+        peer: IpAddr,
+        deadline: Instant,
+    ) -> Result<Identity, Refusal> {
+        let credentials = Credentials {
+            login: Some(user),
+            passcode: Some(password),
+            cert_login: None,
+        };
+        let plain = ListenerAuth {
+            mode: Some(Mode::Users),
+            passcode_encoding: Some(PasscodeEncoding::Plain),
+        };
+        self.login(credentials, peer, plain, deadline).await
     }
 
     /// Decides who a CONNECT is. `deadline` is the connection's connect deadline: a login that

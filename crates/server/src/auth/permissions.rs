@@ -52,6 +52,14 @@ impl Permissions {
         self.lists.is_none()
     }
 
+    /// Whether `access` is allowed on every destination there is or will be (a backup reads them
+    /// all): no permissions table, or `*` in the list.
+    pub fn allows_everything(&self, access: Access) -> bool {
+        self.lists
+            .as_ref()
+            .is_none_or(|lists| lists[access as usize].iter().any(|p| p == "*"))
+    }
+
     /// Whether `access` on `destination` is allowed.
     pub fn allows(&self, access: Access, destination: &Destination) -> bool {
         let Some(lists) = &self.lists else {

@@ -14,11 +14,10 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use parking_lot::Mutex;
 
 use super::{signature, ApiError, Oci};
-use crate::auth::{Authenticator, Credentials, Identity, ListenerAuth, Mode, PasscodeEncoding};
+use crate::auth::{Authenticator, Identity, Mode};
 
 /// How long a Basic login may wait for a password check (they are rationed, see `auth`).
 const CHECK_DEADLINE: Duration = Duration::from_secs(10);
@@ -143,29 +142,15 @@ async fn authenticate(
     }
     if scheme.eq_ignore_ascii_case("basic") {
         let refused = || ApiError::unauthenticated("wrong user name or password");
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(rest.trim())
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(refused)?;
-        let (user, password) = decoded.split_once(':').ok_or_else(refused)?;
-        let key = CheckedCredentials::key(user, password);
+        let (user, password) = crate::auth::basic_credentials(rest).ok_or_else(refused)?;
+        let key = CheckedCredentials::key(&user, &password);
         if let Some(who) = s.checked.get(&key) {
             return Ok(who);
         }
-        let credentials = Credentials {
-            login: Some(user),
-            passcode: Some(password),
-            cert_login: None,
-        };
-        let plain = ListenerAuth {
-            mode: Some(Mode::Users),
-            passcode_encoding: Some(PasscodeEncoding::Plain),
-        };
         let deadline = tokio::time::Instant::now() + CHECK_DEADLINE;
         let who = s
             .authenticator
-            .login(credentials, peer, plain, deadline)
+            .login_basic(&user, &password, peer, deadline)
             .await
             .map_err(|_| refused())?;
         s.checked.remember(key, who.clone());

@@ -1,0 +1,433 @@
+//! Backups of a running broker and restores into an empty data directory.
+//!
+//! `GET /api/backup` on the HTTP listener answers with a snapshot file (`stampede_store::snapshot`):
+//! everything stored at one instant between two commits — what a `kill -9` then would leave.
+//! The store writes it to a local file while no commit is applied (producers' receipts wait that
+//! long; nothing is refused), then the file is streamed to the client, so a slow client does not
+//! hold the store. One backup at a time. In `auth.mode = "users"` it takes HTTP Basic credentials
+//! of a user whose `admin` permission covers every destination (`*`, or no permissions table).
+//!
+//! The client side is here too, for `stampede backup` and `stampede restore`: [`download`] fetches
+//! a backup into a file and checks it whole before naming it; [`snapshot_offline`] takes one from a
+//! stopped broker's data directory; [`restore`] checks a file, then writes it into an empty one.
+
+use std::io::{BufReader, BufWriter, Read, Seek, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine;
+use stampede_store::snapshot::{self, Summary, Writer};
+use stampede_store::{Store, StoreError};
+use stampede_store_sled::{SledOptions, SledStore};
+use thiserror::Error;
+use tokio::sync::Semaphore;
+use tracing::info;
+
+use crate::auth::{Access, Authenticator, Mode};
+use crate::config::{Backend, Settings};
+use crate::http::HttpState;
+
+/// How long a backup request may wait for its password check.
+const CHECK_DEADLINE: Duration = Duration::from_secs(10);
+/// Response headers that carry what the snapshot holds.
+const QUEUES: &str = "x-stampede-snapshot-queues";
+const MESSAGES: &str = "x-stampede-snapshot-messages";
+
+/// What the backup route needs.
+pub struct BackupState {
+    http: Arc<HttpState>,
+    mode: Mode,
+    authenticator: Arc<Authenticator>,
+    /// Where the snapshot is written before it is sent: the data directory for sled (the same
+    /// disk, and a scratch image has no /tmp), the system's temp dir for an ephemeral broker.
+    spool: PathBuf,
+    running: Semaphore,
+}
+
+impl BackupState {
+    pub fn new(
+        http: Arc<HttpState>,
+        mode: Mode,
+        authenticator: Arc<Authenticator>,
+        spool: PathBuf,
+    ) -> BackupState {
+        BackupState {
+            http,
+            mode,
+            authenticator,
+            spool,
+            running: Semaphore::new(1),
+        }
+    }
+}
+
+pub fn router(state: Arc<BackupState>) -> Router {
+    Router::new()
+        .route("/api/backup", get(backup))
+        .with_state(state)
+}
+
+/// An `{error, message}` answer.
+fn refuse(status: StatusCode, error: &str, message: impl Into<String>) -> Response {
+    let body = serde_json::json!({ "error": error, "message": message.into() });
+    (status, Json(body)).into_response()
+}
+
+async fn backup(
+    State(s): State<Arc<BackupState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = authorize(&s, &headers, peer.ip()).await {
+        return refused;
+    }
+    let Some(broker) = s.http.broker().cloned() else {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "NotReady",
+            "the store is still being recovered",
+        );
+    };
+    let Ok(_one) = s.running.try_acquire() else {
+        return refuse(
+            StatusCode::CONFLICT,
+            "BackupRunning",
+            "a backup is already being taken",
+        );
+    };
+    let spool = s.spool.clone();
+    let taken = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let (file, summary) = spool_snapshot(&spool, |sink| broker.snapshot(sink))?;
+        Ok::<_, StoreError>((file, summary, started.elapsed()))
+    })
+    .await
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    let (file, summary, held) = match taken {
+        Ok(t) => t,
+        Err(e) => {
+            return refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "BackupFailed",
+                format!("the snapshot could not be written: {e}"),
+            )
+        }
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    info!(
+        queues = summary.queues,
+        messages = summary.messages,
+        bytes = len,
+        held_ms = held.as_millis() as u64,
+        "backup taken"
+    );
+    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+    let mut response = Body::from_stream(stream).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"stampede.snapshot\""),
+    );
+    h.insert(QUEUES, HeaderValue::from(summary.queues));
+    h.insert(MESSAGES, HeaderValue::from(summary.messages));
+    response
+}
+
+async fn authorize(s: &BackupState, headers: &HeaderMap, peer: IpAddr) -> Result<(), Response> {
+    if s.mode == Mode::Open {
+        return Ok(());
+    }
+    let unauthenticated = || {
+        let mut r = refuse(
+            StatusCode::UNAUTHORIZED,
+            "NotAuthenticated",
+            "a backup needs HTTP Basic credentials of a user with admin permission on `*`",
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"stampede\""),
+        );
+        r
+    };
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let (user, password) = auth
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .and_then(|(_, rest)| crate::auth::basic_credentials(rest))
+        .ok_or_else(unauthenticated)?;
+    let deadline = tokio::time::Instant::now() + CHECK_DEADLINE;
+    let who = s
+        .authenticator
+        .login_basic(&user, &password, peer, deadline)
+        .await
+        .map_err(|_| unauthenticated())?;
+    if !who.permissions.allows_everything(Access::Admin) {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "NotAuthorized",
+            format!("user {user} may not take backups: it needs admin permission on `*`"),
+        ));
+    }
+    Ok(())
+}
+
+/// Writes a snapshot into an unnamed file under `dir` (created, then unlinked at once, so nothing
+/// is left behind whatever happens) and returns it rewound.
+fn spool_snapshot(
+    dir: &Path,
+    take: impl FnOnce(Box<dyn snapshot::Sink>) -> Result<Summary, StoreError>,
+) -> Result<(std::fs::File, Summary), StoreError> {
+    let io = |context| move |e| StoreError::io(context, e);
+    std::fs::create_dir_all(dir).map_err(io("creating the backup spool directory"))?;
+    let path = dir.join(format!(".backup-{}.partial", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(io("creating the backup spool file"))?;
+    std::fs::remove_file(&path).map_err(io("unlinking the backup spool file"))?;
+    let out = file
+        .try_clone()
+        .map_err(io("opening the backup spool file"))?;
+    let summary = take(Box::new(Writer::new(BufWriter::new(out))?))?;
+    file.rewind()
+        .map_err(io("rewinding the backup spool file"))?;
+    Ok((file, summary))
+}
+
+/// Why `stampede backup` or `stampede restore` failed.
+#[derive(Debug, Error)]
+pub enum BackupError {
+    #[error("cannot reach the HTTP listener on {addr}: {source}")]
+    Connect {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the broker on {addr} refused the backup ({status}): {message}")]
+    Refused {
+        addr: SocketAddr,
+        status: u16,
+        message: String,
+    },
+    #[error("the backup from {addr} broke off: {reason}")]
+    Transfer { addr: SocketAddr, reason: String },
+    #[error("{path}: {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Snapshot { path: PathBuf, source: StoreError },
+    #[error("storage.backend is \"memory\": such a broker keeps nothing on disk to back up or restore into")]
+    Memory,
+    #[error(
+        "{path} is not empty: restore writes into a new or empty data directory only (move the \
+         old one aside first)"
+    )]
+    NotEmpty { path: PathBuf },
+}
+
+fn file_error(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
+    move |source| BackupError::File {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn snapshot_error(path: &Path) -> impl FnOnce(StoreError) -> BackupError + '_ {
+    move |source| BackupError::Snapshot {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The partial file a backup is written to before it is checked and renamed to `out`.
+fn partial(out: &Path) -> PathBuf {
+    let mut name = out.file_name().unwrap_or_default().to_owned();
+    name.push(".partial");
+    out.with_file_name(name)
+}
+
+/// Checks `tmp` whole, makes it durable and renames it to `out`.
+fn keep(tmp: &Path, out: &Path) -> Result<Summary, BackupError> {
+    let file = std::fs::File::open(tmp).map_err(file_error(tmp))?;
+    let summary = snapshot::verify(BufReader::new(&file)).map_err(snapshot_error(tmp))?;
+    file.sync_all().map_err(file_error(tmp))?;
+    std::fs::rename(tmp, out).map_err(file_error(out))?;
+    Ok(summary)
+}
+
+/// `stampede backup`: fetches `GET /api/backup` from `addr` into `out`. The file appears under
+/// its name only once it has been checked whole.
+pub fn download(
+    addr: SocketAddr,
+    credentials: Option<(&str, &str)>,
+    out: &Path,
+) -> Result<Summary, BackupError> {
+    let connect = |source| BackupError::Connect { addr, source };
+    let transfer = |reason: String| BackupError::Transfer { addr, reason };
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(connect)?;
+    // Generous: the broker answers once the snapshot is written, which takes a while for a big
+    // store.
+    s.set_read_timeout(Some(Duration::from_secs(600)))
+        .map_err(connect)?;
+    let mut request = format!("GET /api/backup HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some((user, password)) = credentials {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        request.push_str(&format!("Authorization: Basic {token}\r\n"));
+    }
+    request.push_str("\r\n");
+    s.write_all(request.as_bytes()).map_err(connect)?;
+    let mut input = BufReader::new(s);
+    let (status, length) = read_head(&mut input).map_err(|e| transfer(e.to_string()))?;
+    if status != 200 {
+        let mut body = String::new();
+        let _ = input.take(64 * 1024).read_to_string(&mut body);
+        let message = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_owned))
+            .unwrap_or(body);
+        return Err(BackupError::Refused {
+            addr,
+            status,
+            message,
+        });
+    }
+    let length = length.ok_or_else(|| transfer("the answer has no Content-Length".into()))?;
+    let tmp = partial(out);
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp).map_err(file_error(&tmp))?;
+        let copied = std::io::copy(&mut input.take(length), &mut file)
+            .map_err(|e| transfer(e.to_string()))?;
+        if copied != length {
+            return Err(transfer(format!("{copied} of {length} bytes arrived")));
+        }
+        drop(file);
+        keep(&tmp, out)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// The status and Content-Length of an HTTP/1.1 answer's head.
+fn read_head(input: &mut impl std::io::BufRead) -> std::io::Result<(u16, Option<u64>)> {
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+    let mut line = String::new();
+    input.read_line(&mut line)?;
+    let status = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("not an HTTP answer"))?;
+    let mut length = None;
+    loop {
+        line.clear();
+        if input.read_line(&mut line)? == 0 {
+            return Err(bad("the answer ends inside its head"));
+        }
+        let l = line.trim_end();
+        if l.is_empty() {
+            return Ok((status, length));
+        }
+        if let Some((name, value)) = l.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().ok();
+            }
+        }
+    }
+}
+
+/// `stampede backup --offline`: a snapshot of a stopped broker's sled directory. sled's lock
+/// refuses this while a broker runs on it (the error says so).
+pub fn snapshot_offline(settings: &Settings, out: &Path) -> Result<Summary, BackupError> {
+    let (data_dir, options) = sled_of(settings)?;
+    if !data_dir.join("sled").exists() {
+        return Err(BackupError::File {
+            path: data_dir.to_owned(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no Stampede store here"),
+        });
+    }
+    let store = SledStore::open(data_dir, options).map_err(snapshot_error(data_dir))?;
+    let tmp = partial(out);
+    let result = (|| {
+        let file = std::fs::File::create(&tmp).map_err(file_error(&tmp))?;
+        let writer = Writer::new(BufWriter::new(file)).map_err(snapshot_error(&tmp))?;
+        store
+            .snapshot(Box::new(writer))
+            .map_err(snapshot_error(data_dir))?;
+        keep(&tmp, out)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// `stampede restore`: checks `file` whole, then writes it into `data_dir`, which must not exist
+/// or be empty. Blocking reads inside: run it on a runtime of its own (the command line's).
+pub async fn restore(file: &Path, settings: &Settings) -> Result<Summary, BackupError> {
+    let (data_dir, options) = sled_of(settings)?;
+    let open = || std::fs::File::open(file).map_err(file_error(file));
+    snapshot::verify(BufReader::new(open()?)).map_err(snapshot_error(file))?;
+    match std::fs::read_dir(data_dir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(BackupError::NotEmpty {
+                    path: data_dir.to_owned(),
+                });
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(file_error(data_dir)(e)),
+    }
+    std::fs::create_dir_all(data_dir).map_err(file_error(data_dir))?;
+    let store = SledStore::open(data_dir, options).map_err(snapshot_error(data_dir))?;
+    let summary = snapshot::restore(BufReader::new(open()?), &store)
+        .await
+        .map_err(snapshot_error(data_dir))?;
+    Ok(summary)
+}
+
+/// The data directory and options of the configured sled store.
+fn sled_of(settings: &Settings) -> Result<(&Path, SledOptions), BackupError> {
+    match settings.storage.backend {
+        Backend::Sled => Ok((
+            &settings.storage.data_dir,
+            crate::store::sled_options(settings),
+        )),
+        Backend::Memory => Err(BackupError::Memory),
+    }
+}
+
+/// The address `stampede backup` asks when none is given: the configured HTTP listener, on
+/// loopback when it listens on every address.
+pub fn local(mut addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    addr
+}
