@@ -211,7 +211,6 @@ impl Broker {
         self.store.failure()
     }
 
-    /// Resolves once everything committed so far is durable; part of graceful shutdown.
     /// Hands everything stored to `sink` at one instant between two commits: what a `kill -9`
     /// then would leave (non-persistent messages are not in it). Blocks; writes wait meanwhile.
     pub fn snapshot(
@@ -221,6 +220,7 @@ impl Broker {
         self.store.snapshot(sink)
     }
 
+    /// Resolves once everything committed so far is durable; part of graceful shutdown.
     pub fn flush(&self) -> Ticket {
         self.store.flush()
     }

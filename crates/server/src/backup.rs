@@ -19,11 +19,12 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine;
+use futures::StreamExt;
 use stampede_store::snapshot::{self, Summary, Writer};
 use stampede_store::{Store, StoreError};
 use stampede_store_sled::{SledOptions, SledStore};
@@ -49,7 +50,11 @@ pub struct BackupState {
     /// Where the snapshot is written before it is sent: the data directory for sled (the same
     /// disk, and a scratch image has no /tmp), the system's temp dir for an ephemeral broker.
     spool: PathBuf,
-    running: Semaphore,
+    /// Free space the spool must leave on its filesystem (twice `storage.min_free_space`): the
+    /// backup gives up before the store could run short.
+    reserve: u64,
+    /// One backup at a time, from its request until its last byte is sent.
+    running: Arc<Semaphore>,
 }
 
 impl BackupState {
@@ -58,13 +63,15 @@ impl BackupState {
         mode: Mode,
         authenticator: Arc<Authenticator>,
         spool: PathBuf,
+        min_free_space: u64,
     ) -> BackupState {
         BackupState {
             http,
             mode,
             authenticator,
             spool,
-            running: Semaphore::new(1),
+            reserve: min_free_space.saturating_mul(2),
+            running: Arc::new(Semaphore::new(1)),
         }
     }
 }
@@ -84,8 +91,17 @@ fn refuse(status: StatusCode, error: &str, message: impl Into<String>) -> Respon
 async fn backup(
     State(s): State<Arc<BackupState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
     headers: HeaderMap,
 ) -> Response {
+    if method != Method::GET {
+        // axum answers HEAD with the GET handler; a snapshot taken to be thrown away is not one.
+        return refuse(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "GET /api/backup",
+        );
+    }
     if let Err(refused) = authorize(&s, &headers, peer.ip()).await {
         return refused;
     }
@@ -96,32 +112,53 @@ async fn backup(
             "the store is still being recovered",
         );
     };
-    let Ok(_one) = s.running.try_acquire() else {
+    let Ok(permit) = s.running.clone().try_acquire_owned() else {
         return refuse(
             StatusCode::CONFLICT,
             "BackupRunning",
             "a backup is already being taken",
         );
     };
-    let spool = s.spool.clone();
+    let (spool, reserve) = (s.spool.clone(), s.reserve);
+    // The permit travels with the work: a client that hangs up does not free it while the
+    // snapshot is still being written, nor before its file has been sent.
     let taken = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
-        let (file, summary) = spool_snapshot(&spool, |sink| broker.snapshot(sink))?;
-        Ok::<_, StoreError>((file, summary, started.elapsed()))
+        let taken = spool_snapshot(&spool, reserve, |sink| broker.snapshot(sink));
+        taken.map(|(file, summary)| (file, summary, started.elapsed(), permit))
     })
-    .await
-    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-    let (file, summary, held) = match taken {
-        Ok(t) => t,
+    .await;
+    let (file, summary, held, permit) = match taken {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            let status = match e {
+                StoreError::Failed(_) => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            return refuse(
+                status,
+                "BackupFailed",
+                format!("the snapshot could not be written: {e}"),
+            );
+        }
         Err(e) => {
             return refuse(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "BackupFailed",
-                format!("the snapshot could not be written: {e}"),
+                format!("the snapshot task ended: {e}"),
             )
         }
     };
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let len = match file.metadata() {
+        Ok(m) => m.len(),
+        Err(e) => {
+            return refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "BackupFailed",
+                format!("the snapshot's spool file cannot be read: {e}"),
+            )
+        }
+    };
     info!(
         queues = summary.queues,
         messages = summary.messages,
@@ -129,7 +166,11 @@ async fn backup(
         held_ms = held.as_millis() as u64,
         "backup taken"
     );
-    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+    let stream =
+        tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file)).map(move |chunk| {
+            let _sending = &permit;
+            chunk
+        });
     let mut response = Body::from_stream(stream).into_response();
     let h = response.headers_mut();
     h.insert(
@@ -154,7 +195,7 @@ async fn authorize(s: &BackupState, headers: &HeaderMap, peer: IpAddr) -> Result
         let mut r = refuse(
             StatusCode::UNAUTHORIZED,
             "NotAuthenticated",
-            "a backup needs HTTP Basic credentials of a user with admin permission on `*`",
+            "a backup needs HTTP Basic credentials of a user with read and admin permission on `*`",
         );
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -177,40 +218,103 @@ async fn authorize(s: &BackupState, headers: &HeaderMap, peer: IpAddr) -> Result
         .login_basic(&user, &password, peer, deadline)
         .await
         .map_err(|_| unauthenticated())?;
-    if !who.permissions.allows_everything(Access::Admin) {
+    // A backup holds every message body: reading them all is what it amounts to.
+    let p = &who.permissions;
+    if !(p.allows_everything(Access::Read) && p.allows_everything(Access::Admin)) {
         return Err(refuse(
             StatusCode::FORBIDDEN,
             "NotAuthorized",
-            format!("user {user} may not take backups: it needs admin permission on `*`"),
+            format!("user {user} may not take backups: it needs read and admin permission on `*`"),
         ));
     }
     Ok(())
 }
 
 /// Writes a snapshot into an unnamed file under `dir` (created, then unlinked at once, so nothing
-/// is left behind whatever happens) and returns it rewound.
+/// is left behind whatever happens) and returns it rewound. It gives up when the filesystem would
+/// be left with less than `reserve` bytes free, and then gives back what it wrote at once.
 fn spool_snapshot(
     dir: &Path,
+    reserve: u64,
     take: impl FnOnce(Box<dyn snapshot::Sink>) -> Result<Summary, StoreError>,
 ) -> Result<(std::fs::File, Summary), StoreError> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SPOOLS: AtomicU64 = AtomicU64::new(0);
     let io = |context| move |e| StoreError::io(context, e);
     std::fs::create_dir_all(dir).map_err(io("creating the backup spool directory"))?;
-    let path = dir.join(format!(".backup-{}.partial", std::process::id()));
+    let n = SPOOLS.fetch_add(1, Ordering::Relaxed);
+    let path = dir.join(format!(".backup-{}-{n}.partial", std::process::id()));
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .open(&path)
         .map_err(io("creating the backup spool file"))?;
     std::fs::remove_file(&path).map_err(io("unlinking the backup spool file"))?;
     let out = file
         .try_clone()
         .map_err(io("opening the backup spool file"))?;
-    let summary = take(Box::new(Writer::new(BufWriter::new(out))?))?;
-    file.rewind()
-        .map_err(io("rewinding the backup spool file"))?;
-    Ok((file, summary))
+    let writer = Writer::new(BufWriter::new(out))?;
+    let guarded = SpaceGuard {
+        inner: writer,
+        dir: dir.to_owned(),
+        reserve,
+        since_check: 0,
+    };
+    match take(Box::new(guarded)) {
+        Ok(summary) => {
+            file.rewind()
+                .map_err(io("rewinding the backup spool file"))?;
+            Ok((file, summary))
+        }
+        Err(e) => {
+            let _ = file.set_len(0);
+            Err(e)
+        }
+    }
+}
+
+/// Passes entries on to the snapshot writer, checking every few MiB that the spool leaves the
+/// filesystem its reserve.
+struct SpaceGuard<W: Write + Send + 'static> {
+    inner: Writer<W>,
+    dir: PathBuf,
+    reserve: u64,
+    since_check: u64,
+}
+
+/// Bytes written between two looks at the free space.
+const SPACE_CHECK: u64 = 8 << 20;
+
+impl<W: Write + Send + 'static> snapshot::Sink for SpaceGuard<W> {
+    fn entry(&mut self, entry: snapshot::Entry) -> Result<(), StoreError> {
+        if let snapshot::Entry::Message { message, .. } = &entry {
+            self.since_check += message.record.size() as u64;
+        }
+        if self.since_check >= SPACE_CHECK {
+            self.since_check = 0;
+            let free = crate::disk::free_bytes(&self.dir)
+                .map_err(|e| StoreError::io("reading the spool's free space", e))?;
+            if free < self.reserve + SPACE_CHECK {
+                return Err(StoreError::io(
+                    "spooling the backup",
+                    std::io::Error::new(
+                        std::io::ErrorKind::StorageFull,
+                        format!(
+                            "{} would have less than twice storage.min_free_space free; \
+                             stopped so the store keeps its room",
+                            self.dir.display()
+                        ),
+                    ),
+                ));
+            }
+        }
+        self.inner.entry(entry)
+    }
+
+    fn finish(&mut self, summary: Summary) -> Result<(), StoreError> {
+        self.inner.finish(summary)
+    }
 }
 
 /// Why `stampede backup` or `stampede restore` failed.
@@ -272,7 +376,19 @@ fn keep(tmp: &Path, out: &Path) -> Result<Summary, BackupError> {
     let summary = snapshot::verify(BufReader::new(&file)).map_err(snapshot_error(tmp))?;
     file.sync_all().map_err(file_error(tmp))?;
     std::fs::rename(tmp, out).map_err(file_error(out))?;
+    sync_parent(out)?;
     Ok(summary)
+}
+
+/// Makes a rename in `path`'s directory durable.
+fn sync_parent(path: &Path) -> Result<(), BackupError> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(parent)
+        .and_then(|d| d.sync_all())
+        .map_err(file_error(parent))
 }
 
 /// `stampede backup`: fetches `GET /api/backup` from `addr` into `out`. The file appears under
@@ -298,7 +414,13 @@ pub fn download(
     request.push_str("\r\n");
     s.write_all(request.as_bytes()).map_err(connect)?;
     let mut input = BufReader::new(s);
-    let (status, length) = read_head(&mut input).map_err(|e| transfer(e.to_string()))?;
+    let broke = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            transfer("no answer within 10 minutes".into())
+        }
+        _ => transfer(e.to_string()),
+    };
+    let (status, length) = read_head(&mut input).map_err(broke)?;
     if status != 200 {
         let mut body = String::new();
         let _ = input.take(64 * 1024).read_to_string(&mut body);
@@ -316,8 +438,7 @@ pub fn download(
     let tmp = partial(out);
     let result = (|| {
         let mut file = std::fs::File::create(&tmp).map_err(file_error(&tmp))?;
-        let copied = std::io::copy(&mut input.take(length), &mut file)
-            .map_err(|e| transfer(e.to_string()))?;
+        let copied = std::io::copy(&mut input.take(length), &mut file).map_err(broke)?;
         if copied != length {
             return Err(transfer(format!("{copied} of {length} bytes arrived")));
         }
@@ -368,6 +489,12 @@ pub fn snapshot_offline(settings: &Settings, out: &Path) -> Result<Summary, Back
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "no Stampede store here"),
         });
     }
+    // Opening runs sled's recovery, as a broker's start would; sweeping dropped queues is left
+    // to the broker, so the backup changes no more than that.
+    let options = SledOptions {
+        sweep_keys: 0,
+        ..options
+    };
     let store = SledStore::open(data_dir, options).map_err(snapshot_error(data_dir))?;
     let tmp = partial(out);
     let result = (|| {
@@ -385,27 +512,51 @@ pub fn snapshot_offline(settings: &Settings, out: &Path) -> Result<Summary, Back
 }
 
 /// `stampede restore`: checks `file` whole, then writes it into `data_dir`, which must not exist
-/// or be empty. Blocking reads inside: run it on a runtime of its own (the command line's).
+/// or be empty. It writes into a sibling directory first and renames it into place only once
+/// everything is durable, so a failed restore leaves no directory a broker would start on.
+/// Blocking reads inside: run it on a runtime of its own (the command line's).
 pub async fn restore(file: &Path, settings: &Settings) -> Result<Summary, BackupError> {
     let (data_dir, options) = sled_of(settings)?;
     let open = || std::fs::File::open(file).map_err(file_error(file));
     snapshot::verify(BufReader::new(open()?)).map_err(snapshot_error(file))?;
-    match std::fs::read_dir(data_dir) {
+    let existed = match std::fs::read_dir(data_dir) {
         Ok(mut entries) => {
             if entries.next().is_some() {
                 return Err(BackupError::NotEmpty {
                     path: data_dir.to_owned(),
                 });
             }
+            true
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
         Err(e) => return Err(file_error(data_dir)(e)),
+    };
+    let mut name = data_dir.file_name().unwrap_or_default().to_owned();
+    name.push(format!(".restoring-{}", std::process::id()));
+    let staging = data_dir.with_file_name(name);
+    let written = async {
+        std::fs::create_dir_all(&staging).map_err(file_error(&staging))?;
+        let store = SledStore::open(&staging, options).map_err(snapshot_error(&staging))?;
+        let summary = snapshot::restore(BufReader::new(open()?), &store)
+            .await
+            .map_err(snapshot_error(&staging))?;
+        // Dropping the store flushes it and releases its lock before the rename.
+        drop(store);
+        Ok::<_, BackupError>(summary)
     }
-    std::fs::create_dir_all(data_dir).map_err(file_error(data_dir))?;
-    let store = SledStore::open(data_dir, options).map_err(snapshot_error(data_dir))?;
-    let summary = snapshot::restore(BufReader::new(open()?), &store)
-        .await
-        .map_err(snapshot_error(data_dir))?;
+    .await;
+    let summary = match written {
+        Ok(summary) => summary,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+    };
+    if existed {
+        std::fs::remove_dir(data_dir).map_err(file_error(data_dir))?;
+    }
+    std::fs::rename(&staging, data_dir).map_err(file_error(data_dir))?;
+    sync_parent(data_dir)?;
     Ok(summary)
 }
 

@@ -178,6 +178,7 @@ pub async fn run(
         loaded.auth.mode,
         authenticator.clone(),
         spool,
+        s.storage.min_free_space as u64,
     ));
     let http_task = tokio::spawn(http::serve(
         listeners.http,

@@ -54,11 +54,12 @@ enum Cmd {
     Backup {
         /// The snapshot file to write.
         out: PathBuf,
-        /// HOST:PORT of the broker's HTTP listener (default: the configured listeners.http.bind).
+        /// HOST:PORT of the broker's HTTP listener, a name or an address (default: the
+        /// configured listeners.http.bind).
         #[arg(long)]
-        addr: Option<std::net::SocketAddr>,
-        /// A user with admin permission on `*` (auth.mode = "users"); the password is read from
-        /// the environment variable STAMPEDE_PASSWORD.
+        addr: Option<String>,
+        /// A user with read and admin permission on `*` (auth.mode = "users"); the password is
+        /// read from the environment variable STAMPEDE_PASSWORD.
         #[arg(long)]
         user: Option<String>,
         /// Read the data directory of a stopped broker instead of asking a running one.
@@ -163,7 +164,13 @@ fn backup_or_restore(cli: Cli) -> anyhow::Result<()> {
         Some(Cmd::Backup {
             out, addr, user, ..
         }) => {
-            let addr = backup::local(addr.unwrap_or(loaded.http_addr));
+            let addr = match addr {
+                Some(a) => std::net::ToSocketAddrs::to_socket_addrs(&a)
+                    .with_context(|| format!("--addr {a}: not a HOST:PORT this machine resolves"))?
+                    .next()
+                    .with_context(|| format!("--addr {a} resolves to no address"))?,
+                None => backup::local(loaded.http_addr),
+            };
             let password = match &user {
                 Some(u) => Some(std::env::var("STAMPEDE_PASSWORD").with_context(|| {
                     format!("--user {u} needs the password in STAMPEDE_PASSWORD")

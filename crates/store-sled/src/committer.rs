@@ -446,8 +446,15 @@ impl Committer {
 
     /// Runs on this thread, so no round is applied until the sink has everything.
     fn snapshot(&self, mut sink: Box<dyn snapshot::Sink>) -> Result<snapshot::Summary, StoreError> {
-        /// Messages read at a time, so a deep queue is not held in memory at once.
-        const PAGE: usize = 1024;
+        /// Messages read at a time, bodies included: a deep queue is not held in memory at once,
+        /// and a page of the largest frames (4 MiB by default) stays at tens of MiB.
+        const PAGE: usize = 16;
+        // After a failed round the committer's view of queues is ahead of the tree (a round is
+        // staged before it is applied): a snapshot now could leave out what is on disk. A restart
+        // recovers the tree as it is; `stampede backup --offline` takes it from there.
+        if let Some(first) = &self.failed {
+            return Err(StoreError::Failed(first.clone()));
+        }
         let mut summary = snapshot::Summary {
             next_queue_id: self.next_queue_id.max(1),
             ..Default::default()

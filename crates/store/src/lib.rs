@@ -176,9 +176,11 @@ pub trait Store: Send + Sync + 'static {
     /// Message bytes committed and not yet durable.
     fn backlog(&self) -> &Backlog;
 
-    /// Hands everything the store holds to `sink` (see [`snapshot`]): every commit submitted
-    /// before the call and none after it, with no commit applied while it runs. Blocks until the
-    /// sink has finished; call from a blocking context.
+    /// Hands everything the store holds to `sink` (see [`snapshot`]) as it is between two
+    /// commits: every commit submitted before the call, and no commit applied while it runs
+    /// (sled may include commits that were already on their way in one round with the call).
+    /// Commits, and on sled reads, wait meanwhile. Blocks until the sink has finished; call from
+    /// a blocking context. A store that failed earlier refuses.
     fn snapshot(&self, sink: Box<dyn snapshot::Sink>) -> Result<snapshot::Summary, StoreError>;
 
     /// Why the store no longer accepts writes, if it has failed.

@@ -51,7 +51,7 @@ impl MemoryStore {
                 attrs,
                 next_seq,
             } => {
-                st.next_queue_id = st.next_queue_id.max(id + 1);
+                st.next_queue_id = st.next_queue_id.max(id.saturating_add(1));
                 let q = st.queues.entry(id).or_insert_with(|| Stored {
                     name: name.clone(),
                     attrs: Bytes::new(),
@@ -69,7 +69,7 @@ impl MemoryStore {
             Op::Put { queue, seq, record } => {
                 if let Some(q) = st.queues.get_mut(&queue) {
                     q.bytes += record.size() as u64;
-                    q.next_seq = q.next_seq.max(seq + 1);
+                    q.next_seq = q.next_seq.max(seq.saturating_add(1));
                     let deliveries = 0;
                     let old = q.messages.insert(
                         seq,
@@ -169,37 +169,39 @@ impl Store for MemoryStore {
     }
 
     fn snapshot(&self, mut sink: Box<dyn Sink>) -> Result<Summary, StoreError> {
-        // Under the lock, as commits apply: the snapshot falls between two of them.
-        let st = self.state.lock();
-        let mut summary = Summary {
-            next_queue_id: st.next_queue_id.max(1),
-            ..Summary::default()
-        };
-        let mut ids: Vec<_> = st.queues.keys().copied().collect();
-        ids.sort_unstable();
-        for id in ids {
-            let q = &st.queues[&id];
-            sink.entry(Entry::Queue {
-                id,
-                name: q.name.clone(),
-                attrs: q.attrs.clone(),
-                next_seq: q.next_seq,
-            })?;
-            summary.queues += 1;
-            for m in q.messages.values() {
-                sink.entry(Entry::Message {
+        // Collected under the lock (shared records, no copies), written without it: the cut falls
+        // between two commits, and the sink's i/o does not hold up commits on async workers.
+        let (entries, next_queue_id) = {
+            let st = self.state.lock();
+            let mut ids: Vec<_> = st.queues.keys().copied().collect();
+            ids.sort_unstable();
+            let mut entries = Vec::new();
+            for id in ids {
+                let q = &st.queues[&id];
+                entries.push(Entry::Queue {
+                    id,
+                    name: q.name.clone(),
+                    attrs: q.attrs.clone(),
+                    next_seq: q.next_seq,
+                });
+                entries.extend(q.messages.values().map(|m| Entry::Message {
                     queue: id,
                     message: m.clone(),
-                })?;
-                summary.messages += 1;
+                }));
             }
-        }
-        for (key, value) in &st.meta {
-            sink.entry(Entry::Meta {
+            entries.extend(st.meta.iter().map(|(key, value)| Entry::Meta {
                 key: key.clone(),
                 value: value.clone(),
-            })?;
-            summary.meta += 1;
+            }));
+            (entries, st.next_queue_id.max(1))
+        };
+        let mut summary = Summary {
+            next_queue_id,
+            ..Summary::default()
+        };
+        for entry in entries {
+            summary.count(&entry);
+            sink.entry(entry)?;
         }
         sink.finish(summary)?;
         Ok(summary)

@@ -71,7 +71,7 @@ pub struct Summary {
 }
 
 impl Summary {
-    fn count(&mut self, entry: &Entry) {
+    pub(crate) fn count(&mut self, entry: &Entry) {
         match entry {
             Entry::Queue { .. } => self.queues += 1,
             Entry::Message { .. } => self.messages += 1,
@@ -220,6 +220,20 @@ pub struct Reader<R: Read> {
     crc: crc32fast::Hasher,
     counted: Summary,
     end: Option<Summary>,
+    last: Last,
+    /// The highest queue id read (0: none).
+    highest: QueueId,
+}
+
+/// The last entry read, for [`Reader::check_order`].
+enum Last {
+    Start,
+    Queue {
+        id: QueueId,
+        next_seq: u64,
+        seq: Option<u64>,
+    },
+    Meta(Arc<str>),
 }
 
 /// Why a snapshot file is refused (a [`StoreError::Corrupt`] with this text).
@@ -249,6 +263,8 @@ impl<R: Read> Reader<R> {
             crc,
             counted: Summary::default(),
             end: None,
+            last: Last::Start,
+            highest: 0,
         })
     }
 
@@ -265,18 +281,70 @@ impl<R: Read> Reader<R> {
         if len > MAX_ENTRY {
             return Err(damaged(format!("an entry claims {len} bytes")));
         }
-        let mut payload = vec![0u8; len as usize];
-        self.input
-            .read_exact(&mut payload)
-            .map_err(|_| damaged("it ends inside an entry (truncated?)"))?;
+        // Grown as bytes arrive, not allocated from the claimed length: a short hostile file
+        // cannot make us allocate a gigabyte.
+        let mut payload = Vec::new();
+        let got = (&mut self.input)
+            .take(len as u64)
+            .read_to_end(&mut payload)
+            .map_err(|e| StoreError::io("reading a snapshot", e))?;
+        if got != len as usize {
+            return Err(damaged("it ends inside an entry (truncated?)"));
+        }
         self.crc.update(&head);
         if head[0] == TAG_END {
-            return self.check_end(&payload).map(|()| None);
+            self.check_end(&payload)?;
+            let mut rest = [0u8; 1];
+            return match self.input.read(&mut rest) {
+                Ok(0) => Ok(None),
+                _ => Err(damaged("it goes on after its end entry")),
+            };
         }
         self.crc.update(&payload);
         let entry = decode(head[0], &payload)?;
+        self.check_order(&entry)?;
         self.counted.count(&entry);
         Ok(Some(entry))
+    }
+
+    /// Entries come as stores hand them out: queues by increasing id, each followed by its own
+    /// messages by increasing sequence number (below the queue's `next_seq`), metadata by
+    /// increasing key after every queue. Anything else would restore as something other than
+    /// what the file counts (a store ignores a message for a queue it does not hold).
+    fn check_order(&mut self, entry: &Entry) -> Result<(), StoreError> {
+        let ok = match (entry, &self.last) {
+            (Entry::Queue { id, .. }, Last::Start) => *id > 0,
+            (Entry::Queue { id, .. }, Last::Queue { id: prev, .. }) => id > prev,
+            (Entry::Message { queue, message }, Last::Queue { id, next_seq, seq }) => {
+                queue == id && seq.is_none_or(|s| message.seq > s) && message.seq < *next_seq
+            }
+            (Entry::Meta { .. }, Last::Start | Last::Queue { .. }) => true,
+            (Entry::Meta { key, .. }, Last::Meta(prev)) => key > prev,
+            _ => false,
+        };
+        if !ok {
+            return Err(damaged("its entries are out of order"));
+        }
+        if let Entry::Queue { id, .. } = entry {
+            self.highest = *id;
+        }
+        self.last = match entry {
+            Entry::Queue { id, next_seq, .. } => Last::Queue {
+                id: *id,
+                next_seq: *next_seq,
+                seq: None,
+            },
+            Entry::Message { message, .. } => match self.last {
+                Last::Queue { id, next_seq, .. } => Last::Queue {
+                    id,
+                    next_seq,
+                    seq: Some(message.seq),
+                },
+                _ => unreachable!("checked above"),
+            },
+            Entry::Meta { key, .. } => Last::Meta(key.clone()),
+        };
+        Ok(())
     }
 
     /// What the end entry says, once [`Reader::next_entry`] has returned `None`.
@@ -302,6 +370,9 @@ impl<R: Read> Reader<R> {
             messages: n(2),
             meta: n(3),
         };
+        if summary.next_queue_id <= self.highest {
+            return Err(damaged("its next queue id is not above its queues' ids"));
+        }
         if !same_counts(&summary, &self.counted) {
             return Err(damaged(format!(
                 "its end entry counts {summary:?}, its entries {:?}",
@@ -558,6 +629,35 @@ mod tests {
             bad[i] ^= 0x20;
             assert!(verify(&bad[..]).is_err(), "flipped byte {i} passed");
         }
+    }
+
+    #[test]
+    fn entries_out_of_order_or_bytes_after_the_end_are_refused() {
+        let s = sample();
+        let (queue, message, meta) = (&s[0], &s[1], &s[2]);
+        let other_queue = Entry::Message {
+            queue: 4,
+            message: match message {
+                Entry::Message { message, .. } => message.clone(),
+                _ => unreachable!(),
+            },
+        };
+        let orders: [Vec<Entry>; 4] = [
+            vec![message.clone(), queue.clone(), meta.clone()],
+            vec![queue.clone(), meta.clone(), message.clone()],
+            vec![queue.clone(), other_queue, meta.clone()],
+            vec![meta.clone(), queue.clone(), message.clone()],
+        ];
+        for (i, entries) in orders.iter().enumerate() {
+            let e = verify(&file(entries, 5)[..]).unwrap_err().to_string();
+            assert!(e.contains("out of order"), "order {i}: {e}");
+        }
+        let mut trailing = file(&s, 5);
+        trailing.push(0);
+        let e = verify(&trailing[..]).unwrap_err().to_string();
+        assert!(e.contains("after its end"), "{e}");
+        let e = verify(&file(&s, 3)[..]).unwrap_err().to_string();
+        assert!(e.contains("next queue id"), "{e}");
     }
 
     #[test]

@@ -68,11 +68,13 @@ pub async fn snapshots(backend: &mut dyn Backend) {
         }),
     ));
     c.commit(&*store, ops).await;
-    c.commit(
-        &*store,
-        vec![delete(base, 40, false), Op::DropQueue { id: base + 2 }],
-    )
-    .await;
+    // The newest message deleted: only next_seq says 44 was used.
+    let gone = vec![
+        delete(base, 40, false),
+        delete(base, 44, false),
+        Op::DropQueue { id: base + 2 },
+    ];
+    c.commit(&*store, gone).await;
     // Submitted, not awaited: the snapshot must still hold it.
     let _unawaited = store.commit(vec![put(base + 1, 3), deliveries(base + 1, 1, 1)]);
     let (bytes, summary) = take(c, &store).await;
@@ -90,6 +92,13 @@ pub async fn snapshots(backend: &mut dyn Backend) {
     );
     let q = c.queue(&original, base + 1);
     assert_eq!(seqs(&q.head), [1, 2, 3], "{}: the unawaited commit", c.0);
+    let a = c.queue(&original, base);
+    assert_eq!(
+        (seqs(&a.head), a.next_seq),
+        (vec![41, 42, 43], 45),
+        "{}: queue a before the snapshot",
+        c.0
+    );
 
     let target = backend.open_empty();
     let restored = snapshot::restore(&bytes[..], &*target)
