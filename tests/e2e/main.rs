@@ -26,3 +26,4 @@ mod support_q;
 mod tls;
 mod topic;
 mod transaction;
+mod websocket;

@@ -14,7 +14,8 @@ export function passwd(password) {
   return execFileSync(BINARY, ['passwd'], { input: password }).toString().trim();
 }
 
-/** Starts a broker with `config` (TOML text) as its --config file; resolves to {host, port, stop}. */
+/** Starts a broker with `config` (TOML text) as its --config file; resolves to {host, port,
+ * http (HOST:PORT of the HTTP listener), stop}. */
 export function start(config = '') {
   const dir = mkdtempSync(join(tmpdir(), 'stampede-stompjs-'));
   const file = join(dir, 'broker.toml');
@@ -53,7 +54,7 @@ export function start(config = '') {
       if (fields?.message === 'ready') {
         clearTimeout(timer);
         const [host, port] = fields.stomp.split(':');
-        ready({ host, port: Number(port), stop, output });
+        ready({ host, port: Number(port), http: fields.http, stop, output });
       }
     });
     child.on('exit', code => {

@@ -1,7 +1,7 @@
 //! The HTTP listener (`listeners.http`, default 0.0.0.0:8161): `/metrics`, `/healthz`, `/readyz`,
-//! the OCI Queue REST API under `/20210201` (`oci_rest`) and `/api/backup` (`backup`). It is one
-//! axum router so that the admin API, the web console and STOMP over WebSocket can be added as
-//! routes of their own. It starts before recovery, so `/readyz` can say "not yet" while the store
+//! the OCI Queue REST API under `/20210201` (`oci_rest`), `/api/backup` (`backup`) and STOMP over
+//! WebSocket at `/ws` (`ws`). It is one axum router so that the admin API and the web console can
+//! be added as routes of their own. It starts before recovery, so `/readyz` can say "not yet" while the store
 //! is being read.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,17 +51,24 @@ impl HttpState {
     }
 }
 
+/// The state of the routes beside the listener's own.
+pub struct Routes {
+    pub oci: Arc<crate::oci_rest::OciState>,
+    pub backup: Arc<crate::backup::BackupState>,
+    pub ws: Arc<crate::ws::WsState>,
+}
+
 /// Serves HTTP on `listener` until `shutdown` is cancelled.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<HttpState>,
-    oci: Arc<crate::oci_rest::OciState>,
-    backup: Arc<crate::backup::BackupState>,
+    routes: Routes,
     shutdown: CancellationToken,
 ) {
     let app = router(state)
-        .merge(crate::oci_rest::router(oci))
-        .merge(crate::backup::router(backup));
+        .merge(crate::oci_rest::router(routes.oci))
+        .merge(crate::backup::router(routes.backup))
+        .merge(crate::ws::router(routes.ws));
     // The peer address is what failed logins are slowed by.
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app)

@@ -13,14 +13,14 @@ use std::time::Duration;
 
 use stampede_broker::Broker;
 use stampede_proto::Limits;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{warn, Instrument};
 
 use crate::auth::{Authenticator, ListenerAuth};
-use crate::connection::{self, ConnError};
+use crate::connection::{self, ConnError, FrameSink, StreamSink};
 use crate::metrics::Metrics;
 
 /// What a connection knows of the listener it came in by.
@@ -102,6 +102,31 @@ impl ConnectionHub {
         F: Future<Output = std::io::Result<(S, Option<String>)>> + Send + 'static,
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
+        let transport = async move {
+            let (stream, cert_login) = connect.await?;
+            let (rd, wr) = tokio::io::split(stream);
+            Ok(Transport {
+                rd,
+                sink: StreamSink::new(wr),
+                cert_login,
+            })
+        };
+        self.spawn_transport(transport, peer, listener, permit);
+    }
+
+    /// [`ConnectionHub::spawn`] for a transport that is not one byte stream both ways (a
+    /// WebSocket: bytes in, one message per frame out).
+    pub fn spawn_transport<F, R, K>(
+        &self,
+        connect: F,
+        peer: SocketAddr,
+        listener: Profile,
+        permit: Option<OwnedSemaphorePermit>,
+    ) where
+        F: Future<Output = std::io::Result<Transport<R, K>>> + Send + 'static,
+        R: AsyncRead + Unpin + Send + 'static,
+        K: FrameSink + 'static,
+    {
         let inner = &self.inner;
         inner
             .settings
@@ -126,7 +151,7 @@ impl ConnectionHub {
                     let failures = &hub.metrics().handshake_failures;
                     failures.with_label_values(&[listener.name, reason]).inc();
                 };
-                let (stream, cert_login) = match tokio::time::timeout_at(deadline, connect).await {
+                let t = match tokio::time::timeout_at(deadline, connect).await {
                     Ok(Ok(connected)) => connected,
                     Ok(Err(e)) => {
                         failed("error");
@@ -139,9 +164,10 @@ impl ConnectionHub {
                 };
                 let Some(permit) = permit else {
                     warn!("connection limit reached");
-                    return refuse(stream, hub.metrics()).await;
+                    return refuse(t.sink, hub.metrics()).await;
                 };
-                connection::serve(stream, peer, listener, cert_login, &hub, deadline).await;
+                connection::serve_parts(t.rd, t.sink, peer, listener, t.cert_login, &hub, deadline)
+                    .await;
                 drop(permit);
             }
             .instrument(span),
@@ -167,12 +193,31 @@ impl ConnectionHub {
 }
 
 /// Tells a client over the connection cap why it is closed.
-async fn refuse<S: AsyncWrite>(stream: S, metrics: &Metrics) {
+async fn refuse<K: FrameSink>(mut sink: K, metrics: &Metrics) {
     let refused = ConnError::Refused;
     let (kind, frame) = refused.to_error_frame(None);
     metrics.error(kind);
-    let mut buf = bytes::BytesMut::new();
-    stampede_proto::encode(&frame, stampede_proto::Version::V1_0, &mut buf);
-    let mut stream = std::pin::pin!(stream);
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&buf)).await;
+    let version = stampede_proto::Version::V1_0;
+    let body = &frame.body;
+    stampede_proto::encode_head(
+        frame.command,
+        frame.headers.iter(),
+        body.len(),
+        version,
+        sink.head(),
+    );
+    sink.end_frame(body);
+    let said = async {
+        sink.flush(true).await?;
+        sink.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), said).await;
+}
+
+/// A client's transport once its handshake is done: what its bytes are read from, where its
+/// frames go, and the login its client certificate names.
+pub struct Transport<R, K> {
+    pub rd: R,
+    pub sink: K,
+    pub cert_login: Option<String>,
 }

@@ -20,6 +20,7 @@ mod metrics;
 mod oci_rest;
 mod store;
 mod tls;
+mod ws;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -180,11 +181,15 @@ pub async fn run(
         spool,
         s.storage.min_free_space as u64,
     ));
+    let ws = Arc::new(ws::WsState::default());
     let http_task = tokio::spawn(http::serve(
         listeners.http,
         http_state.clone(),
-        oci,
-        backup,
+        http::Routes {
+            oci,
+            backup,
+            ws: ws.clone(),
+        },
         token.clone(),
     ));
     info!(http = %http_addr, backend = ?s.storage.backend, "HTTP listening; recovering the store");
@@ -204,6 +209,9 @@ pub async fn run(
     for l in listeners.stomp {
         let addr = local_addr(&l.listener, "listeners.stomp.bind")?;
         let name = l.profile.name;
+        if name == "stomp" {
+            ws.set_ready(hub.clone(), l.permits.clone(), s.protocol.max_frame_size);
+        }
         info!(listener = name, addr = %addr, tls = l.tls.is_some(), "listening");
         addrs.push((name, addr));
         tls.extend(l.tls.clone());

@@ -13,7 +13,7 @@ mod handshake;
 mod oci;
 mod read;
 mod session;
-mod sink;
+pub(crate) mod sink;
 #[cfg(test)]
 mod tests;
 mod writer;
@@ -29,7 +29,7 @@ use stampede_broker::{BrokerError, ConsumerId, Outcome, Ticket};
 use stampede_proto::{
     ClientCommand, Command, Decoder, Frame, Limits, Request, UnsubscribeCommand, Version,
 };
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::AsyncRead;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -38,7 +38,7 @@ use crate::metrics::Metrics;
 use handshake::Accepted;
 use read::{read_frame, ReadError};
 use session::{Publishing, Sent, Session};
-use sink::StreamSink;
+pub use sink::{FrameSink, StreamSink};
 use writer::{Writer, WriterTx};
 
 /// Why the reader stopped.
@@ -52,20 +52,23 @@ enum End {
     Shutdown,
 }
 
-/// Serves one client until it leaves. CONNECT must arrive by `deadline`.
-pub async fn serve<S>(
-    stream: S,
+/// Serves one client until it leaves: its bytes arrive on `rd` (a TCP or TLS stream's read half,
+/// a WebSocket's messages read as one stream) and its frames go to `sink`. CONNECT must arrive by
+/// `deadline`.
+pub async fn serve_parts<R, K>(
+    mut rd: R,
+    sink: K,
     peer: SocketAddr,
     listener: Profile,
     cert_login: Option<String>,
     hub: &ConnectionHub,
     deadline: Instant,
 ) where
-    S: AsyncRead + AsyncWrite + Send + 'static,
+    R: AsyncRead + Unpin + Send,
+    K: FrameSink + 'static,
 {
     let settings = hub.settings().clone();
     let _open = OpenConnection::new(settings.metrics.clone(), listener.name);
-    let (mut rd, wr) = tokio::io::split(stream);
     let mut decoder = Decoder::new(Limits {
         max_frame_size: settings.max_connect_frame,
         ..settings.limits
@@ -73,7 +76,7 @@ pub async fn serve<S>(
     let mut buf = BytesMut::new();
     let (out, rx) = writer::channel();
     let writer = |version, heartbeat| Writer {
-        sink: StreamSink::new(wr),
+        sink,
         broker: hub.broker().clone(),
         rx,
         metrics: settings.metrics.clone(),

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use stampede_broker::{AutoAck, Broker, ConsumerId, Delivery, Outbox, Ticket};
-use stampede_proto::{encode, encode_head, Command, Frame, Version};
+use stampede_proto::{encode_head, Command, Frame, Version};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 
@@ -250,7 +250,16 @@ impl<S: FrameSink> Writer<S> {
         match item {
             WriterItem::Reply(frame) => {
                 self.metrics.frames_out.inc(frame.command);
-                encode(&frame, self.version, self.sink.head());
+                // Head and body apart, like a delivery, so the sink sees where the frame ends.
+                let (head, body) = (self.sink.head(), &frame.body);
+                encode_head(
+                    frame.command,
+                    frame.headers.iter(),
+                    body.len(),
+                    self.version,
+                    head,
+                );
+                self.sink.end_frame(body);
                 self.rx.shared.reply_written();
             }
             WriterItem::Delivery(mut d) => {
