@@ -459,15 +459,8 @@ impl Committer {
             next_queue_id: self.next_queue_id.max(1),
             ..Default::default()
         };
-        let mut live: Vec<_> = self.queues.iter().collect();
-        live.sort_unstable_by_key(|(id, _)| **id);
-        for (&id, q) in live {
-            let record = self
-                .tree
-                .get(codec::queue_key(TAG_QUEUE, id))
-                .map_err(sled_err("reading a queue record"))?
-                .ok_or_else(|| StoreError::Corrupt(format!("queue {id} has no record")))?;
-            let (name, attrs) = codec::decode_queue(&record)?;
+        for (id, q) in self.live() {
+            let (name, attrs) = self.queue_record(id)?;
             sink.entry(snapshot::Entry::Queue {
                 id,
                 name: Arc::from(name),
@@ -501,17 +494,28 @@ impl Committer {
         Ok(summary)
     }
 
+    /// The live queues, by id.
+    fn live(&self) -> Vec<(QueueId, &QueueState)> {
+        let mut live: Vec<_> = self.queues.iter().map(|(&id, q)| (id, q)).collect();
+        live.sort_unstable_by_key(|(id, _)| *id);
+        live
+    }
+
+    /// A live queue's name and attributes, which only the tree holds.
+    fn queue_record(&self, id: QueueId) -> Result<(String, Bytes), StoreError> {
+        let record = self
+            .tree
+            .get(codec::queue_key(TAG_QUEUE, id))
+            .map_err(sled_err("reading a queue record"))?
+            .ok_or_else(|| StoreError::Corrupt(format!("queue {id} has no record")))?;
+        codec::decode_queue(&record)
+    }
+
     fn recover(&self, head: usize) -> Result<Recovery, StoreError> {
-        let mut live: Vec<_> = self.queues.iter().collect();
-        live.sort_unstable_by_key(|(id, _)| **id);
+        let live = self.live();
         let mut queues = Vec::with_capacity(live.len());
-        for (&id, q) in live {
-            let record = self
-                .tree
-                .get(codec::queue_key(TAG_QUEUE, id))
-                .map_err(sled_err("reading a queue record"))?
-                .ok_or_else(|| StoreError::Corrupt(format!("queue {id} has no record")))?;
-            let (name, attrs) = codec::decode_queue(&record)?;
+        for (id, q) in live {
+            let (name, attrs) = self.queue_record(id)?;
             queues.push(RecoveredQueue {
                 id,
                 name: Arc::from(name),
