@@ -203,6 +203,64 @@ async fn bad_frames_get_an_error_and_the_cap_counts_websockets_with_tcp() {
 }
 
 #[tokio::test]
+async fn a_message_over_the_websocket_limit_gets_the_oversized_frame_error() {
+    // protocol.max_frame_size 1 KiB: WebSocket messages up to 65 KiB, then the transport refuses.
+    let server = Server::builder()
+        .env("PROTOCOL__MAX_FRAME_SIZE", "1KiB")
+        .env("PROTOCOL__MAX_CONNECT_FRAME", "1KiB")
+        .start();
+    for connect_first in [false, true] {
+        let (mut ws, _) = open(&server, "v12.stomp").await;
+        if connect_first {
+            connected(&mut ws).await;
+        }
+        let huge = format!(
+            "SEND\ndestination:/queue/huge\n\n{}\0",
+            "y".repeat(100 * 1024)
+        );
+        let _ = ws.send(Message::text(huge)).await;
+        let f = text(&frame(&mut ws).await);
+        assert!(f.starts_with("ERROR\n") && f.contains("size limit"), "{f}");
+    }
+}
+
+#[tokio::test]
+async fn only_older_subprotocols_offered_and_users_mode_logins_over_websocket() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("broker.toml");
+    let hash = crate::auth::passwd("guest");
+    std::fs::write(
+        &config,
+        format!("[auth]\nmode = \"users\"\n[auth.users.guest]\npassword_hash = \"{hash}\"\n"),
+    )
+    .unwrap();
+    let server = Server::builder().config(&config).start();
+    let (mut ws, chosen) = open(&server, "v10.stomp, v11.stomp").await;
+    assert_eq!(chosen.as_deref(), Some("v11.stomp"));
+    send(
+        &mut ws,
+        "CONNECT\naccept-version:1.1\nhost:/\nlogin:guest\npasscode:wrong\n\n\0",
+    )
+    .await;
+    let f = text(&frame(&mut ws).await);
+    assert!(
+        f.starts_with("ERROR\n") && f.contains("authentication failed"),
+        "{f}"
+    );
+    let (mut ws, _) = open(&server, "v11.stomp").await;
+    send(
+        &mut ws,
+        "CONNECT\naccept-version:1.1\nhost:/\nlogin:guest\npasscode:guest\n\n\0",
+    )
+    .await;
+    let f = text(&frame(&mut ws).await);
+    assert!(
+        f.starts_with("CONNECTED\n") && f.contains("version:1.1"),
+        "{f}"
+    );
+}
+
+#[tokio::test]
 async fn shutdown_says_goodbye_to_websocket_clients() {
     let mut server = Server::start();
     let (mut ws, _) = open(&server, "v12.stomp").await;

@@ -92,6 +92,7 @@ test('stompjs connects over /ws with v12.stomp and sends and receives text and b
 test('heart-beats flow both ways over /ws', async () => {
   const seen = [];
   let pong;
+  let count = 0;
   const pongs = new Promise(resolve => {
     pong = resolve;
   });
@@ -100,14 +101,20 @@ test('heart-beats flow both ways over /ws', async () => {
     heartbeatOutgoing: 500,
     debug: line => {
       seen.push(line);
-      // stompjs logs every heart-beat it receives as "<<< PONG".
-      if (line.includes('<<< PONG')) pong();
+      // stompjs logs every heart-beat it receives as "<<< PONG". Four of them, 500 ms apart, are
+      // well past the 750 ms after which the broker drops a client whose heart-beats it misses.
+      if (line.includes('<<< PONG') && ++count === 4) pong();
     },
   });
   const [sx, sy] = connected.headers['heart-beat'].split(',').map(Number);
   assert.equal(sx, 500, 'the broker sends every 500 ms');
   assert.equal(sy, 500, 'and expects the same');
+  let closed = false;
+  client.onWebSocketClose = () => {
+    closed = true;
+  };
   await pongs;
+  assert.equal(closed, false, seen.join('\n'));
   assert.equal(client.connected, true, seen.join('\n'));
   await client.deactivate();
 });

@@ -210,7 +210,8 @@ pub async fn run(
         let addr = local_addr(&l.listener, "listeners.stomp.bind")?;
         let name = l.profile.name;
         if name == "stomp" {
-            ws.set_ready(hub.clone(), l.permits.clone(), s.protocol.max_frame_size);
+            let (profile, permits) = (l.profile, l.permits.clone());
+            ws.set_ready(hub.clone(), profile, permits, s.protocol.max_frame_size);
         }
         info!(listener = name, addr = %addr, tls = l.tls.is_some(), "listening");
         addrs.push((name, addr));

@@ -20,27 +20,24 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use bytes::{BufMut, Bytes, BytesMut};
-use futures::{Sink, SinkExt, StreamExt};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures::stream::SplitStream;
+use futures::{ready, Sink, SinkExt, StreamExt};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::Semaphore;
-use tokio_util::io::StreamReader;
 
-use crate::auth::ListenerAuth;
-use crate::connection::FrameSink;
+use crate::connection::{FrameSink, TooLarge};
 use crate::hub::{ConnectionHub, Profile, Transport};
 
 /// The subprotocols served, most preferred first.
 const PROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
 
-/// How WebSocket clients show in metrics and logs.
-const PROFILE: Profile = Profile {
-    name: "ws",
-    auth: ListenerAuth {
-        mode: None,
-        passcode_encoding: None,
-    },
-    oci_strict: false,
-};
+/// Bytes tungstenite reads from the socket at a time, and buffers before it writes: small, as
+/// most connections are idle most of the time (its default, 128 KiB each, would be resident for
+/// every idle WebSocket).
+const IO_BUFFER: usize = 8 * 1024;
 
 /// What `/ws` needs; set once the broker has recovered and the STOMP listeners run.
 #[derive(Default)]
@@ -50,6 +47,8 @@ pub struct WsState {
 
 struct Ready {
     hub: ConnectionHub,
+    /// The plain STOMP listener's, labelled `ws`: its auth and OCI strictness apply.
+    profile: Profile,
     /// The plain STOMP listener's room for connections, shared with it.
     permits: Arc<Semaphore>,
     /// Largest WebSocket message: a frame of `protocol.max_frame_size` and some.
@@ -57,9 +56,21 @@ struct Ready {
 }
 
 impl WsState {
-    pub fn set_ready(&self, hub: ConnectionHub, permits: Arc<Semaphore>, max_frame: usize) {
+    /// Called with the plain STOMP listener's profile and room for connections.
+    pub fn set_ready(
+        &self,
+        hub: ConnectionHub,
+        stomp: Profile,
+        permits: Arc<Semaphore>,
+        max_frame: usize,
+    ) {
+        let profile = Profile {
+            name: "ws",
+            ..stomp
+        };
         let _ = self.ready.set(Ready {
             hub,
+            profile,
             permits,
             max_message: max_frame + 64 * 1024,
         });
@@ -82,39 +93,78 @@ async fn upgrade(
         )
             .into_response();
     };
-    let hub = ready.hub.clone();
+    let (hub, profile, limit) = (ready.hub.clone(), ready.profile, ready.max_message);
     let permits = ready.permits.clone();
     ws.protocols(PROTOCOLS)
-        .max_message_size(ready.max_message)
-        .max_frame_size(ready.max_message)
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .read_buffer_size(IO_BUFFER)
+        .write_buffer_size(IO_BUFFER)
         .on_upgrade(move |socket| async move {
             let permit = permits.try_acquire_owned().ok();
-            let transport = std::future::ready(Ok(transport(socket)));
-            hub.spawn_transport(transport, peer, PROFILE, permit);
+            let (tx, rx) = socket.split();
+            let transport = Transport {
+                rd: WsReader {
+                    rx,
+                    chunk: Bytes::new(),
+                    limit,
+                    closed: false,
+                },
+                sink: WsSink::new(tx),
+                cert_login: None,
+            };
+            hub.spawn_transport(std::future::ready(Ok(transport)), peer, profile, permit);
         })
 }
 
-type Reader = StreamReader<futures::stream::BoxStream<'static, std::io::Result<Bytes>>, Bytes>;
+/// A WebSocket's incoming messages as one byte stream. A message is let go of as soon as it has
+/// been read (the decoder copies what it needs), so an idle connection holds none.
+pub struct WsReader {
+    rx: SplitStream<WebSocket>,
+    chunk: Bytes,
+    limit: usize,
+    closed: bool,
+}
 
-fn transport(
-    socket: WebSocket,
-) -> Transport<Reader, WsSink<futures::stream::SplitSink<WebSocket, Message>>> {
-    let (tx, rx) = socket.split();
-    let bytes = rx
-        .take_while(|m| std::future::ready(!matches!(m, Ok(Message::Close(_)))))
-        .filter_map(|m| {
-            std::future::ready(match m {
-                Ok(Message::Text(t)) => Some(Ok(Bytes::from(t))),
-                Ok(Message::Binary(b)) => Some(Ok(b)),
-                Ok(_) => None,
-                Err(e) => Some(Err(std::io::Error::other(e))),
-            })
-        })
-        .boxed();
-    Transport {
-        rd: StreamReader::new(bytes),
-        sink: WsSink::new(tx),
-        cert_login: None,
+impl AsyncRead for WsReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        loop {
+            if !self.chunk.is_empty() {
+                let n = self.chunk.len().min(buf.remaining());
+                buf.put_slice(&self.chunk[..n]);
+                self.chunk.advance(n);
+                if self.chunk.is_empty() {
+                    self.chunk = Bytes::new();
+                }
+                return Poll::Ready(Ok(()));
+            }
+            if self.closed {
+                return Poll::Ready(Ok(()));
+            }
+            match ready!(self.rx.poll_next_unpin(cx)) {
+                None | Some(Ok(Message::Close(_))) => self.closed = true,
+                Some(Ok(Message::Text(t))) => self.chunk = Bytes::from(t),
+                Some(Ok(Message::Binary(b))) => self.chunk = b,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Poll::Ready(Err(read_error(e, self.limit))),
+            }
+        }
+    }
+}
+
+/// A message over the limit becomes [`TooLarge`], which the connection answers with the ERROR an
+/// oversized frame gets; anything else is a broken transport.
+fn read_error(e: axum::Error, limit: usize) -> std::io::Error {
+    match e.into_inner().downcast::<tungstenite::Error>() {
+        Ok(inner) if matches!(*inner, tungstenite::Error::Capacity(_)) => {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, TooLarge { limit })
+        }
+        Ok(inner) => std::io::Error::other(inner),
+        Err(other) => std::io::Error::other(other),
     }
 }
 
@@ -185,6 +235,9 @@ where
         self.buffered = 0;
         if idle {
             self.head = BytesMut::new();
+        }
+        if idle {
+            self.ready = Vec::new();
         }
         result.map_err(std::io::Error::other)
     }

@@ -36,6 +36,7 @@ use tracing::{debug, info, warn};
 use crate::hub::{ConnectionHub, Profile};
 use crate::metrics::Metrics;
 use handshake::Accepted;
+pub use read::TooLarge;
 use read::{read_frame, ReadError};
 use session::{Publishing, Sent, Session};
 pub use sink::{FrameSink, StreamSink};

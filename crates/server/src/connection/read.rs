@@ -66,6 +66,21 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     }
 }
 
+/// A transport refused a message over its own size limit (a WebSocket message): answered like a
+/// frame over `protocol.max_frame_size`.
+#[derive(Debug)]
+pub struct TooLarge {
+    pub limit: usize,
+}
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a message over {} bytes", self.limit)
+    }
+}
+
+impl std::error::Error for TooLarge {}
+
 /// A read that fails as [`ConnError::Silent`] when nothing arrives within `silence`.
 async fn with_silence(
     silence: Option<Duration>,
@@ -77,5 +92,12 @@ async fn with_silence(
             .map_err(|_| ReadError::Conn(ConnError::Silent))?,
         None => read.await,
     }
-    .map_err(ReadError::Io)
+    .map_err(
+        |e| match e.get_ref().and_then(|i| i.downcast_ref::<TooLarge>()) {
+            Some(t) => ReadError::Conn(ConnError::Proto(
+                stampede_proto::ProtoError::FrameTooLarge { limit: t.limit },
+            )),
+            None => ReadError::Io(e),
+        },
+    )
 }
