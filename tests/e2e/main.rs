@@ -2,6 +2,7 @@
 //! TCP. One module per area.
 
 mod ack;
+mod admin_api;
 mod auth;
 mod backpressure;
 mod backup;

@@ -12,7 +12,7 @@
 //! stopped broker's data directory; [`restore`] checks a file, then writes it into an empty one.
 
 use std::io::{BufReader, BufWriter, Read, Seek, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use base64::Engine;
 use futures::StreamExt;
 use stampede_store::snapshot::{self, Summary, Writer};
@@ -32,12 +32,11 @@ use thiserror::Error;
 use tokio::sync::Semaphore;
 use tracing::info;
 
-use crate::auth::{Access, Authenticator, Mode};
+use crate::admin::Gate;
+use crate::auth::{Authenticator, Mode};
 use crate::config::{Backend, Settings};
 use crate::http::HttpState;
 
-/// How long a backup request may wait for its password check.
-const CHECK_DEADLINE: Duration = Duration::from_secs(10);
 /// Response headers that carry what the snapshot holds.
 const QUEUES: &str = "x-stampede-snapshot-queues";
 const MESSAGES: &str = "x-stampede-snapshot-messages";
@@ -45,8 +44,7 @@ const MESSAGES: &str = "x-stampede-snapshot-messages";
 /// What the backup route needs.
 pub struct BackupState {
     http: Arc<HttpState>,
-    mode: Mode,
-    authenticator: Arc<Authenticator>,
+    gate: Gate,
     /// Where the snapshot is written before it is sent: the data directory for sled (the same
     /// disk, and a scratch image has no /tmp), the system's temp dir for an ephemeral broker.
     spool: PathBuf,
@@ -67,8 +65,10 @@ impl BackupState {
     ) -> BackupState {
         BackupState {
             http,
-            mode,
-            authenticator,
+            gate: Gate {
+                mode,
+                authenticator,
+            },
             spool,
             reserve: min_free_space.saturating_mul(2),
             running: Arc::new(Semaphore::new(1)),
@@ -82,11 +82,7 @@ pub fn router(state: Arc<BackupState>) -> Router {
         .with_state(state)
 }
 
-/// An `{error, message}` answer.
-fn refuse(status: StatusCode, error: &str, message: impl Into<String>) -> Response {
-    let body = serde_json::json!({ "error": error, "message": message.into() });
-    (status, Json(body)).into_response()
-}
+use crate::admin::api_error as refuse;
 
 async fn backup(
     State(s): State<Arc<BackupState>>,
@@ -102,7 +98,7 @@ async fn backup(
             "GET /api/backup",
         );
     }
-    if let Err(refused) = authorize(&s, &headers, peer.ip()).await {
+    if let Err(refused) = s.gate.check(&headers, peer.ip(), "a backup").await {
         return refused;
     }
     let Some(broker) = s.http.broker().cloned() else {
@@ -185,49 +181,6 @@ async fn backup(
     h.insert(QUEUES, HeaderValue::from(summary.queues));
     h.insert(MESSAGES, HeaderValue::from(summary.messages));
     response
-}
-
-async fn authorize(s: &BackupState, headers: &HeaderMap, peer: IpAddr) -> Result<(), Response> {
-    if s.mode == Mode::Open {
-        return Ok(());
-    }
-    let unauthenticated = || {
-        let mut r = refuse(
-            StatusCode::UNAUTHORIZED,
-            "NotAuthenticated",
-            "a backup needs HTTP Basic credentials of a user with read and admin permission on `*`",
-        );
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"stampede\""),
-        );
-        r
-    };
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let (user, password) = auth
-        .split_once(' ')
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
-        .and_then(|(_, rest)| crate::auth::basic_credentials(rest))
-        .ok_or_else(unauthenticated)?;
-    let deadline = tokio::time::Instant::now() + CHECK_DEADLINE;
-    let who = s
-        .authenticator
-        .login_basic(&user, &password, peer, deadline)
-        .await
-        .map_err(|_| unauthenticated())?;
-    // A backup holds every message body: reading them all is what it amounts to.
-    let p = &who.permissions;
-    if !(p.allows_everything(Access::Read) && p.allows_everything(Access::Admin)) {
-        return Err(refuse(
-            StatusCode::FORBIDDEN,
-            "NotAuthorized",
-            format!("user {user} may not take backups: it needs read and admin permission on `*`"),
-        ));
-    }
-    Ok(())
 }
 
 /// Writes a snapshot into an unnamed file under `dir` (created, then unlinked at once, so nothing

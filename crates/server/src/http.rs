@@ -1,6 +1,6 @@
 //! The HTTP listener (`listeners.http`, default 0.0.0.0:8161): `/metrics`, `/healthz`, `/readyz`,
-//! the OCI Queue REST API under `/20210201` (`oci_rest`), `/api/backup` (`backup`) and STOMP over
-//! WebSocket at `/ws` (`ws`). It is one axum router so that the admin API and the web console can
+//! the OCI Queue REST API under `/20210201` (`oci_rest`), the admin API under `/api` (`admin`,
+//! `backup`) and STOMP over WebSocket at `/ws` (`ws`). It is one axum router so that the admin API and the web console can
 //! be added as routes of their own. It starts before recovery, so `/readyz` can say "not yet" while the store
 //! is being read.
 
@@ -55,6 +55,7 @@ impl HttpState {
 pub struct Routes {
     pub oci: Arc<crate::oci_rest::OciState>,
     pub backup: Arc<crate::backup::BackupState>,
+    pub admin: Arc<crate::admin::AdminState>,
     pub ws: Arc<crate::ws::WsState>,
 }
 
@@ -68,6 +69,7 @@ pub async fn serve(
     let app = router(state)
         .merge(crate::oci_rest::router(routes.oci))
         .merge(crate::backup::router(routes.backup))
+        .merge(crate::admin::router(routes.admin))
         .merge(crate::ws::router(routes.ws));
     // The peer address is what failed logins are slowed by.
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();

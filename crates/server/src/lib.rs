@@ -8,6 +8,7 @@
 //! the connection cap, the task tracker, the shutdown token). `main.rs` only parses the command
 //! line and calls these.
 
+mod admin;
 pub mod auth;
 pub mod backup;
 pub mod config;
@@ -181,6 +182,11 @@ pub async fn run(
         spool,
         s.storage.min_free_space as u64,
     ));
+    let admin = Arc::new(admin::AdminState::new(
+        http_state.clone(),
+        loaded.auth.mode,
+        authenticator.clone(),
+    ));
     let ws = Arc::new(ws::WsState::default());
     let http_task = tokio::spawn(http::serve(
         listeners.http,
@@ -188,6 +194,7 @@ pub async fn run(
         http::Routes {
             oci,
             backup,
+            admin,
             ws: ws.clone(),
         },
         token.clone(),

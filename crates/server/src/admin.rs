@@ -1,0 +1,437 @@
+//! The admin API under `/api` on the HTTP listener (first routes: queues, peek, purge; backups are
+//! in `backup`), and the gate every `/api` route passes: in `auth.mode = "users"` HTTP Basic
+//! credentials of a user whose `read` and `admin` permissions cover every destination, since these
+//! routes see and change every queue. Errors are `{error, message}` with a 4xx status; a refused
+//! request changes nothing.
+//!
+//! Queues are named as the broker names them (`orders`, `DLQ.orders`, an OCI queue OCID), URL-
+//! encoded in the path.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use stampede_broker::{AckMode, Broker, BrokerError, QueueView};
+
+use crate::auth::{Access, Authenticator, Mode};
+use crate::http::HttpState;
+
+/// How long a request may wait for its password check.
+const CHECK_DEADLINE: Duration = Duration::from_secs(10);
+/// Queues per page when the request names no `limit`, and the most it may name.
+const PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
+/// Messages a peek returns when the request names no `limit`, and the most it may name.
+const PEEK: usize = 20;
+const MAX_PEEK: usize = 500;
+/// Body bytes a peek shows of each message.
+const PREVIEW: usize = 1024;
+
+/// An `{error, message}` answer.
+pub(crate) fn api_error(status: StatusCode, error: &str, message: impl Into<String>) -> Response {
+    let body = serde_json::json!({ "error": error, "message": message.into() });
+    (status, Json(body)).into_response()
+}
+
+/// Who may use `/api`.
+pub(crate) struct Gate {
+    pub mode: Mode,
+    pub authenticator: Arc<Authenticator>,
+}
+
+impl Gate {
+    /// Admits the request, or answers 401/403 naming what `what` needs.
+    pub(crate) async fn check(
+        &self,
+        headers: &HeaderMap,
+        peer: IpAddr,
+        what: &str,
+    ) -> Result<(), Response> {
+        if self.mode == Mode::Open {
+            return Ok(());
+        }
+        let unauthenticated = || {
+            let mut r = api_error(
+                StatusCode::UNAUTHORIZED,
+                "NotAuthenticated",
+                format!(
+                    "{what} needs HTTP Basic credentials of a user with read and admin \
+                     permission on `*`"
+                ),
+            );
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"stampede\""),
+            );
+            r
+        };
+        let auth = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let (user, password) = auth
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+            .and_then(|(_, rest)| crate::auth::basic_credentials(rest))
+            .ok_or_else(unauthenticated)?;
+        let deadline = tokio::time::Instant::now() + CHECK_DEADLINE;
+        let who = self
+            .authenticator
+            .login_basic(&user, &password, peer, deadline)
+            .await
+            .map_err(|_| unauthenticated())?;
+        // These routes see every message body and change any queue.
+        let p = &who.permissions;
+        if !(p.allows_everything(Access::Read) && p.allows_everything(Access::Admin)) {
+            return Err(api_error(
+                StatusCode::FORBIDDEN,
+                "NotAuthorized",
+                format!("user {user} may not: {what} needs read and admin permission on `*`"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What the admin routes need.
+pub struct AdminState {
+    pub(crate) http: Arc<HttpState>,
+    pub(crate) gate: Gate,
+}
+
+impl AdminState {
+    pub fn new(http: Arc<HttpState>, mode: Mode, authenticator: Arc<Authenticator>) -> AdminState {
+        AdminState {
+            http,
+            gate: Gate {
+                mode,
+                authenticator,
+            },
+        }
+    }
+
+    /// The broker, once the request is admitted and recovery is done.
+    async fn admit(
+        &self,
+        headers: &HeaderMap,
+        peer: SocketAddr,
+        what: &str,
+    ) -> Result<Arc<Broker>, Response> {
+        self.gate.check(headers, peer.ip(), what).await?;
+        self.http.broker().cloned().ok_or_else(|| {
+            api_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "NotReady",
+                "the store is still being recovered",
+            )
+        })
+    }
+}
+
+pub fn router(state: Arc<AdminState>) -> Router {
+    Router::new()
+        .route("/api/queues", get(list))
+        .route("/api/queues/{name}", get(show))
+        .route("/api/queues/{name}/messages", get(peek).delete(purge))
+        .with_state(state)
+}
+
+type Admin = State<Arc<AdminState>>;
+type Peer = ConnectInfo<SocketAddr>;
+
+fn unknown(name: &str) -> Response {
+    api_error(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!("there is no queue {name:?}"),
+    )
+}
+
+fn broker_error(e: BrokerError) -> Response {
+    match e {
+        BrokerError::UnknownQueue(name) => unknown(&name),
+        e => api_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "StoreUnavailable",
+            e.to_string(),
+        ),
+    }
+}
+
+/// One queue in a listing.
+#[derive(Serialize)]
+struct QueueSummary {
+    name: String,
+    /// Waiting, in memory or in the store.
+    visible: u64,
+    in_flight: u64,
+    bytes: u64,
+    consumers: usize,
+    dead_letter_queue: Option<String>,
+    /// Waiting messages of its dead-letter queue (0 when it has none yet).
+    dead_letters: u64,
+    enqueued: u64,
+    delivered: u64,
+    acked: u64,
+}
+
+impl QueueSummary {
+    fn of(q: &QueueView, broker: &Broker) -> QueueSummary {
+        let dead_letters = q
+            .dead_letter_queue
+            .as_deref()
+            .and_then(|d| broker.queue_view(d))
+            .map_or(0, |d| d.visible);
+        QueueSummary {
+            name: q.name.to_string(),
+            visible: q.visible,
+            in_flight: q.in_flight,
+            bytes: q.bytes,
+            consumers: q.consumers.len(),
+            dead_letter_queue: q.dead_letter_queue.as_deref().map(str::to_owned),
+            dead_letters,
+            enqueued: q.counters.enqueued,
+            delivered: q.counters.delivered,
+            acked: q.counters.acked,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    /// Only queues whose name starts with this.
+    prefix: Option<String>,
+    /// Only queues named after this one (the previous page's `next`).
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct QueueList {
+    queues: Vec<QueueSummary>,
+    /// Pass as `after` for the next page; absent on the last one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
+}
+
+fn bad_request(message: impl Into<String>) -> Response {
+    api_error(StatusCode::BAD_REQUEST, "InvalidParameter", message)
+}
+
+/// The page size asked for, or why it cannot be had.
+fn limit(asked: Option<usize>, default: usize, max: usize) -> Result<usize, String> {
+    match asked {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(format!("limit {n} is not between 1 and {max}")),
+    }
+}
+
+async fn list(
+    State(s): Admin,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let broker = match s.admit(&headers, peer, "listing queues").await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Query(q) = match query {
+        Ok(q) => q,
+        Err(e) => return bad_request(e.body_text()),
+    };
+    let n = match limit(q.limit, PAGE, MAX_PAGE) {
+        Ok(n) => n,
+        Err(e) => return bad_request(e),
+    };
+    let mut views = broker.queues();
+    views.retain(|v| {
+        q.prefix.as_deref().is_none_or(|p| v.name.starts_with(p))
+            && q.after.as_deref().is_none_or(|a| &*v.name > a)
+    });
+    views.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    let next = (views.len() > n).then(|| views[n - 1].name.to_string());
+    views.truncate(n);
+    let queues = views.iter().map(|v| QueueSummary::of(v, &broker)).collect();
+    Json(QueueList { queues, next }).into_response()
+}
+
+#[derive(Serialize)]
+struct Settings {
+    /// Seconds; absent: redelivered only when its consumer goes away.
+    visibility_timeout_s: Option<f64>,
+    max_deliveries: Option<u32>,
+    dead_letter_queue: String,
+    retention_s: f64,
+    max_messages: Option<u64>,
+    max_bytes: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Consumer {
+    subscription: String,
+    principal: String,
+    ack: String,
+    prefetch: u32,
+    unacked: u64,
+}
+
+#[derive(Serialize)]
+struct QueueDetail {
+    #[serde(flatten)]
+    summary: QueueSummary,
+    created_at_ms: u64,
+    settings: Settings,
+    consumers: Vec<Consumer>,
+    long_polls: u64,
+    counters: serde_json::Value,
+}
+
+async fn show(
+    State(s): Admin,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    let broker = match s.admit(&headers, peer, "showing a queue").await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Some(q) = broker.queue_view(&name) else {
+        return unknown(&name);
+    };
+    let st = &q.settings;
+    let c = &q.counters;
+    let detail = QueueDetail {
+        summary: QueueSummary::of(&q, &broker),
+        created_at_ms: q.created_at_ms,
+        settings: Settings {
+            visibility_timeout_s: st.visibility_timeout.map(|d| d.as_secs_f64()),
+            max_deliveries: st.max_deliveries,
+            dead_letter_queue: st.dead_letter_queue.clone(),
+            retention_s: st.retention.as_secs_f64(),
+            max_messages: st.max_messages,
+            max_bytes: st.max_bytes,
+        },
+        consumers: q
+            .consumers
+            .iter()
+            .map(|c| Consumer {
+                subscription: c.subscription.to_string(),
+                principal: c.principal.to_string(),
+                ack: match c.ack {
+                    AckMode::Auto => "auto",
+                    AckMode::Client => "client",
+                    AckMode::ClientIndividual => "client-individual",
+                }
+                .to_owned(),
+                prefetch: c.prefetch,
+                unacked: c.unacked,
+            })
+            .collect(),
+        long_polls: q.long_polls,
+        counters: serde_json::json!({
+            "enqueued": c.enqueued, "delivered": c.delivered, "redelivered": c.redelivered,
+            "acked": c.acked, "nacked": c.nacked, "timed_out": c.timed_out,
+            "dead_lettered": c.dead_lettered, "expired": c.expired, "dropped": c.dropped,
+            "purged": c.purged,
+        }),
+    };
+    Json(detail).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeekQuery {
+    limit: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct PeekedMessage {
+    message_id: String,
+    delivery_count: u32,
+    enqueued_at_ms: u64,
+    expires_at_ms: Option<u64>,
+    headers: Vec<(String, String)>,
+    /// Body bytes in all.
+    size: usize,
+    /// The first bytes of the body as text (invalid UTF-8 replaced); `body_truncated` says
+    /// whether there is more.
+    body_preview: String,
+    body_truncated: bool,
+}
+
+async fn peek(
+    State(s): Admin,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    query: Result<Query<PeekQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let broker = match s.admit(&headers, peer, "peeking at messages").await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Query(q) = match query {
+        Ok(q) => q,
+        Err(e) => return bad_request(e.body_text()),
+    };
+    let n = match limit(q.limit, PEEK, MAX_PEEK) {
+        Ok(n) => n,
+        Err(e) => return bad_request(e),
+    };
+    let peeked = match broker.peek(&name, n).await {
+        Ok(p) => p,
+        Err(e) => return broker_error(e),
+    };
+    let messages: Vec<PeekedMessage> = peeked
+        .into_iter()
+        .map(|m| {
+            let r = &m.record;
+            let shown = r.body.len().min(PREVIEW);
+            PeekedMessage {
+                message_id: m.message_id,
+                delivery_count: m.deliveries,
+                enqueued_at_ms: r.enqueued_at_ms,
+                expires_at_ms: r.expires_at_ms,
+                headers: r.headers.clone(),
+                size: r.body.len(),
+                body_preview: String::from_utf8_lossy(&r.body[..shown]).into_owned(),
+                body_truncated: shown < r.body.len(),
+            }
+        })
+        .collect();
+    Json(serde_json::json!({ "messages": messages })).into_response()
+}
+
+async fn purge(
+    State(s): Admin,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    let broker = match s.admit(&headers, peer, "purging a queue").await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let (purged, ticket) = match broker.purge(&name) {
+        Ok(p) => p,
+        Err(e) => return broker_error(e),
+    };
+    // Answered once the purge is durable, as a RECEIPT would be.
+    if let Err(e) = ticket.await {
+        return broker_error(e.into());
+    }
+    let at = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    Json(serde_json::json!({ "purged": purged, "at_ms": at })).into_response()
+}
