@@ -35,11 +35,12 @@ async fn queues_are_listed_shown_peeked_and_purged() {
     let prefix = unique("admin");
     let (a, b) = (format!("{prefix}.a"), format!("{prefix}.b"));
     let mut c = connect(server.addr).await;
+    // b made first: the listing sorts by name, not by age.
+    c.send(&format!("/queue/{b}"), "b0").await;
     for i in 0..3 {
         c.send_with(&format!("/queue/{a}"), format!("a{i}"), &[("x-k", "v:1")])
             .await;
     }
-    c.send(&format!("/queue/{b}"), "b0").await;
     // One of b's messages dead-lettered by a NACK that does not requeue.
     c.send(&format!("/queue/{b}"), "b1").await;
     c.subscribe_with(
@@ -91,8 +92,9 @@ async fn queues_are_listed_shown_peeked_and_purged() {
         Some(30.0)
     );
     assert_eq!(shown["settings"]["max_deliveries"].as_u64(), Some(5));
+    assert_eq!(shown["consumers"].as_u64(), Some(1));
     assert_eq!(
-        shown["consumers"][0]["ack"].as_str(),
+        shown["subscriptions"][0]["ack"].as_str(),
         Some("client-individual")
     );
     assert_eq!(shown["counters"]["nacked"].as_u64(), Some(1));
@@ -209,7 +211,7 @@ async fn in_users_mode_the_api_needs_read_and_admin_on_everything() {
     std::fs::write(
         &config,
         format!(
-            "[auth]\nmode = \"users\"\n\
+            "[auth]\nmode = \"users\"\nanonymous_user = \"ops\"\n\
              [auth.users.ops]\npassword_hash = \"{}\"\n\
              [auth.users.app]\npassword_hash = \"{}\"\n\
              [auth.users.app.permissions]\nread = [\"*\"]\nwrite = [\"*\"]\n",
@@ -233,7 +235,31 @@ async fn in_users_mode_the_api_needs_read_and_admin_on_everything() {
     )
     .await;
     assert_eq!(status, 403, "{answer}");
+    // A wrong password, and no user name at all (which must not become the anonymous user).
+    for wrong in ["Basic b3BzOndyb25n", "Basic Om9wcy1zZWNyZXQ="] {
+        let (status, answer) = get(&server, "/api/queues", Some(wrong)).await;
+        assert_eq!(status, 401, "{wrong}: {answer}");
+    }
     // base64("ops:ops-secret"): no permissions table, so everything.
+    let (status, answer) = get(&server, "/api/queues", Some("Basic b3BzOm9wcy1zZWNyZXQ=")).await;
+    assert_eq!(status, 200, "{answer}");
+}
+
+#[tokio::test]
+async fn a_stomp_listener_in_users_mode_puts_the_api_behind_logins_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("broker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[listeners.stomp]\nauth = \"users\"\n[auth.users.ops]\npassword_hash = \"{}\"\n",
+            crate::auth::passwd("ops-secret"),
+        ),
+    )
+    .unwrap();
+    let server = Server::builder().config(&config).start();
+    let (status, answer) = get(&server, "/api/queues", None).await;
+    assert_eq!(status, 401, "{answer}");
     let (status, answer) = get(&server, "/api/queues", Some("Basic b3BzOm9wcy1zZWNyZXQ=")).await;
     assert_eq!(status, 200, "{answer}");
 }

@@ -22,6 +22,14 @@ impl Broker {
         queues.iter().map(|q| q.view()).collect()
     }
 
+    /// The names of every durable queue, without looking inside any (cheap: for paging).
+    pub fn queue_names(&self) -> Vec<Arc<str>> {
+        self.queues
+            .iter()
+            .map(|e| e.value().name_arc().clone())
+            .collect()
+    }
+
     /// One durable queue, as it is now.
     pub fn queue_view(&self, name: &str) -> Option<QueueView> {
         self.find_queue(name).map(|q| q.view())

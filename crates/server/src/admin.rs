@@ -11,10 +11,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use stampede_broker::{AckMode, Broker, BrokerError, QueueView};
@@ -92,7 +93,7 @@ impl Gate {
             return Err(api_error(
                 StatusCode::FORBIDDEN,
                 "NotAuthorized",
-                format!("user {user} may not: {what} needs read and admin permission on `*`"),
+                format!("{what} needs read and admin permission on `*`, which user {user} lacks"),
             ));
         }
         Ok(())
@@ -139,7 +140,25 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/api/queues", get(list))
         .route("/api/queues/{name}", get(show))
         .route("/api/queues/{name}/messages", get(peek).delete(purge))
+        .route("/api/{*rest}", any(no_route))
+        .method_not_allowed_fallback(no_method)
         .with_state(state)
+}
+
+async fn no_route(uri: axum::http::Uri) -> Response {
+    api_error(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!("no admin API route {}", uri.path()),
+    )
+}
+
+async fn no_method(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    api_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        format!("{method} is not served on {}", uri.path()),
+    )
 }
 
 type Admin = State<Arc<AdminState>>;
@@ -238,7 +257,7 @@ async fn list(
     State(s): Admin,
     ConnectInfo(peer): Peer,
     headers: HeaderMap,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    query: Params<ListQuery>,
 ) -> Response {
     let broker = match s.admit(&headers, peer, "listing queues").await {
         Ok(b) => b,
@@ -252,15 +271,24 @@ async fn list(
         Ok(n) => n,
         Err(e) => return bad_request(e),
     };
-    let mut views = broker.queues();
-    views.retain(|v| {
-        q.prefix.as_deref().is_none_or(|p| v.name.starts_with(p))
-            && q.after.as_deref().is_none_or(|a| &*v.name > a)
+    // Names first, views for the page only: a page costs its own queues' locks, not everyone's.
+    let mut names = broker.queue_names();
+    names.retain(|name| {
+        q.prefix.as_deref().is_none_or(|p| name.starts_with(p))
+            && q.after.as_deref().is_none_or(|a| &**name > a)
     });
-    views.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-    let next = (views.len() > n).then(|| views[n - 1].name.to_string());
-    views.truncate(n);
-    let queues = views.iter().map(|v| QueueSummary::of(v, &broker)).collect();
+    if names.len() > n {
+        names.select_nth_unstable(n);
+        names.truncate(n + 1);
+    }
+    names.sort_unstable();
+    let next = (names.len() > n).then(|| names[n - 1].to_string());
+    names.truncate(n);
+    let queues = names
+        .iter()
+        .filter_map(|name| broker.queue_view(name))
+        .map(|v| QueueSummary::of(&v, &broker))
+        .collect();
     Json(QueueList { queues, next }).into_response()
 }
 
@@ -290,20 +318,42 @@ struct QueueDetail {
     summary: QueueSummary,
     created_at_ms: u64,
     settings: Settings,
-    consumers: Vec<Consumer>,
+    /// The consumers `consumers` counts.
+    subscriptions: Vec<Consumer>,
     long_polls: u64,
     counters: serde_json::Value,
+}
+
+/// Routes that take no query parameters refuse any, rather than ignore what a caller meant.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoParams {}
+
+type Named = Result<Path<String>, PathRejection>;
+type Params<T> = Result<Query<T>, QueryRejection>;
+
+/// The path's queue name and the query, checked after the gate (so a stranger learns nothing
+/// from a 400).
+fn parsed<T>(name: Named, query: Params<T>) -> Result<(String, T), String> {
+    let Path(name) = name.map_err(|e| e.body_text())?;
+    let Query(q) = query.map_err(|e| e.body_text())?;
+    Ok((name, q))
 }
 
 async fn show(
     State(s): Admin,
     ConnectInfo(peer): Peer,
     headers: HeaderMap,
-    Path(name): Path<String>,
+    name: Named,
+    query: Params<NoParams>,
 ) -> Response {
     let broker = match s.admit(&headers, peer, "showing a queue").await {
         Ok(b) => b,
         Err(r) => return r,
+    };
+    let (name, NoParams {}) = match parsed(name, query) {
+        Ok(p) => p,
+        Err(e) => return bad_request(e),
     };
     let Some(q) = broker.queue_view(&name) else {
         return unknown(&name);
@@ -321,7 +371,7 @@ async fn show(
             max_messages: st.max_messages,
             max_bytes: st.max_bytes,
         },
-        consumers: q
+        subscriptions: q
             .consumers
             .iter()
             .map(|c| Consumer {
@@ -373,16 +423,16 @@ async fn peek(
     State(s): Admin,
     ConnectInfo(peer): Peer,
     headers: HeaderMap,
-    Path(name): Path<String>,
-    query: Result<Query<PeekQuery>, axum::extract::rejection::QueryRejection>,
+    name: Named,
+    query: Params<PeekQuery>,
 ) -> Response {
     let broker = match s.admit(&headers, peer, "peeking at messages").await {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let Query(q) = match query {
-        Ok(q) => q,
-        Err(e) => return bad_request(e.body_text()),
+    let (name, q) = match parsed(name, query) {
+        Ok(p) => p,
+        Err(e) => return bad_request(e),
     };
     let n = match limit(q.limit, PEEK, MAX_PEEK) {
         Ok(n) => n,
@@ -416,19 +466,40 @@ async fn purge(
     State(s): Admin,
     ConnectInfo(peer): Peer,
     headers: HeaderMap,
-    Path(name): Path<String>,
+    name: Named,
+    query: Params<NoParams>,
 ) -> Response {
     let broker = match s.admit(&headers, peer, "purging a queue").await {
         Ok(b) => b,
         Err(r) => return r,
     };
+    let (name, NoParams {}) = match parsed(name, query) {
+        Ok(p) => p,
+        Err(e) => return bad_request(e),
+    };
+    // A purge empties the queue in memory before its commit: a store that already refuses
+    // writes would leave the two apart until a restart, so nothing is tried.
+    if let Some(why) = broker.store_failure() {
+        return api_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "StoreUnavailable",
+            format!("the store refuses writes, nothing was purged: {why}"),
+        );
+    }
     let (purged, ticket) = match broker.purge(&name) {
         Ok(p) => p,
         Err(e) => return broker_error(e),
     };
     // Answered once the purge is durable, as a RECEIPT would be.
     if let Err(e) = ticket.await {
-        return broker_error(e.into());
+        return api_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "PurgeNotDurable",
+            format!(
+                "{purged} messages were purged in memory but the store failed to record it \
+                 ({e}); they come back when the broker restarts"
+            ),
+        );
     }
     let at = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)

@@ -174,17 +174,28 @@ pub async fn run(
         token.clone(),
     ));
     let http_addr = local_addr(&listeners.http, "listeners.http.bind")?;
+    // The HTTP API sees and changes every queue: if any STOMP listener asks for logins, so does
+    // it (a broker made "users" per listener should not serve peeks and purges to anyone).
+    let api_mode = if listeners
+        .stomp
+        .iter()
+        .any(|l| l.profile.auth.mode == Some(auth::Mode::Users))
+    {
+        auth::Mode::Users
+    } else {
+        loaded.auth.mode
+    };
     let spool = data_dir.clone().unwrap_or_else(std::env::temp_dir);
     let backup = Arc::new(backup::BackupState::new(
         http_state.clone(),
-        loaded.auth.mode,
+        api_mode,
         authenticator.clone(),
         spool,
         s.storage.min_free_space as u64,
     ));
     let admin = Arc::new(admin::AdminState::new(
         http_state.clone(),
-        loaded.auth.mode,
+        api_mode,
         authenticator.clone(),
     ));
     let ws = Arc::new(ws::WsState::default());

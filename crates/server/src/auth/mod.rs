@@ -209,6 +209,11 @@ impl Authenticator {
         peer: IpAddr,
         deadline: Instant,
     ) -> Result<Identity, Refusal> {
+        // An empty name would be no login, which a CONNECT may turn into `anonymous_user`; HTTP
+        // credentials always name someone.
+        if user.is_empty() {
+            return Err(Refusal::Credentials);
+        }
         let credentials = Credentials {
             login: Some(user),
             passcode: Some(password),
