@@ -133,6 +133,22 @@ impl AdminState {
             )
         })
     }
+
+    /// [`AdminState::admit`] for a route on one queue: the broker, the queue's name and the
+    /// query, checked after the gate (so a stranger learns nothing from a 400).
+    async fn admit_named<T>(
+        &self,
+        headers: &HeaderMap,
+        peer: SocketAddr,
+        what: &str,
+        name: Named,
+        query: Params<T>,
+    ) -> Result<(Arc<Broker>, String, T), Response> {
+        let broker = self.admit(headers, peer, what).await?;
+        let Path(name) = name.map_err(|e| bad_request(e.body_text()))?;
+        let Query(q) = query.map_err(|e| bad_request(e.body_text()))?;
+        Ok((broker, name, q))
+    }
 }
 
 pub fn router(state: Arc<AdminState>) -> Router {
@@ -332,14 +348,6 @@ struct NoParams {}
 type Named = Result<Path<String>, PathRejection>;
 type Params<T> = Result<Query<T>, QueryRejection>;
 
-/// The path's queue name and the query, checked after the gate (so a stranger learns nothing
-/// from a 400).
-fn parsed<T>(name: Named, query: Params<T>) -> Result<(String, T), String> {
-    let Path(name) = name.map_err(|e| e.body_text())?;
-    let Query(q) = query.map_err(|e| e.body_text())?;
-    Ok((name, q))
-}
-
 async fn show(
     State(s): Admin,
     ConnectInfo(peer): Peer,
@@ -347,13 +355,12 @@ async fn show(
     name: Named,
     query: Params<NoParams>,
 ) -> Response {
-    let broker = match s.admit(&headers, peer, "showing a queue").await {
-        Ok(b) => b,
+    let (broker, name, NoParams {}) = match s
+        .admit_named(&headers, peer, "showing a queue", name, query)
+        .await
+    {
+        Ok(admitted) => admitted,
         Err(r) => return r,
-    };
-    let (name, NoParams {}) = match parsed(name, query) {
-        Ok(p) => p,
-        Err(e) => return bad_request(e),
     };
     let Some(q) = broker.queue_view(&name) else {
         return unknown(&name);
@@ -426,13 +433,12 @@ async fn peek(
     name: Named,
     query: Params<PeekQuery>,
 ) -> Response {
-    let broker = match s.admit(&headers, peer, "peeking at messages").await {
-        Ok(b) => b,
+    let (broker, name, q) = match s
+        .admit_named(&headers, peer, "peeking at messages", name, query)
+        .await
+    {
+        Ok(admitted) => admitted,
         Err(r) => return r,
-    };
-    let (name, q) = match parsed(name, query) {
-        Ok(p) => p,
-        Err(e) => return bad_request(e),
     };
     let n = match limit(q.limit, PEEK, MAX_PEEK) {
         Ok(n) => n,
@@ -469,13 +475,12 @@ async fn purge(
     name: Named,
     query: Params<NoParams>,
 ) -> Response {
-    let broker = match s.admit(&headers, peer, "purging a queue").await {
-        Ok(b) => b,
+    let (broker, name, NoParams {}) = match s
+        .admit_named(&headers, peer, "purging a queue", name, query)
+        .await
+    {
+        Ok(admitted) => admitted,
         Err(r) => return r,
-    };
-    let (name, NoParams {}) = match parsed(name, query) {
-        Ok(p) => p,
-        Err(e) => return bad_request(e),
     };
     // A purge empties the queue in memory before its commit: a store that already refuses
     // writes would leave the two apart until a restart, so nothing is tried.
