@@ -111,6 +111,45 @@ impl Broker {
         Ok((purged, self.apply(fx)))
     }
 
+    /// Removes up to `max` waiting messages of queue `name`, oldest first, in one commit, and
+    /// returns them: handed out once, never delivered to a consumer (RabbitMQ's management
+    /// `get` with `ack_requeue_false`). Only messages in memory are taken in one call.
+    pub fn take(&self, name: &str, max: usize) -> Result<(Vec<MessageView>, Ticket), BrokerError> {
+        let queue = self.existing(name)?;
+        self.check_storage()?;
+        let mut fx = Effects::new();
+        let number = queue.number();
+        let taken = queue
+            .take_waiting(max, &mut fx)
+            .into_iter()
+            .map(|p| MessageView {
+                seq: p.seq,
+                message_id: message_id(number, p.seq),
+                record: p.record,
+                deliveries: p.deliveries,
+            })
+            .collect::<Vec<_>>();
+        tracing::info!(queue = name, taken = taken.len(), "messages taken");
+        Ok((taken, self.apply(fx)))
+    }
+
+    /// The topics queue `name` is bound to, each with whether the binding is virtual (a
+    /// `Consumer.X.VirtualTopic.T` queue, bound by its name), sorted by topic.
+    pub fn topics_bound_to_queue(&self, name: &str) -> Vec<(Arc<str>, bool)> {
+        let virtual_topic = crate::destination::virtual_topic_of(name);
+        let mut out: Vec<(Arc<str>, bool)> = self
+            .topics
+            .iter()
+            .filter(|t| t.bound().iter().any(|q| q.name() == name))
+            .map(|t| {
+                let topic = t.name();
+                (Arc::from(topic), virtual_topic == Some(topic))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Moves up to `max` waiting messages from queue `from` to queue `to` (created if need be),
     /// oldest first, in one commit: each leaves `from` and enters `to` together or not at all.
     /// Only messages in memory move in one call; call again to move the rest of a long backlog.
@@ -130,8 +169,8 @@ impl Broker {
         let target = self.queue(to);
         let mut fx = Effects::new();
         let moved = source.take_waiting(max, &mut fx);
-        let n = moved.records.len();
-        for record in moved.records {
+        let n = moved.len();
+        for record in moved.into_iter().map(|m| m.record) {
             // A move is the operator's decision: the target's limits do not refuse it, as a
             // dead-letter queue's do not refuse dead letters.
             if target.stage(record.clone(), true, None, &mut fx).is_err() {

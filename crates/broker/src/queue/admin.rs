@@ -12,11 +12,6 @@ use crate::meta::QueueAttrs;
 use crate::policy::QueueSettings;
 use crate::view::{ChannelView, ConsumerView, QueueCounters, QueueView};
 
-/// Messages taken out of a queue to be put into another.
-pub(crate) struct Moved {
-    pub records: Vec<Arc<MessageRecord>>,
-}
-
 /// A waiting message as the admin API shows it.
 #[derive(Debug, Clone)]
 pub struct Peeked {
@@ -130,20 +125,25 @@ impl Queue {
         (out, rest)
     }
 
-    /// Takes up to `max` waiting messages out of memory, oldest first, deleting them here.
-    pub fn take_waiting(self: &Arc<Self>, max: usize, fx: &mut Effects) -> Moved {
+    /// Takes up to `max` waiting messages out of memory, oldest first, deleting them here: to
+    /// move them elsewhere, or to hand them out once (RabbitMQ's `ack_requeue_false` get).
+    pub fn take_waiting(self: &Arc<Self>, max: usize, fx: &mut Effects) -> Vec<Peeked> {
         let mut st = self.lock();
         let ctx = self.ctx();
-        let mut records = Vec::new();
-        while records.len() < max {
+        let mut taken = Vec::new();
+        while taken.len() < max {
             let Some((seq, entry)) = st.take_ready() else {
                 break;
             };
             st.forget(&ctx, seq, &entry, fx);
-            records.push(entry.record);
+            taken.push(Peeked {
+                seq,
+                deliveries: entry.deliveries,
+                record: entry.record,
+            });
         }
         self.dispatch(&mut st, fx);
-        Moved { records }
+        taken
     }
 
     /// Replaces the queue's settings (changed at run time).
@@ -223,10 +223,12 @@ impl Queue {
     /// The queue as it is now, under one lock.
     pub fn view(&self) -> QueueView {
         let st = self.lock();
+        let extras = st.extras.as_deref();
         let consumers = st
             .consumers
             .iter()
             .map(|c| ConsumerView {
+                session: c.spec.session,
                 subscription: c.spec.subscription.clone(),
                 principal: c.spec.principal.clone(),
                 ack: c.spec.ack,
@@ -243,6 +245,11 @@ impl Queue {
             settings: (*st.settings).clone(),
             dead_letter_queue: st.dead_letter_queue(&self.ctx()).map(Arc::from),
             created_at_ms: st.created_at_ms,
+            lifecycle: crate::Lifecycle {
+                durable: extras.is_none_or(|e| !e.temporary),
+                auto_delete: extras.is_some_and(|e| e.auto_delete),
+                exclusive: extras.is_some_and(|e| e.owner.is_some()),
+            },
             consumers,
             long_polls: st.pull_waiters.len() as u64,
             counters: self.counters(),

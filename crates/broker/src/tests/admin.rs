@@ -95,6 +95,7 @@ async fn views_report_consumers_counters_and_the_dead_letter_queue() {
     assert_eq!(&*view.consumers[0].subscription, "sub-7");
     assert_eq!(&*view.consumers[0].principal, "tester");
     assert_eq!(view.dead_letter_queue.as_deref(), Some("DLQ.v"));
+    assert_eq!(view.lifecycle, crate::Lifecycle::DURABLE);
     assert_eq!(env.broker.queues().len(), 1);
 }
 
@@ -166,4 +167,43 @@ async fn idle_queues_cost_the_timer_nothing_until_a_deadline_comes() {
     env.advance(7 * 86_400_000);
     assert_eq!(env.broker.pending_wakeups(), 0);
     assert_eq!(env.stored(), 0, "retention removed them all");
+}
+
+#[tokio::test]
+async fn take_removes_waiting_messages_in_one_commit_and_returns_them() {
+    let env = Env::new();
+    for b in ["a", "b", "c"] {
+        send(&env.broker, "t", b).await;
+    }
+    let commits = env.store.commits();
+    let (taken, ticket) = env.broker.take("t", 2).unwrap();
+    ticket.await.unwrap();
+    let bodies: Vec<&[u8]> = taken.iter().map(|m| &m.record.body[..]).collect();
+    assert_eq!(bodies, [b"a", b"b"]);
+    assert_eq!(taken[0].deliveries, 0);
+    assert_eq!(env.store.commits() - commits, 1);
+    assert_eq!(env.depth("t"), (1, 0, 0));
+    let view = env.broker.queue_view("t").unwrap();
+    assert_eq!(view.counters.delivered, 0, "taken, not delivered");
+    let again = env.restart();
+    assert_eq!(depth(&again, "t"), (1, 0, 0), "the take is durable");
+    assert!(again.take("nope", 1).is_err());
+}
+
+#[tokio::test]
+async fn a_queue_lists_the_topics_it_is_bound_to() {
+    let env = Env::new();
+    env.broker.bind("prices", "feed").unwrap().await.unwrap();
+    env.broker.bind("news", "feed").unwrap().await.unwrap();
+    send(&env.broker, "Consumer.app.VirtualTopic.orders", "m").await;
+    assert_eq!(
+        env.broker.topics_bound_to_queue("feed"),
+        [(Arc::from("news"), false), (Arc::from("prices"), false)]
+    );
+    assert_eq!(
+        env.broker
+            .topics_bound_to_queue("Consumer.app.VirtualTopic.orders"),
+        [(Arc::from("VirtualTopic.orders"), true)]
+    );
+    assert!(env.broker.topics_bound_to_queue("elsewhere").is_empty());
 }
