@@ -20,6 +20,7 @@ mod observability;
 mod oci_rest;
 mod passwd;
 mod queue;
+mod rabbitmq_management;
 mod receipt;
 mod routing;
 mod semantics;
