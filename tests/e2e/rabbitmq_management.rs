@@ -189,8 +189,11 @@ async fn queues_overview_channels_and_consumers_in_rabbitmq_shapes() {
     let shown = get(api, &format!("/api/queues/%2F/{q}")).await;
     assert_eq!(
         (&shown["messages"], &shown["consumers"]),
-        (&json!(2), &json!(0))
+        (&json!(2), &json!(0)),
+        "m1 back in the queue, m2 still there: {shown}"
     );
+    assert_eq!(shown["message_stats"]["deliver_get"], 2);
+    assert_eq!(shown["message_stats"]["ack"], 1);
     assert_eq!(get(api, "/api/channels").await, json!([]));
     let (status, gone) = call(api, "GET", &path, Some(GUEST), "").await;
     assert_eq!((status, gone), (404, not_found()));

@@ -27,7 +27,6 @@ use serde_json::{json, Map, Value};
 use stampede_broker::{AckMode, Broker, BrokerError, ConsumerView, MessageView, QueueView};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
 
 use crate::admin::{purge_queue, AdminState, PurgeError, Refusal};
 
@@ -41,18 +40,13 @@ const VHOST: &str = "/";
 const MAX_GET: usize = 1000;
 
 type Rabbit = State<Arc<AdminState>>;
+/// A handler's answer: a refusal is a response too, so `?` can return one.
+type Answer = Result<Response, Response>;
 type Peer = ConnectInfo<SocketAddr>;
 
 /// Serves the API on `listener` until `shutdown` is cancelled.
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>, shutdown: CancellationToken) {
-    // The peer address is what failed logins are slowed by.
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
-    if let Err(e) = served {
-        warn!(error = %e, "RabbitMQ management listener failed");
-    }
+    crate::http::serve_app(listener, router(state), shutdown, "RabbitMQ management").await;
 }
 
 fn router(state: Arc<AdminState>) -> Router {
@@ -161,16 +155,13 @@ async fn admit_queue(
     Ok((broker, name))
 }
 
-async fn overview(State(s): Rabbit, ConnectInfo(peer): Peer, headers: HeaderMap) -> Response {
-    let broker = match admit(&s, &headers, peer).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+async fn overview(State(s): Rabbit, ConnectInfo(peer): Peer, headers: HeaderMap) -> Answer {
+    let broker = admit(&s, &headers, peer).await?;
     let queues = broker.queues();
     let sum = |f: fn(&QueueView) -> u64| queues.iter().map(f).sum::<u64>();
     let consumers = queues.iter().map(|q| q.consumers.len()).sum::<usize>();
     let sessions = sessions(&queues).len();
-    Json(json!({
+    Ok(Json(json!({
         "management_version": RABBITMQ_VERSION,
         "rabbitmq_version": RABBITMQ_VERSION,
         "product_name": "Stampede",
@@ -197,7 +188,7 @@ async fn overview(State(s): Rabbit, ConnectInfo(peer): Peer, headers: HeaderMap)
             "redeliver": sum(|q| q.counters.redelivered),
         },
     }))
-    .into_response()
+    .into_response())
 }
 
 /// `GET /api/queues` filters: `name` (a part of the name), `use_regex` (only `false`), `page`
@@ -215,11 +206,9 @@ async fn list_queues(
     ConnectInfo(peer): Peer,
     headers: HeaderMap,
     params: Params,
-) -> Response {
-    match admit(&s, &headers, peer).await {
-        Ok(broker) => queue_list(&broker, params),
-        Err(r) => r,
-    }
+) -> Answer {
+    let broker = admit(&s, &headers, peer).await?;
+    queue_list(&broker, params)
 }
 
 async fn list_vhost_queues(
@@ -228,30 +217,26 @@ async fn list_vhost_queues(
     headers: HeaderMap,
     vhost: Result<Path<String>, PathRejection>,
     params: Params,
-) -> Response {
-    let broker = match admit(&s, &headers, peer).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+) -> Answer {
+    let broker = admit(&s, &headers, peer).await?;
     match vhost {
         Ok(Path(v)) if v == VHOST => queue_list(&broker, params),
-        Ok(_) => object_not_found(),
-        Err(e) => bad_request(e.body_text()),
+        Ok(_) => Err(object_not_found()),
+        Err(e) => Err(bad_request(e.body_text())),
     }
 }
 
 type Params = Result<Query<ListParams>, QueryRejection>;
 
-fn queue_list(broker: &Broker, params: Params) -> Response {
-    let Query(params) = match params {
-        Ok(p) => p,
-        Err(e) => return bad_request(e.body_text()),
-    };
+fn queue_list(broker: &Broker, params: Params) -> Answer {
+    let Query(params) = params.map_err(|e| bad_request(e.body_text()))?;
     if params.use_regex.as_deref().is_some_and(|r| r != "false") {
-        return bad_request("use_regex is not served: name filters by a part of the name");
+        return Err(bad_request(
+            "use_regex is not served: name filters by a part of the name",
+        ));
     }
     if params.page.is_some() {
-        return bad_request("paged queue listings are not served");
+        return Err(bad_request("paged queue listings are not served"));
     }
     // Names first, views for the queues asked for only.
     let mut names = broker.queue_names();
@@ -264,7 +249,7 @@ fn queue_list(broker: &Broker, params: Params) -> Response {
         .filter_map(|n| broker.queue_view(n))
         .map(|q| queue_json(&q, false))
         .collect();
-    Json(queues).into_response()
+    Ok(Json(queues).into_response())
 }
 
 async fn show_queue(
@@ -272,15 +257,10 @@ async fn show_queue(
     ConnectInfo(peer): Peer,
     headers: HeaderMap,
     path: VhostAndName,
-) -> Response {
-    let (broker, name) = match admit_queue(&s, &headers, peer, path).await {
-        Ok(admitted) => admitted,
-        Err(r) => return r,
-    };
-    match broker.queue_view(&name) {
-        Some(q) => Json(queue_json(&q, true)).into_response(),
-        None => object_not_found(),
-    }
+) -> Answer {
+    let (broker, name) = admit_queue(&s, &headers, peer, path).await?;
+    let q = broker.queue_view(&name).ok_or_else(object_not_found)?;
+    Ok(Json(queue_json(&q, true)).into_response())
 }
 
 /// A queue as RabbitMQ describes it; `detail` adds its consumers, as a single queue's answer has.
@@ -360,14 +340,9 @@ async fn bindings(
     ConnectInfo(peer): Peer,
     headers: HeaderMap,
     path: VhostAndName,
-) -> Response {
-    let (broker, name) = match admit_queue(&s, &headers, peer, path).await {
-        Ok(admitted) => admitted,
-        Err(r) => return r,
-    };
-    if broker.queue_view(&name).is_none() {
-        return object_not_found();
-    }
+) -> Answer {
+    let (broker, name) = admit_queue(&s, &headers, peer, path).await?;
+    broker.queue_view(&name).ok_or_else(object_not_found)?;
     let binding = |source: &str, key: &str| {
         json!({
             "source": source,
@@ -387,7 +362,7 @@ async fn bindings(
             .iter()
             .map(|(topic, _virtual)| binding("amq.topic", topic)),
     );
-    Json(out).into_response()
+    Ok(Json(out).into_response())
 }
 
 /// RabbitMQ's key for a binding without arguments: its routing key, percent-encoded.
@@ -486,38 +461,26 @@ async fn get_messages(
     headers: HeaderMap,
     path: VhostAndName,
     body: Bytes,
-) -> Response {
-    let (broker, name) = match admit_queue(&s, &headers, peer, path).await {
-        Ok(admitted) => admitted,
-        Err(r) => return r,
-    };
-    let req = match get_request(&body) {
-        Ok(r) => r,
-        Err(reason) => return bad_request(reason),
-    };
+) -> Answer {
+    let (broker, name) = admit_queue(&s, &headers, peer, path).await?;
+    let req = get_request(&body).map_err(bad_request)?;
     let got = match req.mode {
-        Mode::Peek => broker.peek(&name, req.count).await,
-        Mode::Take => match broker.take(&name, req.count) {
-            Ok((taken, ticket)) => match ticket.await {
-                Ok(()) => Ok(taken),
-                Err(e) => {
-                    return error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal_server_error",
-                        format!(
-                            "{} messages were removed in memory but the store failed to record \
-                             it ({e}); they come back when the broker restarts",
-                            taken.len()
-                        ),
-                    )
-                }
-            },
-            Err(e) => Err(e),
-        },
-    };
-    let got = match got {
-        Ok(g) => g,
-        Err(e) => return broker_error(e),
+        Mode::Peek => broker.peek(&name, req.count).await.map_err(broker_error)?,
+        Mode::Take => {
+            let (taken, ticket) = broker.take(&name, req.count).map_err(broker_error)?;
+            ticket.await.map_err(|e| {
+                error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_server_error",
+                    format!(
+                        "{} messages were removed in memory but the store failed to record it \
+                         ({e}); they come back when the broker restarts",
+                        taken.len()
+                    ),
+                )
+            })?;
+            taken
+        }
     };
     // What still waits after each message, as RabbitMQ counts it.
     let waiting = broker.queue_view(&name).map_or(0, |q| q.visible) as usize;
@@ -531,7 +494,7 @@ async fn get_messages(
         .enumerate()
         .map(|(i, m)| message_json(m, &name, left(i), &req))
         .collect();
-    Json(messages).into_response()
+    Ok(Json(messages).into_response())
 }
 
 /// One message as RabbitMQ's `get` answers it.
@@ -603,25 +566,22 @@ async fn purge(
     ConnectInfo(peer): Peer,
     headers: HeaderMap,
     path: VhostAndName,
-) -> Response {
-    let (broker, name) = match admit_queue(&s, &headers, peer, path).await {
-        Ok(admitted) => admitted,
-        Err(r) => return r,
-    };
-    match purge_queue(&broker, &name).await {
-        Ok(_) => StatusCode::NO_CONTENT.into_response(),
-        Err(PurgeError::Broker(e)) => broker_error(e),
-        Err(e @ PurgeError::StoreRefuses(_)) => error(
+) -> Answer {
+    let (broker, name) = admit_queue(&s, &headers, peer, path).await?;
+    purge_queue(&broker, &name).await.map_err(|e| match e {
+        PurgeError::Broker(e) => broker_error(e),
+        e @ PurgeError::StoreRefuses(_) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "service_unavailable",
             e.to_string(),
         ),
-        Err(e @ PurgeError::NotDurable { .. }) => error(
+        e @ PurgeError::NotDurable { .. } => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_server_error",
             e.to_string(),
         ),
-    }
+    })?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// One session's consumers on durable queues, by session number.
@@ -670,17 +630,14 @@ fn channel_json(session: u64, consumers: &[(&QueueView, &ConsumerView)], detail:
     out
 }
 
-async fn list_channels(State(s): Rabbit, ConnectInfo(peer): Peer, headers: HeaderMap) -> Response {
-    let broker = match admit(&s, &headers, peer).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+async fn list_channels(State(s): Rabbit, ConnectInfo(peer): Peer, headers: HeaderMap) -> Answer {
+    let broker = admit(&s, &headers, peer).await?;
     let queues = broker.queues();
     let channels: Vec<Value> = sessions(&queues)
         .iter()
         .map(|(session, consumers)| channel_json(*session, consumers, false))
         .collect();
-    Json(channels).into_response()
+    Ok(Json(channels).into_response())
 }
 
 async fn show_channel(
@@ -688,33 +645,26 @@ async fn show_channel(
     ConnectInfo(peer): Peer,
     headers: HeaderMap,
     name: Result<Path<String>, PathRejection>,
-) -> Response {
-    let broker = match admit(&s, &headers, peer).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let Ok(Path(name)) = name else {
-        return object_not_found();
-    };
+) -> Answer {
+    let broker = admit(&s, &headers, peer).await?;
+    let Path(name) = name.map_err(|e| bad_request(e.body_text()))?;
     let queues = broker.queues();
     let sessions = sessions(&queues);
-    match sessions.iter().find(|(s, _)| channel_name(**s) == name) {
-        Some((session, consumers)) => Json(channel_json(*session, consumers, true)).into_response(),
-        None => object_not_found(),
-    }
+    let (session, consumers) = sessions
+        .iter()
+        .find(|(s, _)| channel_name(**s) == name)
+        .ok_or_else(object_not_found)?;
+    Ok(Json(channel_json(*session, consumers, true)).into_response())
 }
 
-async fn list_consumers(State(s): Rabbit, ConnectInfo(peer): Peer, headers: HeaderMap) -> Response {
-    let broker = match admit(&s, &headers, peer).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+async fn list_consumers(State(s): Rabbit, ConnectInfo(peer): Peer, headers: HeaderMap) -> Answer {
+    let broker = admit(&s, &headers, peer).await?;
     let queues = broker.queues();
     let consumers: Vec<Value> = queues
         .iter()
         .flat_map(|q| q.consumers.iter().map(move |c| consumer_json(q, c)))
         .collect();
-    Json(consumers).into_response()
+    Ok(Json(consumers).into_response())
 }
 
 #[cfg(test)]

@@ -240,7 +240,8 @@ mod tests {
         s
     }
 
-    fn parse(extra: &[(&str, ListenerSection)]) -> Result<Vec<StompSpec>, String> {
+    /// The sections of the embedded defaults: the HTTP and the plain STOMP listener.
+    fn defaults() -> BTreeMap<String, ListenerSection> {
         let mut m = BTreeMap::new();
         m.insert(
             "http".into(),
@@ -250,6 +251,11 @@ mod tests {
             "stomp".into(),
             section(|s| s.bind = Some("0.0.0.0:61613".into())),
         );
+        m
+    }
+
+    fn parse(extra: &[(&str, ListenerSection)]) -> Result<Vec<StompSpec>, String> {
+        let mut m = defaults();
         for (k, v) in extra {
             m.insert(k.to_string(), v.clone());
         }
@@ -272,15 +278,7 @@ mod tests {
 
     #[test]
     fn the_rabbitmq_management_listener_is_off_unless_bound_and_is_no_stomp_listener() {
-        let mut m = BTreeMap::new();
-        m.insert(
-            "http".into(),
-            section(|s| s.bind = Some("0.0.0.0:8161".into())),
-        );
-        m.insert(
-            "stomp".into(),
-            section(|s| s.bind = Some("0.0.0.0:61613".into())),
-        );
+        let mut m = defaults();
         assert_eq!(listeners(&m).unwrap().rabbitmq_management, None);
         m.insert(
             RABBITMQ_MANAGEMENT.into(),
