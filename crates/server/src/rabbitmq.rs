@@ -208,7 +208,7 @@ async fn list_queues(
     params: Params,
 ) -> Answer {
     let broker = admit(&s, &headers, peer).await?;
-    queue_list(&broker, params)
+    Ok(queue_list(&broker, params))
 }
 
 async fn list_vhost_queues(
@@ -220,7 +220,7 @@ async fn list_vhost_queues(
 ) -> Answer {
     let broker = admit(&s, &headers, peer).await?;
     match vhost {
-        Ok(Path(v)) if v == VHOST => queue_list(&broker, params),
+        Ok(Path(v)) if v == VHOST => Ok(queue_list(&broker, params)),
         Ok(_) => Err(object_not_found()),
         Err(e) => Err(bad_request(e.body_text())),
     }
@@ -228,15 +228,16 @@ async fn list_vhost_queues(
 
 type Params = Result<Query<ListParams>, QueryRejection>;
 
-fn queue_list(broker: &Broker, params: Params) -> Answer {
-    let Query(params) = params.map_err(|e| bad_request(e.body_text()))?;
+fn queue_list(broker: &Broker, params: Params) -> Response {
+    let Query(params) = match params {
+        Ok(p) => p,
+        Err(e) => return bad_request(e.body_text()),
+    };
     if params.use_regex.as_deref().is_some_and(|r| r != "false") {
-        return Err(bad_request(
-            "use_regex is not served: name filters by a part of the name",
-        ));
+        return bad_request("use_regex is not served: name filters by a part of the name");
     }
     if params.page.is_some() {
-        return Err(bad_request("paged queue listings are not served"));
+        return bad_request("paged queue listings are not served");
     }
     // Names first, views for the queues asked for only.
     let mut names = broker.queue_names();
@@ -249,7 +250,7 @@ fn queue_list(broker: &Broker, params: Params) -> Answer {
         .filter_map(|n| broker.queue_view(n))
         .map(|q| queue_json(&q, false))
         .collect();
-    Ok(Json(queues).into_response())
+    Json(queues).into_response()
 }
 
 async fn show_queue(
