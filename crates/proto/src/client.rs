@@ -116,6 +116,9 @@ pub struct SubscribeCommand {
     pub ack: AckMode,
     /// `prefetch-count` or `activemq.prefetchSize`, when the client bounds unacked messages.
     pub prefetch: Option<u32>,
+    /// Artemis' `consumer-window-size`: most unsettled message bytes, `Some(0)` one message at a
+    /// time; `None` (absent or `-1`) unbounded.
+    pub window_bytes: Option<u64>,
     /// RabbitMQ's `x-dead-letter-routing-key`: where this queue's dead letters go.
     pub dead_letter_queue: Option<String>,
     /// A durable topic subscription, in any of the three dialects.
@@ -147,7 +150,13 @@ pub struct AckCommand {
     pub transaction: Option<String>,
     /// NACK `requeue: false` dead-letters at once (RabbitMQ convention).
     pub requeue: bool,
+    /// NACK `x-delay` (ms): visible again after this long instead of the queue's redelivery
+    /// delay.
+    pub delay_ms: Option<u64>,
 }
+
+/// The longest NACK `x-delay` accepted: 12 h, the longest any queue wait may be.
+pub const MAX_DELAY_MS: u64 = 12 * 3600 * 1000;
 
 /// What a client asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -331,6 +340,7 @@ fn subscribe(h: &Headers, version: Version) -> Result<SubscribeCommand, ProtoErr
         }
     };
     let prefetch = prefetch(h)?;
+    let window_bytes = window_bytes(h)?;
     let present = |name| h.get(name).filter(|v| !v.is_empty()).map(str::to_owned);
     Ok(SubscribeCommand {
         durable: durable(h, &id),
@@ -338,6 +348,7 @@ fn subscribe(h: &Headers, version: Version) -> Result<SubscribeCommand, ProtoErr
         id,
         ack,
         prefetch,
+        window_bytes,
         dead_letter_queue: present("x-dead-letter-routing-key"),
         queue_name: present("x-queue-name"),
         flags: QueueFlags {
@@ -410,6 +421,21 @@ fn prefetch(h: &Headers) -> Result<Option<u32>, ProtoError> {
     Ok(None)
 }
 
+fn window_bytes(h: &Headers) -> Result<Option<u64>, ProtoError> {
+    const HEADER: &str = "consumer-window-size";
+    let Some(v) = h.get(HEADER) else {
+        return Ok(None);
+    };
+    match v.trim() {
+        "-1" => Ok(None),
+        n => n.parse().map(Some).map_err(|_| ProtoError::InvalidHeader {
+            header: HEADER,
+            value: v.to_owned(),
+            expected: "a number of bytes, 0 (one message at a time) or -1 (unbounded)",
+        }),
+    }
+}
+
 fn ack(h: &Headers, command: &'static str) -> Result<AckCommand, ProtoError> {
     // Be liberal: accept the 1.2 `id` and the 1.0/1.1 `message-id` in any version.
     let id = h
@@ -432,11 +458,27 @@ fn ack(h: &Headers, command: &'static str) -> Result<AckCommand, ProtoError> {
             })
         }
     };
+    // Only a NACK gives a message back; an ACK's `x-delay` is an application header.
+    let delay_ms = match h.get("x-delay").filter(|_| command == "NACK") {
+        None => None,
+        Some(v) => Some(
+            v.trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| *ms <= MAX_DELAY_MS)
+                .ok_or_else(|| ProtoError::InvalidHeader {
+                    header: "x-delay",
+                    value: v.to_owned(),
+                    expected: "milliseconds from 0 to 43200000 (12 h)",
+                })?,
+        ),
+    };
     Ok(AckCommand {
         id,
         subscription: h.get("subscription").map(str::to_owned),
         transaction: h.get("transaction").map(str::to_owned),
         requeue,
+        delay_ms,
     })
 }
 

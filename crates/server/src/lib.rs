@@ -87,6 +87,7 @@ impl StompListener {
         StompListener {
             profile: hub::Profile {
                 name,
+                transport: "tcp",
                 auth,
                 oci_strict: false,
             },
@@ -134,6 +135,7 @@ pub async fn bind(loaded: &Loaded) -> Result<Listeners, ServerError> {
         stomp.push(StompListener {
             profile: hub::Profile {
                 name,
+                transport: if tls.is_some() { "tls" } else { "tcp" },
                 auth: spec.auth,
                 oci_strict: spec.oci_strict,
             },
@@ -206,6 +208,7 @@ pub async fn run(
         api_mode,
         authenticator.clone(),
     ));
+    let rates = admin.rates().clone();
     let rabbitmq_task = match listeners.rabbitmq_management {
         Some(l) => {
             let addr = local_addr(&l, "listeners.rabbitmq_management.bind")?;
@@ -241,6 +244,8 @@ pub async fn run(
         connection_settings(s, authenticator, metrics.clone()),
         token.clone(),
     );
+    http_state.set_hub(hub.clone());
+    let sampler = tokio::spawn(rates.run(broker.clone(), token.clone()));
     let mut accepting = Vec::new();
     let mut addrs = Vec::new();
     let mut tls = Vec::new();
@@ -283,6 +288,7 @@ pub async fn run(
         let _ = task.await;
     }
     let _ = timer.await;
+    let _ = sampler.await;
     let _ = reloads.await;
     let _ = http_task.await;
     if let Some(task) = rabbitmq_task {

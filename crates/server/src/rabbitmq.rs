@@ -359,7 +359,7 @@ async fn bindings(
     let mut out = vec![binding("", &name)];
     out.extend(
         broker
-            .topics_bound_to_queue(&name)
+            .bindings_of(&name)
             .iter()
             .map(|(topic, _virtual)| binding("amq.topic", topic)),
     );

@@ -12,6 +12,11 @@ use crate::meta::QueueAttrs;
 use crate::policy::QueueSettings;
 use crate::view::{ChannelView, ConsumerView, QueueCounters, QueueView};
 
+/// Messages taken out of a queue: to be put into another, or handed out once.
+pub(crate) struct Moved {
+    pub taken: Vec<Peeked>,
+}
+
 /// A waiting message as the admin API shows it.
 #[derive(Debug, Clone)]
 pub struct Peeked {
@@ -42,8 +47,10 @@ impl Queue {
         if st.dropped {
             return 0;
         }
-        let purged = st.waiting() as u64;
-        for (_, entry) in st.drain_ready() {
+        let purged = (st.waiting() + st.delayed_len()) as u64;
+        let mut dropped = st.drain_ready();
+        dropped.extend(st.drain_delayed());
+        for (_, entry) in dropped {
             st.bytes = st.bytes.saturating_sub(entry.size());
         }
         st.bytes = st.bytes.saturating_sub(st.paged.bytes);
@@ -125,25 +132,35 @@ impl Queue {
         (out, rest)
     }
 
-    /// Takes up to `max` waiting messages out of memory, oldest first, deleting them here: to
-    /// move them elsewhere, or to hand them out once (RabbitMQ's `ack_requeue_false` get).
-    pub fn take_waiting(self: &Arc<Self>, max: usize, fx: &mut Effects) -> Vec<Peeked> {
+    /// Takes out of memory up to `max` of the waiting messages `pick` chooses (it sees each one's
+    /// sequence number and record, oldest first), deleting them here.
+    pub fn take_waiting(
+        self: &Arc<Self>,
+        max: usize,
+        mut pick: impl FnMut(u64, &MessageRecord) -> bool,
+        fx: &mut Effects,
+    ) -> Moved {
         let mut st = self.lock();
         let ctx = self.ctx();
-        let mut taken = Vec::new();
-        while taken.len() < max {
-            let Some((seq, entry)) = st.take_ready() else {
-                break;
-            };
-            st.forget(&ctx, seq, &entry, fx);
-            taken.push(Peeked {
-                seq,
-                deliveries: entry.deliveries,
-                record: entry.record,
-            });
+        let chosen: Vec<u64> = st
+            .ready()
+            .filter(|(seq, e)| pick(*seq, &e.record))
+            .take(max)
+            .map(|(seq, _)| seq)
+            .collect();
+        let mut taken = Vec::with_capacity(chosen.len());
+        for seq in chosen {
+            if let Some(entry) = st.remove_ready(seq) {
+                st.forget(&ctx, seq, &entry, fx);
+                taken.push(Peeked {
+                    seq,
+                    deliveries: entry.deliveries,
+                    record: entry.record,
+                });
+            }
         }
         self.dispatch(&mut st, fx);
-        taken
+        Moved { taken }
     }
 
     /// Replaces the queue's settings (changed at run time).
@@ -241,6 +258,7 @@ impl Queue {
             number: self.number,
             visible: st.waiting() as u64,
             in_flight: st.inflight_len() as u64,
+            delayed: st.delayed_len() as u64,
             bytes: st.bytes,
             settings: (*st.settings).clone(),
             dead_letter_queue: st.dead_letter_queue(&self.ctx()).map(Arc::from),
@@ -253,6 +271,7 @@ impl Queue {
             consumers,
             long_polls: st.pull_waiters.len() as u64,
             counters: self.counters(),
+            oldest_enqueued_at_ms: st.first_ready().map(|(_, e)| e.record.enqueued_at_ms),
         }
     }
 
@@ -287,7 +306,7 @@ impl Queue {
         out.into_iter().collect()
     }
 
-    fn counters(&self) -> QueueCounters {
+    pub(crate) fn counters(&self) -> QueueCounters {
         use std::sync::atomic::Ordering::Relaxed;
         let s = &self.stats;
         QueueCounters {

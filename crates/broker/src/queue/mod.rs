@@ -43,7 +43,7 @@ use crate::delivery::{AckMode, Outbox};
 use crate::effects::Effects;
 use crate::policy::QueueSettings;
 use crate::timer::Timer;
-use state::{Consumer, Ctx, State};
+use state::{Back, Consumer, Ctx, State};
 
 /// Identifies one subscription's consumer across all queues; unique for the broker's lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -67,6 +67,8 @@ pub(crate) struct ConsumerSpec {
     pub ack: AckMode,
     /// Most unsettled messages this consumer may hold.
     pub prefetch: u32,
+    /// Most unsettled message bytes it may hold (see [`crate::SubscribeSpec::window_bytes`]).
+    pub window_bytes: Option<u64>,
     /// Only this channel's messages.
     pub channel: Option<Arc<str>>,
     pub outbox: Arc<dyn Outbox>,
@@ -322,6 +324,7 @@ impl Queue {
             spec,
             next_dispatch: 0,
             unacked: BTreeMap::new(),
+            unacked_bytes: 0,
             expired: VecDeque::new(),
         });
         self.dispatch(&mut st, fx);
@@ -339,7 +342,7 @@ impl Queue {
         let ctx = self.ctx();
         for seq in consumer.unacked.into_values() {
             if let Some(inflight) = st.take_inflight(seq) {
-                st.requeue(&ctx, seq, inflight.entry, fx);
+                st.requeue(&ctx, seq, inflight.entry, Back::AtOnce, fx);
             }
         }
         if st.cursor >= st.consumers.len() {

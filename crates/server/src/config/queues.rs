@@ -32,6 +32,11 @@ pub struct QueueSection {
     pub max_messages: Option<u64>,
     #[serde(default, deserialize_with = "opt_size")]
     pub max_bytes: Option<usize>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub redelivery_delay: Option<Duration>,
+    pub redelivery_multiplier: Option<f64>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub redelivery_delay_max: Option<Duration>,
 }
 
 /// Builds the policy, validating every section.
@@ -75,7 +80,21 @@ fn specificity(pattern: &str) -> usize {
 
 /// Checks one section; `table` is its name for error messages.
 fn overrides(table: &str, q: &QueueSection) -> Result<SettingsOverride, ConfigError> {
-    let key = |field: &str| format!("queues.\"{table}\".{field}");
+    if table != "defaults" && table.is_empty() {
+        return Err(invalid(
+            "queues",
+            "a pattern table must not be empty".to_owned(),
+        ));
+    }
+    checked(q, &|field| format!("queues.\"{table}\".{field}"))
+}
+
+/// Range-checks `q` (from the configuration or a run-time change through the admin API); `key`
+/// names a field for error messages. 0 turns a limit off.
+pub(crate) fn checked(
+    q: &QueueSection,
+    key: &dyn Fn(&str) -> String,
+) -> Result<SettingsOverride, ConfigError> {
     let bad = |field: &str, problem: String| invalid(key(field), problem);
     if let Some(v) = q.visibility_timeout {
         if v > MAX_VISIBILITY {
@@ -104,16 +123,32 @@ fn overrides(table: &str, q: &QueueSection) -> Result<SettingsOverride, ConfigEr
             ));
         }
     }
+    for (field, v) in [
+        ("redelivery_delay", q.redelivery_delay),
+        ("redelivery_delay_max", q.redelivery_delay_max),
+    ] {
+        if v.is_some_and(|v| v > MAX_VISIBILITY) {
+            return Err(bad(
+                field,
+                format!(
+                    "{} is out of range: at most 12h",
+                    human(v.unwrap_or_default())
+                ),
+            ));
+        }
+    }
+    if let Some(m) = q.redelivery_multiplier {
+        if !(1.0..=10.0).contains(&m) {
+            return Err(bad(
+                "redelivery_multiplier",
+                format!("{m} is out of range: 1 (the same delay every time) to 10"),
+            ));
+        }
+    }
     if let Some(d) = &q.dead_letter_queue {
         if d.trim().is_empty() || d.starts_with('/') {
             return Err(bad("dead_letter_queue", format!("{d:?} must be a queue name (no /queue/ prefix), `{{queue}}` standing for the queue")));
         }
-    }
-    if table != "defaults" && table.is_empty() {
-        return Err(invalid(
-            "queues",
-            "a pattern table must not be empty".to_owned(),
-        ));
     }
     Ok(SettingsOverride {
         visibility_timeout: q.visibility_timeout.map(|v| (!v.is_zero()).then_some(v)),
@@ -122,6 +157,9 @@ fn overrides(table: &str, q: &QueueSection) -> Result<SettingsOverride, ConfigEr
         retention: q.retention,
         max_messages: q.max_messages.map(|n| (n > 0).then_some(n)),
         max_bytes: q.max_bytes.map(|n| (n > 0).then_some(n as u64)),
+        redelivery_delay: q.redelivery_delay,
+        redelivery_multiplier: q.redelivery_multiplier,
+        redelivery_delay_max: q.redelivery_delay_max.map(|v| (!v.is_zero()).then_some(v)),
     })
 }
 
