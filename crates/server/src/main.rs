@@ -1,5 +1,7 @@
 //! `stampede`: parses the command line, loads configuration, sets up logging and runs the server
-//! until SIGTERM or SIGINT.
+//! until SIGTERM or SIGINT. The admin commands (`queue`, `conn`, `send`, `tail`) are in `cli`.
+
+mod cli;
 
 use std::path::PathBuf;
 
@@ -72,6 +74,8 @@ enum Cmd {
         /// The snapshot file to read.
         file: PathBuf,
     },
+    #[command(flatten)]
+    Admin(cli::Command),
 }
 
 fn main() -> std::process::ExitCode {
@@ -80,7 +84,7 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("stampede: {}", describe(&e));
-            std::process::ExitCode::FAILURE
+            cli::exit_code(&e)
         }
     }
 }
@@ -103,6 +107,9 @@ fn describe(e: &anyhow::Error) -> String {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Cmd::Admin(command)) = cli.command {
+        return cli::run(command);
+    }
     if matches!(cli.command, Some(Cmd::Passwd)) {
         return passwd();
     }
