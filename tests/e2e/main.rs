@@ -7,6 +7,7 @@ mod auth;
 mod backpressure;
 mod backup;
 mod channels;
+mod cli;
 mod connect;
 mod disk;
 mod durability;

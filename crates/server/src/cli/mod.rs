@@ -121,6 +121,13 @@ pub fn exit_code(e: &anyhow::Error) -> ExitCode {
 }
 
 pub fn run(command: Command) -> anyhow::Result<()> {
+    // `stampede queue ls | head` should end quietly when head has read enough, as other command
+    // line tools do; Rust ignores SIGPIPE, which makes every later print panic instead.
+    #[cfg(unix)]
+    // SAFETY: restoring a signal's default action before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     match command {
         Command::Queue { api, cmd } => queue::run(&api::Api::new(&api)?, api.json, cmd),
         Command::Conn { api, cmd } => conn::run(&api::Api::new(&api)?, api.json, cmd),

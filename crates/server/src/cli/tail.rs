@@ -169,12 +169,14 @@ fn subscribe(
             .header("ack", ack)
             .header("receipt", "subscribed"),
     )?;
+    // The broker may deliver the backlog before it answers the SUBSCRIBE: those come first.
+    let mut early = Vec::new();
     loop {
         let f = stomp.next()?;
         match f.command {
             Command::Receipt => break,
             Command::Error => return Err(stomp.refused(&f, false)),
-            _ => {}
+            _ => early.push(f),
         }
     }
     let how = if ack == "auto" {
@@ -186,8 +188,12 @@ fn subscribe(
         "stampede: tailing {} over STOMP on {addr} ({how}); Ctrl-C stops",
         args.destination
     );
+    let mut early = early.into_iter();
     loop {
-        let f = stomp.next()?;
+        let f = match early.next() {
+            Some(f) => f,
+            None => stomp.next()?,
+        };
         match f.command {
             Command::Message => {
                 let at_ms = SystemTime::now()
