@@ -1,19 +1,59 @@
 //! The admin side of the façade: views of every queue, peeking at waiting messages, purging,
-//! moving messages between queues (redriving a dead-letter queue), changing a queue's settings at
+//! redriving dead letters to where they died (or moving messages to another queue), changing a queue's settings at
 //! run time, and labels front ends keep on a queue. Queue removal and bindings are in `registry`.
 
 use std::sync::Arc;
 
-use stampede_store::{Op, Ticket};
+use stampede_store::{MessageRecord, Op, Ticket};
 use tokio::sync::oneshot;
 
+use crate::destination::virtual_topic_of;
 use crate::effects::Effects;
 use crate::ids::message_id;
 use crate::meta::QueueAttrs;
 use crate::policy::SettingsOverride;
 use crate::queue::Queue;
-use crate::view::{BrokerStats, ChannelView, MessageView, QueueView};
+use crate::view::{BoundQueue, BrokerStats, ChannelView, MessageView, QueueView, TopicView};
 use crate::{Broker, BrokerError};
+
+/// Headers a dead letter gets (see `apply`), which a redrive takes off again.
+pub(crate) const ORIGINAL_DESTINATION: &str = "x-original-destination";
+pub(crate) const DEATH_REASON: &str = "x-death-reason";
+
+/// What [`Broker::redrive`] moves.
+#[derive(Debug, Clone)]
+pub struct Redrive {
+    /// Only these messages (their `message-id`s); `None`: the oldest waiting ones.
+    pub ids: Option<Vec<String>>,
+    /// Everything to this queue; `None`: each message to its `x-original-destination`.
+    pub to: Option<String>,
+    /// At most this many in one commit.
+    pub max: usize,
+}
+
+/// What [`Broker::redrive`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redriven {
+    pub moved: usize,
+    /// How many went to each queue.
+    pub by_destination: std::collections::BTreeMap<String, usize>,
+    /// Passed over: they name no original queue (sent to the dead-letter queue directly).
+    pub skipped: u64,
+    /// Ids asked for that are not waiting in memory here.
+    pub missing: Vec<String>,
+    /// Still waiting in the source queue afterwards.
+    pub remaining: u64,
+}
+
+/// The queue a dead letter came from, from its `x-original-destination` (`/queue/NAME`).
+fn original_queue(record: &MessageRecord) -> Option<&str> {
+    record
+        .headers
+        .iter()
+        .find(|(k, _)| k == ORIGINAL_DESTINATION)
+        .and_then(|(_, v)| v.strip_prefix("/queue/"))
+        .filter(|name| crate::Destination::check_name(name).is_ok())
+}
 
 impl Broker {
     /// Every durable queue, as it is now.
@@ -45,6 +85,48 @@ impl Broker {
         self.find_queue(name)
             .map(|q| q.channels())
             .unwrap_or_default()
+    }
+
+    /// Every topic that has subscribers or bound queues, by name.
+    pub fn topics(&self) -> Vec<TopicView> {
+        let mut out: Vec<TopicView> = self
+            .topics
+            .iter()
+            .map(|t| {
+                let topic = t.value();
+                TopicView {
+                    name: Arc::from(topic.name()),
+                    subscribers: topic.subscriber_count(),
+                    bound: topic
+                        .bound()
+                        .iter()
+                        .map(|q| BoundQueue {
+                            queue: q.name_arc().clone(),
+                            by_name: virtual_topic_of(q.name()) == Some(topic.name()),
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// The topics queue `name` is bound to, by name, and whether each binding is by its name
+    /// alone (a virtual topic's consumer queue).
+    pub fn bindings_of(&self, name: &str) -> Vec<(String, bool)> {
+        let mut out: Vec<(String, bool)> = self
+            .topics
+            .iter()
+            .filter(|t| t.value().bound().iter().any(|q| q.name() == name))
+            .map(|t| {
+                let topic = t.value().name().to_owned();
+                let by_name = virtual_topic_of(name) == Some(topic.as_str());
+                (topic, by_name)
+            })
+            .collect();
+        out.sort();
+        out
     }
 
     pub fn stats(&self) -> &BrokerStats {
@@ -111,35 +193,99 @@ impl Broker {
         Ok((purged, self.apply(fx)))
     }
 
-    /// Moves up to `max` waiting messages from queue `from` to queue `to` (created if need be),
-    /// oldest first, in one commit: each leaves `from` and enters `to` together or not at all.
-    /// Only messages in memory move in one call; call again to move the rest of a long backlog.
-    /// Returns how many moved.
-    pub fn move_messages(
-        &self,
-        from: &str,
-        to: &str,
-        max: usize,
-    ) -> Result<(usize, Ticket), BrokerError> {
-        crate::Destination::check_name(to)?;
+    /// Moves waiting dead letters of queue `from` back where they died, or all to one queue, in
+    /// one commit: each leaves `from` and enters its target together or not at all. Only
+    /// messages in memory move in one call (call again while [`Redriven::remaining`] is above
+    /// zero to move a long backlog). The death headers are removed: a redriven message arrives as
+    /// it was first sent. Without [`Redrive::to`], `from` must be a dead-letter queue.
+    pub fn redrive(&self, from: &str, how: &Redrive) -> Result<(Redriven, Ticket), BrokerError> {
         let source = self.existing(from)?;
-        if from == to {
-            return Ok((0, Ticket::ready(Ok(()))));
+        if let Some(to) = &how.to {
+            crate::Destination::check_name(to)?;
+            if to == from {
+                return Err(BrokerError::InvalidName {
+                    name: to.clone(),
+                    reason: "messages cannot be moved to the queue they are in",
+                });
+            }
+        } else if !self.is_dead_letter_queue(&source) {
+            return Err(BrokerError::NotADeadLetterQueue(from.to_owned()));
         }
         self.check_storage()?;
-        let target = self.queue(to);
-        let mut fx = Effects::new();
-        let moved = source.take_waiting(max, &mut fx);
-        let n = moved.records.len();
-        for record in moved.records {
-            // A move is the operator's decision: the target's limits do not refuse it, as a
-            // dead-letter queue's do not refuse dead letters.
-            if target.stage(record.clone(), true, None, &mut fx).is_err() {
-                let _ = self.queue(to).stage(record, true, None, &mut fx);
+        // Ids of another queue, or not of the `<queue>-<seq>` form, name nothing here.
+        let mut wanted = std::collections::HashMap::new();
+        let mut missing = Vec::new();
+        for id in how.ids.iter().flatten() {
+            match crate::DeliveryTag::parse(id) {
+                Some(t) if t.queue == source.number() && t.count.is_none() => {
+                    wanted.insert(t.seq, id.clone());
+                }
+                _ => missing.push(id.clone()),
             }
         }
-        tracing::info!(from, to, moved = n, "messages moved");
-        Ok((n, self.apply(fx)))
+        let mut skipped = 0;
+        let mut fx = Effects::new();
+        let moved = source.take_waiting(
+            how.max,
+            |seq, record| {
+                if how.ids.is_some() && wanted.remove(&seq).is_none() {
+                    return false;
+                }
+                let goes = how.to.is_some() || original_queue(record).is_some();
+                skipped += u64::from(!goes);
+                goes
+            },
+            &mut fx,
+        );
+        missing.extend(wanted.into_values());
+        let now = self.now_ms();
+        let mut by_destination = std::collections::BTreeMap::new();
+        for record in moved.records {
+            let to = match &how.to {
+                Some(to) => to.clone(),
+                None => original_queue(&record).unwrap_or_default().to_owned(),
+            };
+            let mut headers = record.headers.clone();
+            headers.retain(|(k, _)| k != ORIGINAL_DESTINATION && k != DEATH_REASON);
+            let record = Arc::new(MessageRecord {
+                headers,
+                enqueued_at_ms: now,
+                ..(*record).clone()
+            });
+            // A move is the operator's decision: the target's limits do not refuse it, as a
+            // dead-letter queue's do not refuse dead letters.
+            if self
+                .queue(&to)
+                .stage(record.clone(), true, None, &mut fx)
+                .is_err()
+            {
+                let _ = self.queue(&to).stage(record, true, None, &mut fx);
+            }
+            *by_destination.entry(to).or_insert(0) += 1;
+        }
+        let ticket = self.apply(fx);
+        let moved = by_destination.values().sum();
+        tracing::info!(from, moved, skipped, "messages redriven");
+        let redriven = Redriven {
+            moved,
+            by_destination,
+            skipped,
+            missing,
+            remaining: source.view().visible,
+        };
+        Ok((redriven, ticket))
+    }
+
+    /// Whether some queue sends its dead letters to `queue`, or `queue`'s name makes it a
+    /// dead-letter queue by its own settings' template (`DLQ.orders` under `DLQ.{queue}`) — so a
+    /// dead-letter queue whose source was deleted is still one.
+    fn is_dead_letter_queue(&self, queue: &Queue) -> bool {
+        let name = queue.name();
+        queue.settings().dead_letter_queue_of(name).is_none()
+            || self
+                .queues
+                .iter()
+                .any(|q| q.value().dead_letter_queue().as_deref() == Some(name))
     }
 
     /// Changes settings of queue `name` at run time (created if need be); the change is stored

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use stampede_store::{MessageRecord, Ticket};
 
+use crate::admin::{DEATH_REASON, ORIGINAL_DESTINATION};
 use crate::effects::{Effects, PageIn};
 use crate::queue::QueueStats;
 use crate::Broker;
@@ -59,12 +60,12 @@ impl Broker {
     fn stage_dead_letters(&self, fx: &mut Effects) {
         for dead in std::mem::take(&mut fx.dead) {
             let mut headers = dead.record.headers.clone();
-            headers.retain(|(k, _)| k != "x-original-destination" && k != "x-death-reason");
+            headers.retain(|(k, _)| k != ORIGINAL_DESTINATION && k != DEATH_REASON);
             headers.push((
-                "x-original-destination".into(),
+                ORIGINAL_DESTINATION.into(),
                 format!("/queue/{}", dead.source),
             ));
-            headers.push(("x-death-reason".into(), dead.reason.as_str().into()));
+            headers.push((DEATH_REASON.into(), dead.reason.as_str().into()));
             // The DLQ keeps the message until someone deals with it: its own expiry (the reason it
             // may be here) must not end it there too.
             let record = Arc::new(MessageRecord {

@@ -35,6 +35,8 @@ pub enum BrokerError {
     UnknownTransaction(String),
     #[error("no queue named {0:?}")]
     UnknownQueue(String),
+    #[error("queue {0:?} is no dead-letter queue: no queue sends its dead letters there (name a target to move its messages)")]
+    NotADeadLetterQueue(String),
     #[error("queue {queue:?} has {consumers} consumer(s) attached; it can be deleted once they are gone")]
     QueueInUse { queue: String, consumers: usize },
     #[error("queue {queue:?} is full ({limit} = {value})")]

@@ -37,6 +37,7 @@ mod view;
 mod wildcard;
 pub use wildcard::is_pattern;
 
+pub use admin::{Redrive, Redriven};
 pub use broker::{Broker, BrokerConfig};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use delivery::{AckMode, AutoAck, Delivery, Outbox};
@@ -53,7 +54,10 @@ pub use settle::Outcome;
 pub use stampede_store::{MessageRecord, Ticket};
 pub use subscribe::{Lifecycle, Principal, SubscribeSpec, Subscription, TopicQueue};
 pub use temp::{TEMP_PREFIX, TEMP_TOPIC_PREFIX};
-pub use view::{BrokerStats, ChannelView, ConsumerView, MessageView, QueueCounters, QueueView};
+pub use view::{
+    BoundQueue, BrokerStats, ChannelView, ConsumerView, MessageView, QueueCounters, QueueView,
+    TopicView,
+};
 
 #[cfg(test)]
 mod tests;

@@ -69,7 +69,6 @@ impl Topic {
         self.bound.read().clone()
     }
 
-    #[cfg(test)]
     pub fn subscriber_count(&self) -> usize {
         self.subscribers.read().len()
     }

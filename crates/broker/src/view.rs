@@ -26,6 +26,25 @@ pub struct QueueView {
     /// Pull consumers waiting in a long poll (OCI GetMessages).
     pub long_polls: u64,
     pub counters: QueueCounters,
+    /// When the oldest message waiting in memory was enqueued (ms since the epoch).
+    pub oldest_enqueued_at_ms: Option<u64>,
+}
+
+/// A topic with its current subscribers and the durable queues bound to it.
+#[derive(Debug, Clone)]
+pub struct TopicView {
+    pub name: Arc<str>,
+    pub subscribers: usize,
+    pub bound: Vec<BoundQueue>,
+}
+
+/// A durable queue bound to a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundQueue {
+    pub queue: Arc<str>,
+    /// A virtual topic's consumer queue (`Consumer.X.VirtualTopic.T`): bound by its name alone,
+    /// for as long as it exists; nothing stored can undo it.
+    pub by_name: bool,
 }
 
 /// One OCI channel's share of a queue.

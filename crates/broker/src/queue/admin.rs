@@ -130,17 +130,28 @@ impl Queue {
         (out, rest)
     }
 
-    /// Takes up to `max` waiting messages out of memory, oldest first, deleting them here.
-    pub fn take_waiting(self: &Arc<Self>, max: usize, fx: &mut Effects) -> Moved {
+    /// Takes out of memory up to `max` of the waiting messages `pick` chooses (it sees each one's
+    /// sequence number and record, oldest first), deleting them here.
+    pub fn take_waiting(
+        self: &Arc<Self>,
+        max: usize,
+        mut pick: impl FnMut(u64, &MessageRecord) -> bool,
+        fx: &mut Effects,
+    ) -> Moved {
         let mut st = self.lock();
         let ctx = self.ctx();
-        let mut records = Vec::new();
-        while records.len() < max {
-            let Some((seq, entry)) = st.take_ready() else {
-                break;
-            };
-            st.forget(&ctx, seq, &entry, fx);
-            records.push(entry.record);
+        let chosen: Vec<u64> = st
+            .ready()
+            .filter(|(seq, e)| pick(*seq, &e.record))
+            .take(max)
+            .map(|(seq, _)| seq)
+            .collect();
+        let mut records = Vec::with_capacity(chosen.len());
+        for seq in chosen {
+            if let Some(entry) = st.remove_ready(seq) {
+                st.forget(&ctx, seq, &entry, fx);
+                records.push(entry.record);
+            }
         }
         self.dispatch(&mut st, fx);
         Moved { records }
@@ -246,6 +257,7 @@ impl Queue {
             consumers,
             long_polls: st.pull_waiters.len() as u64,
             counters: self.counters(),
+            oldest_enqueued_at_ms: st.first_ready().map(|(_, e)| e.record.enqueued_at_ms),
         }
     }
 

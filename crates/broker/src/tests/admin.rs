@@ -2,6 +2,7 @@
 //! used without a session.
 
 use super::*;
+use crate::{BoundQueue, BrokerError};
 use std::time::Duration;
 
 #[tokio::test]
@@ -56,16 +57,27 @@ async fn purge_removes_waiting_messages_in_one_commit_and_keeps_those_in_flight(
     assert_eq!(depth(&again, "q"), (2, 0, 0));
 }
 
+fn all_to(to: &str, max: usize) -> Redrive {
+    Redrive {
+        ids: None,
+        to: Some(to.to_owned()),
+        max,
+    }
+}
+
 #[tokio::test]
-async fn moving_messages_redrives_a_dead_letter_queue_in_one_commit() {
+async fn moving_messages_to_a_named_queue_takes_one_commit() {
     let env = Env::new();
     for b in ["a", "b", "c"] {
         send(&env.broker, "DLQ.orders", b).await;
     }
     let commits = env.store.commits();
-    let (moved, ticket) = env.broker.move_messages("DLQ.orders", "orders", 2).unwrap();
+    let (moved, ticket) = env
+        .broker
+        .redrive("DLQ.orders", &all_to("orders", 2))
+        .unwrap();
     ticket.await.unwrap();
-    assert_eq!(moved, 2);
+    assert_eq!((moved.moved, moved.remaining), (2, 1));
     assert_eq!(
         env.store.commits() - commits,
         2,
@@ -80,6 +92,89 @@ async fn moving_messages_redrives_a_dead_letter_queue_in_one_commit() {
     let mut c = Conn::new(&again);
     c.subscribe("orders", "1", AckMode::Auto);
     assert_eq!(c.bodies(), ["a", "b"]);
+    assert!(matches!(
+        again.redrive("DLQ.orders", &all_to("DLQ.orders", 1)),
+        Err(BrokerError::InvalidName { .. })
+    ));
+}
+
+/// Dead-letters every message of `queue` with a NACK that does not requeue.
+async fn kill_all(env: &Env, queue: &str, n: usize) {
+    let mut c = env.conn();
+    c.subscribe_with(queue, "k", AckMode::ClientIndividual, |s| {
+        s.prefetch = Some(n as u32)
+    });
+    for d in c.deliveries() {
+        c.settle(&d, Outcome::Nack { requeue: false })
+            .unwrap()
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn redrive_sends_each_dead_letter_back_where_it_died_as_it_was_sent() {
+    let env = Env::new();
+    for (q, b) in [("a", "a1"), ("b", "b1"), ("a", "a2")] {
+        send(&env.broker, q, b).await;
+    }
+    kill_all(&env, "a", 2).await;
+    kill_all(&env, "b", 1).await;
+    // One message of DLQ.a came from nowhere: it names no original queue.
+    send(&env.broker, "DLQ.a", "stray").await;
+    let dlq = env.broker.peek("DLQ.a", 10).await.unwrap();
+    assert_eq!(dlq.len(), 3);
+    assert!(dlq[0]
+        .record
+        .headers
+        .iter()
+        .any(|(k, v)| k == "x-original-destination" && v == "/queue/a"));
+
+    let every = Redrive {
+        ids: None,
+        to: None,
+        max: 100,
+    };
+    let commits = env.store.commits();
+    let (r, ticket) = env.broker.redrive("DLQ.a", &every).unwrap();
+    ticket.await.unwrap();
+    assert_eq!(env.store.commits() - commits, 1, "one commit for the batch");
+    assert_eq!((r.moved, r.skipped, r.remaining), (2, 1, 1));
+    assert_eq!(r.by_destination.get("a"), Some(&2));
+    let back = env.broker.peek("a", 10).await.unwrap();
+    let bodies: Vec<&[u8]> = back.iter().map(|m| &m.record.body[..]).collect();
+    assert_eq!(bodies, [b"a1", b"a2"]);
+    assert!(
+        back.iter().all(|m| m.deliveries == 0
+            && !m.record.headers.iter().any(|(k, _)| k.starts_with("x-")
+                && (k == "x-death-reason" || k == "x-original-destination"))),
+        "{back:?}"
+    );
+
+    // By id: only the one named; an id of another queue or not an id is missing.
+    let b_dlq = env.broker.peek("DLQ.b", 10).await.unwrap();
+    let by_id = Redrive {
+        ids: Some(vec![
+            b_dlq[0].message_id.clone(),
+            back[0].message_id.clone(),
+            "nonsense".into(),
+        ]),
+        to: None,
+        max: 100,
+    };
+    let (r, ticket) = env.broker.redrive("DLQ.b", &by_id).unwrap();
+    ticket.await.unwrap();
+    assert_eq!(r.moved, 1);
+    assert_eq!(r.missing.len(), 2, "{r:?}");
+    assert_eq!(env.depth("b").0, 1);
+
+    // A queue nobody dead-letters to is no dead-letter queue; with a target it may still move.
+    assert!(matches!(
+        env.broker.redrive("a", &every),
+        Err(BrokerError::NotADeadLetterQueue(_))
+    ));
+    let again = env.restart();
+    assert_eq!((depth(&again, "a").0, depth(&again, "DLQ.a").0), (2, 1));
 }
 
 #[tokio::test]
@@ -166,4 +261,39 @@ async fn idle_queues_cost_the_timer_nothing_until_a_deadline_comes() {
     env.advance(7 * 86_400_000);
     assert_eq!(env.broker.pending_wakeups(), 0);
     assert_eq!(env.stored(), 0, "retention removed them all");
+}
+
+#[tokio::test]
+async fn topics_show_their_subscribers_and_bound_queues_stored_or_by_name() {
+    let env = Env::new();
+    env.broker.bind("prices", "audit").unwrap().await.unwrap();
+    send(&env.broker, "Consumer.A.VirtualTopic.prices", "m").await;
+    let mut c = env.conn();
+    c.subscribe("/topic/prices", "t", AckMode::Auto);
+    let topics = env.broker.topics();
+    let names: Vec<&str> = topics.iter().map(|t| &*t.name).collect();
+    assert!(names.contains(&"prices"), "{names:?}");
+    let prices = topics.iter().find(|t| &*t.name == "prices").unwrap();
+    assert_eq!(prices.subscribers, 1);
+    assert_eq!(
+        prices.bound,
+        [BoundQueue {
+            queue: "audit".into(),
+            by_name: false
+        }]
+    );
+    let vt = topics
+        .iter()
+        .find(|t| &*t.name == "VirtualTopic.prices")
+        .unwrap();
+    assert!(vt.bound[0].by_name);
+    assert_eq!(
+        env.broker.bindings_of("audit"),
+        [("prices".to_owned(), false)]
+    );
+    assert_eq!(
+        env.broker.bindings_of("Consumer.A.VirtualTopic.prices"),
+        [("VirtualTopic.prices".to_owned(), true)]
+    );
+    assert!(env.broker.bindings_of("nothing").is_empty());
 }

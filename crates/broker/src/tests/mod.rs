@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     AckMode, Broker, BrokerConfig, Delivery, DeliveryTag, Destination, ManualClock, NewMessage,
-    Outbox, Outcome, Principal, QueuePolicy, SubscribeSpec, Subscription, Ticket,
+    Outbox, Outcome, Principal, QueuePolicy, Redrive, SubscribeSpec, Subscription, Ticket,
 };
 
 pub(crate) const T0: u64 = 1_000_000;
