@@ -75,7 +75,7 @@ enum Cmd {
         file: PathBuf,
     },
     #[command(flatten)]
-    Admin(cli::Command),
+    Admin(Box<cli::Command>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -108,7 +108,7 @@ fn describe(e: &anyhow::Error) -> String {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(Cmd::Admin(command)) = cli.command {
-        return cli::run(command);
+        return cli::run(*command);
     }
     if matches!(cli.command, Some(Cmd::Passwd)) {
         return passwd();
