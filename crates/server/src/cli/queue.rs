@@ -173,23 +173,22 @@ pub fn run(api: &Api, json: bool, cmd: QueueCmd) -> anyhow::Result<()> {
         }
         QueueCmd::Purge { name, yes } => {
             if !yes {
-                let visible = api.get(&queue_path(&name, ""))?["visible"].clone();
-                let n = num(&visible);
-                confirm(yes, &format!("purge {n} waiting messages of queue {name}"))?;
+                let n = waiting(api, &name)?;
+                confirm(yes, &format!("purge {n} of queue {name}"))?;
             }
             let purged = api.call(Method::DELETE, &queue_path(&name, "/messages"), None)?;
             output(json, &purged, |p| {
-                println!("purged {} messages of queue {name}", num(&p["purged"]));
+                let n = p["purged"].as_u64().unwrap_or(0);
+                println!("purged {} of queue {name}", show::count(n, "message"));
             });
             Ok(())
         }
         QueueCmd::Delete { name, yes } => {
             if !yes {
-                let visible = api.get(&queue_path(&name, ""))?["visible"].clone();
-                let n = num(&visible);
+                let n = waiting(api, &name)?;
                 confirm(
                     yes,
-                    &format!("delete queue {name} with its {n} waiting messages and bindings"),
+                    &format!("delete queue {name} with its {n} and bindings"),
                 )?;
             }
             let deleted = api.call(Method::DELETE, &queue_path(&name, ""), None)?;
@@ -220,6 +219,14 @@ pub fn run(api: &Api, json: bool, cmd: QueueCmd) -> anyhow::Result<()> {
             batch,
         } => redrive(api, json, &name, to, ids, batch),
     }
+}
+
+/// `N waiting messages` of queue `name`, for a question.
+fn waiting(api: &Api, name: &str) -> Result<String, Exit> {
+    let n = api.get(&queue_path(name, ""))?["visible"]
+        .as_u64()
+        .unwrap_or(0);
+    Ok(show::count(n, "waiting message"))
 }
 
 /// `--json` prints the answer as the API gave it; otherwise `human` does.
@@ -521,8 +528,9 @@ fn redrive(
         format!(" ({})", to.join(", "))
     };
     println!(
-        "moved {} messages from {name}{detail}; {} left there",
-        sum.moved, sum.remaining
+        "moved {} from {name}{detail}; {} left there",
+        show::count(sum.moved, "message"),
+        sum.remaining
     );
     if sum.skipped > 0 {
         println!(
@@ -595,9 +603,14 @@ fn progress(total: u64) -> indicatif::ProgressBar {
     }
     let bar = indicatif::ProgressBar::new(total);
     if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{bar:40} {pos}/{len} dead letters moved ({per_sec}, {eta} left)",
+        "{bar:40} {pos}/{len} messages moved ({rate}, {eta} left)",
     ) {
-        bar.set_style(style);
+        bar.set_style(style.with_key(
+            "rate",
+            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0}/s", state.per_sec());
+            },
+        ));
     }
     bar
 }

@@ -80,6 +80,15 @@ pub fn json(v: &Value) {
     );
 }
 
+/// `1 message`, `2 messages`.
+pub fn count(n: u64, thing: &str) -> String {
+    if n == 1 {
+        format!("1 {thing}")
+    } else {
+        format!("{n} {thing}s")
+    }
+}
+
 /// `512 B`, `1.5 KiB`, `3.2 MiB`.
 pub fn size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
@@ -152,10 +161,19 @@ pub fn limit(v: &Value, f: impl Fn(&Value) -> Option<String>) -> String {
     }
 }
 
-/// Text on one line of at most `max` characters: line breaks and tabs escaped, the rest cut
-/// with `…`.
+/// Text on one line of at most `max` characters: line breaks, tabs and other control characters
+/// escaped (quotes are not: a JSON body stays readable), the rest cut with `…`.
 pub fn one_line(text: &str, max: usize) -> String {
-    let escaped: String = text.escape_debug().collect();
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => escaped.push_str("\\n"),
+            '\r' => escaped.push_str("\\r"),
+            '\t' => escaped.push_str("\\t"),
+            c if c.is_control() => escaped.extend(c.escape_default()),
+            c => escaped.push(c),
+        }
+    }
     if escaped.chars().count() <= max {
         return escaped;
     }
@@ -209,5 +227,6 @@ mod tests {
     fn bodies_fit_on_one_line() {
         assert_eq!(one_line("a\nb", 10), "a\\nb");
         assert_eq!(one_line("abcdef", 4), "abc…");
+        assert_eq!(one_line("{\"id\": 1}\t\u{1}", 20), "{\"id\": 1}\\t\\u{1}");
     }
 }

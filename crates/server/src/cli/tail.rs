@@ -32,8 +32,8 @@ pub struct TailArgs {
     /// The STOMP listener, HOST:PORT (default: --url's host, port 61613).
     #[arg(long, value_name = "HOST:PORT")]
     stomp: Option<String>,
-    /// On a queue: subscribe and take the messages (acknowledged once printed) instead of
-    /// peeking.
+    /// On a queue: subscribe and take the messages (each acknowledged once printed, one at a
+    /// time) instead of peeking.
     #[arg(long)]
     consume: bool,
     /// On a queue: how often to peek (500ms, 2s…).
@@ -162,13 +162,16 @@ fn subscribe(
     ack: &str,
 ) -> anyhow::Result<()> {
     let mut stomp = Stomp::connect(addr, login)?;
-    stomp.send(
-        Frame::new(Command::Subscribe)
-            .header("destination", args.destination.as_str())
-            .header("id", "tail")
-            .header("ack", ack)
-            .header("receipt", "subscribed"),
-    )?;
+    let mut subscribe = Frame::new(Command::Subscribe)
+        .header("destination", args.destination.as_str())
+        .header("id", "tail")
+        .header("ack", ack)
+        .header("receipt", "subscribed");
+    if ack != "auto" {
+        // One unacknowledged message at a time: a tail stopped mid-way gives back at most one.
+        subscribe = subscribe.header("prefetch-count", "1");
+    }
+    stomp.send(subscribe)?;
     // The broker may deliver the backlog before it answers the SUBSCRIBE: those come first.
     let mut early = Vec::new();
     loop {
