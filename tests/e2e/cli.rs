@@ -11,9 +11,9 @@ use serde_json::Value;
 use stampede_proto::Command as Stomp;
 use stampede_tests::{binary, unique, Server, WAIT};
 
-use crate::auth::passwd;
+use crate::admin_api::start_ops_and_app;
 use crate::durability::start_on;
-use crate::support_q::{body, connect, h};
+use crate::support_q::{body, connect, h, Conn};
 
 /// `stampede ARGS --url <server>` with stdin closed (no terminal); its output once it exited.
 fn stampede(server: &Server, args: &[&str]) -> Output {
@@ -201,21 +201,7 @@ async fn exit_codes_tell_not_found_from_unreachable_from_a_bad_command_line() {
 
 #[tokio::test]
 async fn in_users_mode_credentials_come_from_the_environment_and_bad_ones_exit_5() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("broker.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[auth]\nmode = \"users\"\n\
-             [auth.users.ops]\npassword_hash = \"{}\"\n\
-             [auth.users.app]\npassword_hash = \"{}\"\n\
-             [auth.users.app.permissions]\nread = [\"*\"]\nwrite = [\"*\"]\n",
-            passwd("ops-secret"),
-            passwd("app-secret"),
-        ),
-    )
-    .unwrap();
-    let server = Server::builder().config(&config).start();
+    let server = start_ops_and_app("");
     let ls = ["queue", "ls", "--json"];
     let anonymous = fails(stampede(&server, &ls), 5);
     assert!(anonymous.contains("NotAuthenticated"), "{anonymous}");
@@ -487,6 +473,19 @@ async fn delete_asks_for_yes_and_removes_the_queue() {
     fails(stampede(&server, &["queue", "delete", &q, "--yes"]), 4);
 }
 
+/// Dead-letters the next `n` messages of `dest` with a NACK that does not requeue.
+async fn dead_letter(c: &mut Conn, dest: &str, n: usize) {
+    let id = unique("nack");
+    c.subscribe_with(dest, &id, "client-individual", &[("prefetch-count", "1")])
+        .await;
+    for _ in 0..n {
+        let m = c.message().await;
+        let nack = c.settle_frame(Stomp::Nack, &m).header("requeue", "false");
+        c.request(nack).await;
+    }
+    c.unsubscribe(&id).await;
+}
+
 #[tokio::test]
 async fn redrive_returns_dead_letters_to_their_queue_intact_in_batches() {
     let server = Server::start();
@@ -502,14 +501,7 @@ async fn redrive_returns_dead_letters_to_their_queue_intact_in_batches() {
         )
         .await;
     }
-    c.subscribe_with(&dest, "s", "client-individual", &[("prefetch-count", "1")])
-        .await;
-    for _ in 0..5 {
-        let m = c.message().await;
-        let nack = c.settle_frame(Stomp::Nack, &m).header("requeue", "false");
-        c.request(nack).await;
-    }
-    c.unsubscribe("s").await;
+    dead_letter(&mut c, &dest, 5).await;
     assert_eq!(
         json(&server, &["queue", "show", &dlq])["visible"].as_u64(),
         Some(5)
@@ -537,12 +529,7 @@ async fn redrive_returns_dead_letters_to_their_queue_intact_in_batches() {
 
     // By id, to another queue, in words.
     c.send(&dest, "again").await;
-    c.subscribe_with(&dest, "s2", "client-individual", &[("prefetch-count", "1")])
-        .await;
-    let m = c.message().await;
-    let nack = c.settle_frame(Stomp::Nack, &m).header("requeue", "false");
-    c.request(nack).await;
-    c.unsubscribe("s2").await;
+    dead_letter(&mut c, &dest, 1).await;
     let peeked = json(&server, &["queue", "peek", &dlq]);
     let id = peeked["messages"][0]["message_id"]
         .as_str()
