@@ -215,22 +215,17 @@ fn backup_or_restore(cli: Cli) -> anyhow::Result<()> {
 
 /// `stampede health`: one GET, two seconds at most, 200 or failure.
 fn health(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<()> {
-    use std::io::{Read, Write};
     let addr = backup::local(addr);
-    let timeout = std::time::Duration::from_secs(2);
-    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)
-        .with_context(|| format!("cannot reach the HTTP listener on {addr}"))?;
-    s.set_read_timeout(Some(timeout))?;
-    s.set_write_timeout(Some(timeout))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head)
-        .with_context(|| format!("no answer from {addr}{path}"))?;
-    let status = String::from_utf8_lossy(&head[9..12]).into_owned();
-    anyhow::ensure!(status == "200", "{addr}{path} answered {status}");
+    let agent: ureq::Agent = stampede_server::client::config()
+        .timeout_global(Some(std::time::Duration::from_secs(2)))
+        .build()
+        .into();
+    let answer = agent
+        .get(format!("http://{addr}{path}"))
+        .call()
+        .with_context(|| format!("no answer from the HTTP listener on {addr}{path}"))?;
+    let status = answer.status().as_u16();
+    anyhow::ensure!(status == 200, "{addr}{path} answered {status}");
     Ok(())
 }
 

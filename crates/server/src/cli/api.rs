@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use base64::Engine;
 use serde_json::Value;
+use stampede_server::client::{self, basic};
 use ureq::http::{Method, Request, Uri};
 
 use super::{ApiArgs, Exit};
@@ -29,16 +29,8 @@ impl Api {
                  http://HOST:PORT"
             )));
         }
-        let authorization = credentials(args)?.map(|(user, password)| {
-            let token =
-                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-            format!("Basic {token}")
-        });
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            // The broker is named by --url; an HTTP_PROXY meant for the internet must not stand
-            // between an operator and it.
-            .proxy(None)
+        let authorization = credentials(args)?.map(|(user, password)| basic(&user, &password));
+        let agent = client::config()
             .timeout_connect(Some(Duration::from_secs(5)))
             // A purge or a redrive is answered once durable; a broker that takes this long is
             // stuck.
