@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 use ureq::http::Method;
 
 use super::api::{enc, Api};
-use super::show::{self, cell, Table};
+use super::show::{self, cell, output, Table};
 use super::Exit;
 
 #[derive(Subcommand, Debug)]
@@ -22,25 +22,11 @@ pub enum ConnCmd {
 
 pub fn run(api: &Api, json: bool, cmd: ConnCmd) -> anyhow::Result<()> {
     match cmd {
-        ConnCmd::Ls => {
-            let answer = api.get("/api/connections")?;
-            if json {
-                show::json(&answer);
-            } else {
-                print_connections(&answer);
-            }
-        }
+        ConnCmd::Ls => output(json, &api.get("/api/connections")?, print_connections),
         ConnCmd::Kill { id } => {
-            let answer = api.call(
-                Method::DELETE,
-                &format!("/api/connections/{}", enc(&id)),
-                None,
-            )?;
-            if json {
-                show::json(&answer);
-            } else {
-                println!("closed connection {id}");
-            }
+            let path = format!("/api/connections/{}", enc(&id));
+            let answer = api.call(Method::DELETE, &path, None)?;
+            output(json, &answer, |_| println!("closed connection {id}"));
         }
     }
     Ok(())
@@ -141,14 +127,9 @@ pub fn send(api: &Api, json: bool, args: SendArgs) -> anyhow::Result<()> {
         "persistent": !args.non_persistent,
     });
     let answer = api.call(Method::POST, "/api/messages", Some(&request))?;
-    if json {
-        show::json(&answer);
-    } else {
-        println!(
-            "sent {} to {}",
-            show::size(body.len() as u64),
-            answer["destination"].as_str().unwrap_or(&args.destination)
-        );
-    }
+    output(json, &answer, |a| {
+        let to = a["destination"].as_str().unwrap_or(&args.destination);
+        println!("sent {} to {to}", show::size(body.len() as u64));
+    });
     Ok(())
 }

@@ -136,20 +136,18 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// Asks before something that cannot be undone: on a terminal a `y` goes ahead, anything else
-/// stops with nothing done; without a terminal to ask on, only `--yes` goes ahead, so a script
-/// never hangs on a prompt nor purges by accident.
-fn confirm(yes: bool, question: &str) -> anyhow::Result<()> {
-    if yes {
-        return Ok(());
-    }
+/// Asks before something that cannot be undone, unless `--yes` said so already: on a terminal a
+/// `y` goes ahead, anything else stops with nothing done; without a terminal to ask on it is
+/// refused before the broker is asked anything, so a script never hangs on a prompt nor purges by
+/// accident. `question` is only built (it may ask the broker how much is at stake) to be asked.
+fn confirm(question: impl FnOnce() -> anyhow::Result<String>) -> anyhow::Result<()> {
     if !std::io::stdin().is_terminal() {
-        return Err(Exit::Usage(format!(
-            "{question}: stdin is not a terminal to confirm on; pass --yes"
-        ))
+        return Err(Exit::Usage(
+            "stdin is not a terminal to confirm on; pass --yes to go ahead".into(),
+        )
         .into());
     }
-    eprint!("{question}? [y/N] ");
+    eprint!("{}? [y/N] ", question()?);
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
     anyhow::ensure!(

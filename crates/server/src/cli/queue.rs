@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 use ureq::http::Method;
 
 use super::api::{enc, queue_path, Api};
-use super::show::{self, cell, fields, limit, num, Table};
+use super::show::{self, cell, fields, limit, num, output, Table};
 use super::{confirm, Exit};
 use stampede_server::config::{parse_duration, parse_size};
 
@@ -173,8 +173,7 @@ pub fn run(api: &Api, json: bool, cmd: QueueCmd) -> anyhow::Result<()> {
         }
         QueueCmd::Purge { name, yes } => {
             if !yes {
-                let n = waiting(api, &name)?;
-                confirm(yes, &format!("purge {n} of queue {name}"))?;
+                confirm(|| Ok(format!("purge {} of queue {name}", waiting(api, &name)?)))?;
             }
             let purged = api.call(Method::DELETE, &queue_path(&name, "/messages"), None)?;
             output(json, &purged, |p| {
@@ -185,11 +184,10 @@ pub fn run(api: &Api, json: bool, cmd: QueueCmd) -> anyhow::Result<()> {
         }
         QueueCmd::Delete { name, yes } => {
             if !yes {
-                let n = waiting(api, &name)?;
-                confirm(
-                    yes,
-                    &format!("delete queue {name} with its {n} and bindings"),
-                )?;
+                confirm(|| {
+                    let n = waiting(api, &name)?;
+                    Ok(format!("delete queue {name} with its {n} and bindings"))
+                })?;
             }
             let deleted = api.call(Method::DELETE, &queue_path(&name, ""), None)?;
             output(json, &deleted, |_| println!("deleted queue {name}"));
@@ -227,15 +225,6 @@ fn waiting(api: &Api, name: &str) -> Result<String, Exit> {
         .as_u64()
         .unwrap_or(0);
     Ok(show::count(n, "waiting message"))
-}
-
-/// `--json` prints the answer as the API gave it; otherwise `human` does.
-fn output(json: bool, answer: &Value, human: impl FnOnce(&Value)) {
-    if json {
-        show::json(answer);
-    } else {
-        human(answer);
-    }
 }
 
 fn ls(api: &Api, json: bool, prefix: Option<&str>, all: bool) -> anyhow::Result<()> {

@@ -73,6 +73,15 @@ pub fn fields(indent: &str, pairs: &[(&str, String)]) {
     }
 }
 
+/// `--json` prints the answer as the API gave it; otherwise `human` does.
+pub fn output(json: bool, answer: &Value, human: impl FnOnce(&Value)) {
+    if json {
+        self::json(answer);
+    } else {
+        human(answer);
+    }
+}
+
 pub fn json(v: &Value) {
     println!(
         "{}",
