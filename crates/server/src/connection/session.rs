@@ -150,6 +150,7 @@ impl Session {
                         id: reply_to.to_owned(),
                         ack: stampede_proto::AckMode::Auto,
                         prefetch: None,
+                        window_bytes: None,
                         dead_letter_queue: None,
                         durable: None,
                         queue_name: None,
@@ -262,6 +263,7 @@ impl Session {
             },
         );
         spec.prefetch = cmd.prefetch;
+        spec.window_bytes = cmd.window_bytes;
         spec.dead_letter_queue = dead_letter_queue;
         spec.topic_queue = topic_queue;
         spec.lifecycle = lifecycle(cmd.flags, is_topic);
