@@ -8,6 +8,7 @@ mod auth;
 mod backpressure;
 mod backup;
 mod channels;
+mod cli;
 mod connect;
 mod disk;
 mod durability;

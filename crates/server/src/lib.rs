@@ -11,6 +11,7 @@
 mod admin;
 pub mod auth;
 pub mod backup;
+pub mod client;
 pub mod config;
 mod connection;
 mod disk;
