@@ -464,3 +464,96 @@ async fn the_openapi_document_names_exactly_the_routes_served() {
     documented.sort();
     assert_eq!(listed, documented);
 }
+
+#[tokio::test]
+async fn what_a_redrive_cannot_place_stays_and_refused_changes_leave_nothing_behind() {
+    let server = Server::start();
+    let (q, secret) = (unique("rq"), unique("secret"));
+    let dlq = format!("DLQ.{q}");
+    let mut c = connect(server.addr).await;
+    // The origin exists; a stray names no origin; a forged header names a queue that does not
+    // exist, another the dead-letter queue itself.
+    c.send(&format!("/queue/{q}"), "made").await;
+    c.subscribe(&format!("/queue/{q}"), "drain", "auto").await;
+    assert_eq!(body(&c.message().await), "made");
+    c.unsubscribe("drain").await;
+    let forged = format!("/queue/{secret}");
+    let own = format!("/queue/{dlq}");
+    c.send(&format!("/queue/{dlq}"), "stray").await;
+    c.send_with(
+        &format!("/queue/{dlq}"),
+        "forged".to_owned(),
+        &[("x-original-destination", &forged)],
+    )
+    .await;
+    c.send_with(
+        &format!("/queue/{dlq}"),
+        "loop".to_owned(),
+        &[("x-original-destination", &own)],
+    )
+    .await;
+    c.send_with(
+        &format!("/queue/{dlq}"),
+        "real".to_owned(),
+        &[("x-original-destination", &format!("/queue/{q}"))],
+    )
+    .await;
+    let (status, r) = call(&server, "POST", &format!("/api/queues/{dlq}/redrive"), None).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(
+        (
+            r["moved"].as_u64(),
+            r["skipped"].as_u64(),
+            r["remaining"].as_u64()
+        ),
+        (Some(1), Some(3), Some(0)),
+        "{r}"
+    );
+    let (status, _) = get(&server, &format!("/api/queues/{secret}"), None).await;
+    assert_eq!(status, 404, "a header does not make queues");
+    let (_, shown) = get(&server, &format!("/api/queues/{dlq}"), None).await;
+    assert_eq!(
+        shown["visible"], 3,
+        "what could not be placed stays: {shown}"
+    );
+
+    // A queue may not be made its own dead-letter queue: it would drop what it dead-letters.
+    for template in ["{queue}", q.as_str()] {
+        let (status, answer) = send_json(
+            &server,
+            "PATCH",
+            &format!("/api/queues/{q}"),
+            &json!({ "dead_letter_queue": template }),
+        )
+        .await;
+        assert_eq!(status, 400, "{template}: {answer}");
+    }
+    let (_, shown) = get(&server, &format!("/api/queues/{q}"), None).await;
+    assert_eq!(shown["dead_letter_queue"], dlq.as_str());
+
+    // A refused binding makes no queue.
+    let orphan = unique("orphan");
+    let (status, _) = call(
+        &server,
+        "PUT",
+        &format!("/api/bindings/VirtualTopic..x/{orphan}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, _) = get(&server, &format!("/api/queues/{orphan}"), None).await;
+    assert_eq!(status, 404);
+
+    // Test messages: header names a frame cannot carry, and a second `persistent`, are refused.
+    for headers in [
+        json!({"a:b": "1"}),
+        json!({"": "1"}),
+        json!({"persistent": "false"}),
+    ] {
+        let msg = json!({"destination": format!("/queue/{q}"), "body": "x", "headers": headers});
+        let (status, answer) = send_json(&server, "POST", "/api/messages", &msg).await;
+        assert_eq!(status, 400, "{headers}: {answer}");
+    }
+    let (_, shown) = get(&server, &format!("/api/queues/{q}"), None).await;
+    assert_eq!(shown["visible"], 1, "only the redriven one: {shown}");
+}

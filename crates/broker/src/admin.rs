@@ -256,17 +256,40 @@ impl Broker {
                 _ => missing.push(id.clone()),
             }
         }
+        // Named ids are all looked for, whatever the batch size.
+        let max = match &how.ids {
+            Some(ids) => ids.len(),
+            None => how.max,
+        };
+        // Without a target, a message goes back only to a queue that exists and is not this one:
+        // its `x-original-destination` is a header any producer may set, and must not create
+        // queues or refill deleted ones. Which of the names exist is settled before the source's
+        // lock is taken (the registry is never entered under a queue's lock).
+        let origins: std::collections::HashSet<String> = match &how.to {
+            Some(_) => Default::default(),
+            None => {
+                let (head, _) = source.peek_ready(usize::MAX);
+                head.iter()
+                    .filter_map(|p| original_queue(&p.record))
+                    .filter(|name| *name != from && self.find_queue(name).is_some())
+                    .map(str::to_owned)
+                    .collect()
+            }
+        };
+        let goes = |record: &MessageRecord| {
+            how.to.is_some() || original_queue(record).is_some_and(|q| origins.contains(q))
+        };
         let mut skipped = 0;
         let mut fx = Effects::new();
         let moved = source.take_waiting(
-            how.max,
+            max,
             |seq, record| {
                 if how.ids.is_some() && wanted.remove(&seq).is_none() {
                     return false;
                 }
-                let goes = how.to.is_some() || original_queue(record).is_some();
-                skipped += u64::from(!goes);
-                goes
+                let ok = goes(record);
+                skipped += u64::from(!ok);
+                ok
             },
             &mut fx,
         );
@@ -274,6 +297,7 @@ impl Broker {
         let now = self.now_ms();
         let mut by_destination = std::collections::BTreeMap::new();
         for record in moved.taken.into_iter().map(|m| m.record) {
+            let original = record.clone();
             let to = match &how.to {
                 Some(to) => to.clone(),
                 None => original_queue(&record).unwrap_or_default().to_owned(),
@@ -286,27 +310,40 @@ impl Broker {
                 ..(*record).clone()
             });
             // A move is the operator's decision: the target's limits do not refuse it, as a
-            // dead-letter queue's do not refuse dead letters.
-            if self
-                .queue(&to)
-                .stage(record.clone(), true, None, &mut fx)
-                .is_err()
-            {
-                let _ = self.queue(&to).stage(record, true, None, &mut fx);
+            // dead-letter queue's do not refuse dead letters. A target being deleted right now
+            // refuses; then it goes back where it was, rather than nowhere.
+            if self.stage_anew(&to, record.clone(), &mut fx) {
+                *by_destination.entry(to).or_insert(0) += 1;
+            } else if !self.stage_anew(from, original, &mut fx) {
+                tracing::error!(
+                    from,
+                    to,
+                    "a message could be staged neither in its target nor back in its source"
+                );
             }
-            *by_destination.entry(to).or_insert(0) += 1;
         }
         let ticket = self.apply(fx);
         let moved = by_destination.values().sum();
         tracing::info!(from, moved, skipped, "messages redriven");
+        // Messages passed over stay; they are not what a later call could move.
         let redriven = Redriven {
             moved,
             by_destination,
             skipped,
             missing,
-            remaining: source.view().visible,
+            remaining: source.view().visible.saturating_sub(skipped),
         };
         Ok((redriven, ticket))
+    }
+
+    /// Stages `record` into durable queue `name` (made if need be), retrying past a queue of that
+    /// name that is being removed; false if it could not be.
+    fn stage_anew(&self, name: &str, record: Arc<MessageRecord>, fx: &mut Effects) -> bool {
+        (0..3).any(|_| {
+            self.queue(name)
+                .stage(record.clone(), true, None, fx)
+                .is_ok()
+        })
     }
 
     /// Whether some queue sends its dead letters to `queue`, or `queue`'s name makes it a
@@ -314,11 +351,13 @@ impl Broker {
     /// dead-letter queue whose source was deleted is still one.
     fn is_dead_letter_queue(&self, queue: &Queue) -> bool {
         let name = queue.name();
-        queue.settings().dead_letter_queue_of(name).is_none()
-            || self
-                .queues
-                .iter()
-                .any(|q| q.value().dead_letter_queue().as_deref() == Some(name))
+        if queue.settings().dead_letter_queue_of(name).is_none() {
+            return true;
+        }
+        // Collected first: a queue's lock is never taken inside the registry's.
+        let all: Vec<Arc<Queue>> = self.queues.iter().map(|q| q.value().clone()).collect();
+        all.iter()
+            .any(|q| q.dead_letter_queue().as_deref() == Some(name))
     }
 
     /// Changes settings of queue `name` at run time (created if need be); the change is stored
@@ -331,6 +370,22 @@ impl Broker {
         crate::Destination::check_name(name)?;
         if let Some(dlq) = &change.dead_letter_queue {
             crate::Destination::check_name(&dlq.replace("{queue}", name))?;
+            // A queue that dead-letters into itself, or that a new template makes count as a
+            // dead-letter queue, would drop what it should dead-letter.
+            let before = match self.find_queue(name) {
+                Some(q) => (*q.settings()).clone(),
+                None => self.policy.settings_for(name).0,
+            };
+            let mut after = before.clone();
+            change.apply(&mut after);
+            if before.dead_letter_queue_of(name).is_some()
+                && after.dead_letter_queue_of(name).is_none()
+            {
+                return Err(BrokerError::InvalidName {
+                    name: dlq.clone(),
+                    reason: "a queue cannot be its own dead-letter queue, nor match its template",
+                });
+            }
         }
         let queue = self.queue(name);
         let mut fx = Effects::new();

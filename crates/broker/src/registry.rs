@@ -228,6 +228,8 @@ impl Broker {
     /// topic is stored in the queue from now on, whoever is subscribed. Survives restarts.
     pub fn bind(&self, topic: &str, queue: &str) -> Result<Ticket, BrokerError> {
         crate::Destination::check_name(queue)?;
+        // Before the queue is made: a refused binding leaves nothing behind.
+        crate::Destination::check_name(topic)?;
         let q = self.queue(queue);
         self.bind_queue(topic, &q)
     }

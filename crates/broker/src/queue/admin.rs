@@ -141,6 +141,10 @@ impl Queue {
         fx: &mut Effects,
     ) -> Moved {
         let mut st = self.lock();
+        if st.dropped {
+            // Removed meanwhile: its messages went with it and must not come back elsewhere.
+            return Moved { taken: Vec::new() };
+        }
         let ctx = self.ctx();
         let chosen: Vec<u64> = st
             .ready()

@@ -140,7 +140,7 @@ pub(super) async fn overview(
         messages.in_flight += q.in_flight;
         messages.bytes += q.bytes;
     }
-    let connections = s.http.hub().map_or(0, |h| h.connections().len());
+    let connections = s.http.hub().map_or(0, |h| h.connection_count());
     let now = super::now_ms();
     Json(serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),

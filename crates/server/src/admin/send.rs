@@ -16,7 +16,7 @@ use stampede_proto::{ClientCommand, Command, Frame, Request, Version};
 use super::{api_error, bad_request, broker_error, json_body, Admin, NoParams, Params, Peer};
 
 /// Headers the broker or the framing sets, which a test message may not name.
-const RESERVED: [&str; 7] = [
+const RESERVED: [&str; 8] = [
     "destination",
     "content-length",
     "message-id",
@@ -24,7 +24,12 @@ const RESERVED: [&str; 7] = [
     "ack",
     "receipt",
     "transaction",
+    // The body's own `persistent` field says it; two answers could disagree.
+    "persistent",
 ];
+
+/// How long a test message may wait for producer flow control before it is refused.
+const PUBLISH_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,7 +47,7 @@ pub(super) async fn send(
     ConnectInfo(peer): Peer,
     headers: HeaderMap,
     query: Params<NoParams>,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let broker = match s
         .admit_query(&headers, peer, "sending a message", query)
@@ -50,6 +55,16 @@ pub(super) async fn send(
     {
         Ok((b, NoParams {})) => b,
         Err(r) => return r,
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            return api_error(
+                e.status(),
+                "InvalidBody",
+                format!("the request body could not be read: {}", e.body_text()),
+            )
+        }
     };
     let m: Message = match json_body(&body) {
         Ok(m) => m,
@@ -59,6 +74,19 @@ pub(super) async fn send(
         return bad_request(format!(
             "header {k:?} is set by the broker, not by a sender"
         ));
+    }
+    // A header name is one STOMP header line's name: what would break a frame is refused.
+    if let Some(k) = m
+        .headers
+        .keys()
+        .find(|k| k.is_empty() || k.contains([':', '\n', '\r']))
+    {
+        return bad_request(format!(
+            "header name {k:?} is not one a STOMP frame can carry (empty, or with ':' or a line break)"
+        ));
+    }
+    if let Some((k, _)) = m.headers.iter().find(|(_, v)| v.contains(['\n', '\r'])) {
+        return bad_request(format!("the value of header {k:?} has a line break"));
     }
     let (to, channel) = match Destination::parse_channel(&m.destination) {
         Ok(d) => d,
@@ -86,7 +114,15 @@ pub(super) async fn send(
         persistent: cmd.persistent,
         channel,
     };
-    let ticket = match broker.publish(&to, message).await {
+    let published = tokio::time::timeout(PUBLISH_WAIT, broker.publish(&to, message)).await;
+    let Ok(published) = published else {
+        return api_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Busy",
+            "the broker held the message back for 30 s (its queue's consumers or the store are behind); it was not sent",
+        );
+    };
+    let ticket = match published {
         Ok(t) => t,
         Err(e) if e.is_storage() => {
             return api_error(
@@ -102,9 +138,9 @@ pub(super) async fn send(
     };
     if let Err(e) = ticket.await {
         return api_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "StoreUnavailable",
-            format!("the message could not be stored: {e}"),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "NotDurable",
+            format!("the message was accepted but the store failed to record it ({e}); it may be lost at the next restart"),
         );
     }
     let body = serde_json::json!({ "destination": m.destination, "at_ms": super::now_ms() });
