@@ -8,6 +8,7 @@ mod backpressure;
 mod backup;
 mod channels;
 mod connect;
+mod console;
 mod disk;
 mod durability;
 mod errors;

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod backup;
 pub mod config;
 mod connection;
+mod console;
 mod disk;
 mod http;
 mod hub;
