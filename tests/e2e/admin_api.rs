@@ -9,11 +9,16 @@ use stampede_tests::{unique, Server};
 
 use crate::support_q::{body, connect};
 
-async fn get(server: &Server, path: &str, auth: Option<&str>) -> (u16, Value) {
+pub(crate) async fn get(server: &Server, path: &str, auth: Option<&str>) -> (u16, Value) {
     call(server, "GET", path, auth).await
 }
 
-async fn call(server: &Server, method: &str, path: &str, auth: Option<&str>) -> (u16, Value) {
+pub(crate) async fn call(
+    server: &Server,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+) -> (u16, Value) {
     let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", *a)).collect();
     let (status, text) = request(server.http_addr, method, path, &headers, "").await;
     let json = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
@@ -235,6 +240,30 @@ async fn in_users_mode_the_api_needs_read_and_admin_on_everything() {
     )
     .await;
     assert_eq!(status, 403, "{answer}");
+    // Every route that reads or changes anything is behind the same gate; the OpenAPI document
+    // names no queue and is open.
+    for (method, path) in [
+        ("GET", "/api/overview"),
+        ("PATCH", "/api/queues/x"),
+        ("PUT", "/api/queues/x"),
+        ("DELETE", "/api/queues/x"),
+        ("POST", "/api/queues/DLQ.x/redrive"),
+        ("GET", "/api/topics"),
+        ("GET", "/api/bindings"),
+        ("PUT", "/api/bindings/t/x"),
+        ("DELETE", "/api/bindings/t/x"),
+        ("GET", "/api/connections"),
+        ("DELETE", "/api/connections/1"),
+        ("POST", "/api/messages"),
+    ] {
+        let (status, answer) = call(&server, method, path, None).await;
+        assert_eq!(status, 401, "{method} {path}: {answer}");
+        let app = Some("Basic YXBwOmFwcC1zZWNyZXQ=");
+        let (status, answer) = call(&server, method, path, app).await;
+        assert_eq!(status, 403, "{method} {path}: {answer}");
+    }
+    let (status, _) = request(server.http_addr, "GET", "/api/openapi.json", &[], "").await;
+    assert_eq!(status, 200);
     // A wrong password, and no user name at all (which must not become the anonymous user).
     for wrong in ["Basic b3BzOndyb25n", "Basic Om9wcy1zZWNyZXQ="] {
         let (status, answer) = get(&server, "/api/queues", Some(wrong)).await;

@@ -3,6 +3,7 @@
 
 mod ack;
 mod admin_api;
+mod admin_ops;
 mod auth;
 mod backpressure;
 mod backup;

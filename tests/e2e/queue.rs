@@ -245,6 +245,71 @@ async fn activemq_prefetch_size_bounds_unacked_deliveries() {
     prefetch_bounds_unacked("activemq.prefetchSize").await;
 }
 
+#[tokio::test]
+async fn consumer_window_size_bounds_unacked_bytes() {
+    let server = Server::start();
+    let q = format!("/queue/{}", unique("window"));
+    let mut p = connect(server.addr).await;
+    // 1000-byte bodies: a 2500-byte window holds three (sent while below it), not four.
+    for n in 0..6 {
+        p.send(&q, n.to_string().repeat(1000)).await;
+    }
+    let mut c = connect(server.addr).await;
+    c.subscribe_with(
+        &q,
+        "s",
+        "client-individual",
+        &[("consumer-window-size", "2500")],
+    )
+    .await;
+    let first = c.messages(3).await;
+    c.assert_quiet().await;
+    c.ack(&first[0]).await;
+    assert_eq!(c.messages(1).await.len(), 1, "an ACK frees its bytes");
+    c.assert_quiet().await;
+
+    // 0: one at a time; -1: unbounded (the count's default still applies).
+    let mut one = connect(server.addr).await;
+    let q0 = format!("/queue/{}", unique("window0"));
+    for b in ["a", "b"] {
+        p.send(&q0, b).await;
+    }
+    one.subscribe_with(
+        &q0,
+        "s",
+        "client-individual",
+        &[("consumer-window-size", "0")],
+    )
+    .await;
+    let m = one.message().await;
+    one.assert_quiet().await;
+    one.ack(&m).await;
+    assert_eq!(one.bodies(1).await, ["b"]);
+    let mut all = connect(server.addr).await;
+    all.subscribe_with(
+        &q,
+        "s",
+        "client-individual",
+        &[("consumer-window-size", "-1")],
+    )
+    .await;
+    assert_eq!(all.messages(2).await.len(), 2);
+
+    let bad = connect(server.addr).await;
+    let err = bad
+        .expect_error(
+            Frame::new(Command::Subscribe)
+                .header("destination", q.as_str())
+                .header("id", "x")
+                .header("consumer-window-size", "lots"),
+        )
+        .await;
+    assert!(
+        h(&err, "message").contains("consumer-window-size"),
+        "{err:?}"
+    );
+}
+
 /// Sends m1..m4, lets a client-individual consumer with prefetch 2 hold m1 and m2, and returns the
 /// producer, the consumer and the queue.
 async fn hold_two_of_four(

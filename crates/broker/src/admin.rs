@@ -13,7 +13,9 @@ use crate::ids::message_id;
 use crate::meta::QueueAttrs;
 use crate::policy::SettingsOverride;
 use crate::queue::Queue;
-use crate::view::{BoundQueue, BrokerStats, ChannelView, MessageView, QueueView, TopicView};
+use crate::view::{
+    BoundQueue, BrokerStats, ChannelView, MessageView, QueueCounters, QueueView, TopicView,
+};
 use crate::{Broker, BrokerError};
 
 /// Headers a dead letter gets (see `apply`), which a redrive takes off again.
@@ -31,8 +33,8 @@ pub struct Redrive {
     pub max: usize,
 }
 
-/// What [`Broker::redrive`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What [`Broker::redrive`] did (the admin API's answer as it is).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Redriven {
     pub moved: usize,
     /// How many went to each queue.
@@ -67,6 +69,14 @@ impl Broker {
         self.queues
             .iter()
             .map(|e| e.value().name_arc().clone())
+            .collect()
+    }
+
+    /// Every durable queue's counters, read without taking any queue's lock (for rates).
+    pub fn queue_counters(&self) -> Vec<(Arc<str>, QueueCounters)> {
+        self.queues
+            .iter()
+            .map(|e| (e.key().clone(), e.value().counters()))
             .collect()
     }
 

@@ -19,6 +19,17 @@ pub enum AckMode {
     ClientIndividual,
 }
 
+impl AckMode {
+    /// As the STOMP `ack` header spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AckMode::Auto => "auto",
+            AckMode::Client => "client",
+            AckMode::ClientIndividual => "client-individual",
+        }
+    }
+}
+
 /// One message on its way to one subscription.
 #[derive(Debug)]
 pub struct Delivery {

@@ -98,6 +98,10 @@ pub struct SubscribeSpec {
     pub ack: AckMode,
     /// Most unsettled deliveries at once; `None` takes the broker's default.
     pub prefetch: Option<u32>,
+    /// Most unsettled message bytes at once (beside `prefetch`; whichever is reached first
+    /// stops delivery); `Some(0)` one message at a time; `None` unbounded. A message larger
+    /// than the window is still delivered when nothing else is unsettled.
+    pub window_bytes: Option<u64>,
     /// Where the queue's dead letters go from now on (RabbitMQ's `x-dead-letter-routing-key`).
     pub dead_letter_queue: Option<String>,
     /// For a topic: which queue keeps the subscriber's copies.
@@ -121,6 +125,7 @@ impl SubscribeSpec {
             name: Arc::from(name),
             ack,
             prefetch: None,
+            window_bytes: None,
             dead_letter_queue: None,
             topic_queue: TopicQueue::Own,
             lifecycle: Lifecycle::DURABLE,
@@ -174,6 +179,7 @@ impl Broker {
             principal: Arc::from(who.name()),
             ack: spec.ack,
             prefetch: spec.prefetch.unwrap_or(self.config.default_prefetch),
+            window_bytes: spec.window_bytes,
             channel: match &spec.destination {
                 Destination::Queue(_) => spec.channel.as_deref().map(Arc::from),
                 Destination::Topic(_) => None,

@@ -116,6 +116,9 @@ pub struct SubscribeCommand {
     pub ack: AckMode,
     /// `prefetch-count` or `activemq.prefetchSize`, when the client bounds unacked messages.
     pub prefetch: Option<u32>,
+    /// Artemis' `consumer-window-size`: most unsettled message bytes, `Some(0)` one message at a
+    /// time; `None` (absent or `-1`) unbounded.
+    pub window_bytes: Option<u64>,
     /// RabbitMQ's `x-dead-letter-routing-key`: where this queue's dead letters go.
     pub dead_letter_queue: Option<String>,
     /// A durable topic subscription, in any of the three dialects.
@@ -331,6 +334,7 @@ fn subscribe(h: &Headers, version: Version) -> Result<SubscribeCommand, ProtoErr
         }
     };
     let prefetch = prefetch(h)?;
+    let window_bytes = window_bytes(h)?;
     let present = |name| h.get(name).filter(|v| !v.is_empty()).map(str::to_owned);
     Ok(SubscribeCommand {
         durable: durable(h, &id),
@@ -338,6 +342,7 @@ fn subscribe(h: &Headers, version: Version) -> Result<SubscribeCommand, ProtoErr
         id,
         ack,
         prefetch,
+        window_bytes,
         dead_letter_queue: present("x-dead-letter-routing-key"),
         queue_name: present("x-queue-name"),
         flags: QueueFlags {
@@ -408,6 +413,21 @@ fn prefetch(h: &Headers) -> Result<Option<u32>, ProtoError> {
         }
     }
     Ok(None)
+}
+
+fn window_bytes(h: &Headers) -> Result<Option<u64>, ProtoError> {
+    const HEADER: &str = "consumer-window-size";
+    let Some(v) = h.get(HEADER) else {
+        return Ok(None);
+    };
+    match v.trim() {
+        "-1" => Ok(None),
+        n => n.parse().map(Some).map_err(|_| ProtoError::InvalidHeader {
+            header: HEADER,
+            value: v.to_owned(),
+            expected: "a number of bytes, 0 (one message at a time) or -1 (unbounded)",
+        }),
+    }
 }
 
 fn ack(h: &Headers, command: &'static str) -> Result<AckCommand, ProtoError> {

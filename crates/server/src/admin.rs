@@ -1,11 +1,21 @@
-//! The admin API under `/api` on the HTTP listener (first routes: queues, peek, purge; backups are
-//! in `backup`), and the gate every `/api` route passes: in `auth.mode = "users"` HTTP Basic
+//! The admin API under `/api` on the HTTP listener (docs/admin-api.md): here the gate every
+//! route passes, the queue listing, detail, peek and purge; changes to one queue in `ops`,
+//! topics and bindings in `topics`, connections in `connections`, test messages in `send`, the
+//! overview and rates in `overview`; backups are in `crate::backup`. The gate: in `auth.mode = "users"` HTTP Basic
 //! credentials of a user whose `read` and `admin` permissions cover every destination, since these
 //! routes see and change every queue. Errors are `{error, message}` with a 4xx status; a refused
 //! request changes nothing.
 //!
 //! Queues are named as the broker names them (`orders`, `DLQ.orders`, an OCI queue OCID), URL-
 //! encoded in the path.
+
+mod connections;
+mod ops;
+mod overview;
+mod send;
+mod topics;
+
+pub use overview::Rates;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -15,10 +25,10 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, delete, get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use stampede_broker::{AckMode, Broker, BrokerError, QueueView};
+use stampede_broker::{Broker, BrokerError, QueueView};
 
 use crate::auth::{Access, Authenticator, Mode};
 use crate::http::HttpState;
@@ -104,6 +114,8 @@ impl Gate {
 pub struct AdminState {
     pub(crate) http: Arc<HttpState>,
     pub(crate) gate: Gate,
+    pub(crate) rates: Arc<Rates>,
+    started_at_ms: u64,
 }
 
 impl AdminState {
@@ -114,7 +126,14 @@ impl AdminState {
                 mode,
                 authenticator,
             },
+            rates: Arc::default(),
+            started_at_ms: now_ms(),
         }
+    }
+
+    /// The rates this state reports, for the sampler to keep up to date.
+    pub fn rates(&self) -> &Arc<Rates> {
+        &self.rates
     }
 
     /// The broker, once the request is admitted and recovery is done.
@@ -134,31 +153,115 @@ impl AdminState {
         })
     }
 
-    /// [`AdminState::admit`] for a route on one queue: the broker, the queue's name and the
-    /// query, checked after the gate (so a stranger learns nothing from a 400).
-    async fn admit_named<T>(
+    /// [`AdminState::admit`] and the query, checked after the gate (so a stranger learns
+    /// nothing from a 400).
+    async fn admit_query<T>(
         &self,
         headers: &HeaderMap,
         peer: SocketAddr,
         what: &str,
-        name: Named,
         query: Params<T>,
-    ) -> Result<(Arc<Broker>, String, T), Response> {
+    ) -> Result<(Arc<Broker>, T), Response> {
         let broker = self.admit(headers, peer, what).await?;
-        let Path(name) = name.map_err(|e| bad_request(e.body_text()))?;
         let Query(q) = query.map_err(|e| bad_request(e.body_text()))?;
-        Ok((broker, name, q))
+        Ok((broker, q))
     }
+
+    /// [`AdminState::admit_query`] for a route on one object: also its path parameters (a
+    /// queue's name, a topic and a queue).
+    async fn admit_named<P, T>(
+        &self,
+        headers: &HeaderMap,
+        peer: SocketAddr,
+        what: &str,
+        path: Result<Path<P>, PathRejection>,
+        query: Params<T>,
+    ) -> Result<(Arc<Broker>, P, T), Response> {
+        let (broker, q) = self.admit_query(headers, peer, what, query).await?;
+        let Path(p) = path.map_err(|e| bad_request(e.body_text()))?;
+        Ok((broker, p, q))
+    }
+
+    /// [`AdminState::admit_query`] for the routes on connections.
+    async fn admit_hub<T>(
+        &self,
+        headers: &HeaderMap,
+        peer: SocketAddr,
+        what: &str,
+        query: Params<T>,
+    ) -> Result<crate::hub::ConnectionHub, Response> {
+        self.admit_query(headers, peer, what, query).await?;
+        self.http.hub().cloned().ok_or_else(|| {
+            api_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "NotReady",
+                "the STOMP listeners are not up yet",
+            )
+        })
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A JSON request body; an empty one reads as `{}`.
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, serde_json::Error> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    serde_json::from_slice(body)
+}
+
+fn invalid_json(e: serde_json::Error) -> Response {
+    api_error(
+        StatusCode::BAD_REQUEST,
+        "InvalidJson",
+        format!("the request body is not what this route takes: {e}"),
+    )
 }
 
 pub fn router(state: Arc<AdminState>) -> Router {
     Router::new()
+        .route("/api/overview", get(overview::overview))
         .route("/api/queues", get(list))
-        .route("/api/queues/{name}", get(show))
+        .route(
+            "/api/queues/{name}",
+            get(show)
+                .delete(ops::delete)
+                .patch(ops::patch)
+                .put(ops::put),
+        )
         .route("/api/queues/{name}/messages", get(peek).delete(purge))
+        .route("/api/queues/{name}/redrive", post(ops::redrive))
+        .route("/api/topics", get(topics::list))
+        .route("/api/bindings", get(topics::bindings))
+        .route(
+            "/api/bindings/{topic}/{queue}",
+            put(topics::bind).delete(topics::unbind),
+        )
+        .route("/api/connections", get(connections::list))
+        .route("/api/connections/{id}", delete(connections::close))
+        .route("/api/messages", post(send::send))
+        .route("/api/openapi.json", get(openapi))
         .route("/api/{*rest}", any(no_route))
         .method_not_allowed_fallback(no_method)
         .with_state(state)
+}
+
+/// The OpenAPI document of these routes; open like the health routes, since it says nothing
+/// about any queue.
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("admin/openapi.json"),
+    )
+        .into_response()
 }
 
 async fn no_route(uri: axum::http::Uri) -> Response {
@@ -188,15 +291,17 @@ fn unknown(name: &str) -> Response {
     )
 }
 
+/// A refusal of the broker as an answer: the request's fault (4xx) or the store's (503).
 fn broker_error(e: BrokerError) -> Response {
-    match e {
-        BrokerError::UnknownQueue(name) => unknown(&name),
-        e => api_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "StoreUnavailable",
-            e.to_string(),
-        ),
-    }
+    let (status, code) = match &e {
+        BrokerError::UnknownQueue(name) => return unknown(name),
+        BrokerError::QueueInUse { .. } => (StatusCode::CONFLICT, "QueueInUse"),
+        BrokerError::QueueFull { .. } => (StatusCode::CONFLICT, "QueueFull"),
+        BrokerError::NotADeadLetterQueue(_) => (StatusCode::BAD_REQUEST, "NotADeadLetterQueue"),
+        e if e.is_storage() => (StatusCode::SERVICE_UNAVAILABLE, "StoreUnavailable"),
+        _ => (StatusCode::BAD_REQUEST, "InvalidParameter"),
+    };
+    api_error(status, code, e.to_string())
 }
 
 /// One queue in a listing.
@@ -211,13 +316,16 @@ struct QueueSummary {
     dead_letter_queue: Option<String>,
     /// Waiting messages of its dead-letter queue (0 when it has none yet).
     dead_letters: u64,
+    /// How long the oldest message waiting in memory has waited; absent when none waits.
+    oldest_age_ms: Option<u64>,
     enqueued: u64,
     delivered: u64,
     acked: u64,
+    rates: overview::Rate,
 }
 
 impl QueueSummary {
-    fn of(q: &QueueView, broker: &Broker) -> QueueSummary {
+    fn of(q: &QueueView, broker: &Broker, rates: &Rates) -> QueueSummary {
         let dead_letters = q
             .dead_letter_queue
             .as_deref()
@@ -231,9 +339,13 @@ impl QueueSummary {
             consumers: q.consumers.len(),
             dead_letter_queue: q.dead_letter_queue.as_deref().map(str::to_owned),
             dead_letters,
+            oldest_age_ms: q
+                .oldest_enqueued_at_ms
+                .map(|at| now_ms().saturating_sub(at)),
             enqueued: q.counters.enqueued,
             delivered: q.counters.delivered,
             acked: q.counters.acked,
+            rates: rates.of(&q.name),
         }
     }
 }
@@ -303,7 +415,7 @@ async fn list(
     let queues = names
         .iter()
         .filter_map(|name| broker.queue_view(name))
-        .map(|v| QueueSummary::of(&v, &broker))
+        .map(|v| QueueSummary::of(&v, &broker, &s.rates))
         .collect();
     Json(QueueList { queues, next }).into_response()
 }
@@ -336,8 +448,18 @@ struct QueueDetail {
     settings: Settings,
     /// The consumers `consumers` counts.
     subscriptions: Vec<Consumer>,
+    bindings: Vec<Bound>,
     long_polls: u64,
     counters: serde_json::Value,
+}
+
+/// A topic a queue is bound to.
+#[derive(Serialize)]
+struct Bound {
+    topic: String,
+    /// Bound by its name (a virtual topic's consumer queue), not by a stored binding.
+    #[serde(rename = "virtual")]
+    by_name: bool,
 }
 
 /// Routes that take no query parameters refuse any, rather than ignore what a caller meant.
@@ -362,13 +484,19 @@ async fn show(
         Ok(admitted) => admitted,
         Err(r) => return r,
     };
-    let Some(q) = broker.queue_view(&name) else {
-        return unknown(&name);
-    };
+    match detail(&broker, &s, &name) {
+        Some(d) => Json(d).into_response(),
+        None => unknown(&name),
+    }
+}
+
+/// Queue `name` as `GET /api/queues/{name}` shows it.
+fn detail(broker: &Broker, s: &AdminState, name: &str) -> Option<QueueDetail> {
+    let q = broker.queue_view(name)?;
     let st = &q.settings;
     let c = &q.counters;
-    let detail = QueueDetail {
-        summary: QueueSummary::of(&q, &broker),
+    Some(QueueDetail {
+        summary: QueueSummary::of(&q, broker, &s.rates),
         created_at_ms: q.created_at_ms,
         settings: Settings {
             visibility_timeout_s: st.visibility_timeout.map(|d| d.as_secs_f64()),
@@ -384,15 +512,15 @@ async fn show(
             .map(|c| Consumer {
                 subscription: c.subscription.to_string(),
                 principal: c.principal.to_string(),
-                ack: match c.ack {
-                    AckMode::Auto => "auto",
-                    AckMode::Client => "client",
-                    AckMode::ClientIndividual => "client-individual",
-                }
-                .to_owned(),
+                ack: c.ack.as_str().to_owned(),
                 prefetch: c.prefetch,
                 unacked: c.unacked,
             })
+            .collect(),
+        bindings: broker
+            .bindings_of(name)
+            .into_iter()
+            .map(|(topic, by_name)| Bound { topic, by_name })
             .collect(),
         long_polls: q.long_polls,
         counters: serde_json::json!({
@@ -401,8 +529,7 @@ async fn show(
             "dead_lettered": c.dead_lettered, "expired": c.expired, "dropped": c.dropped,
             "purged": c.purged,
         }),
-    };
-    Json(detail).into_response()
+    })
 }
 
 #[derive(Deserialize)]
@@ -506,8 +633,5 @@ async fn purge(
             ),
         );
     }
-    let at = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    Json(serde_json::json!({ "purged": purged, "at_ms": at })).into_response()
+    Json(serde_json::json!({ "purged": purged, "at_ms": now_ms() })).into_response()
 }

@@ -26,6 +26,8 @@ pub struct HttpState {
     broker: OnceLock<Arc<Broker>>,
     /// Set once the STOMP listeners accept connections.
     stomp_ready: AtomicBool,
+    /// Set once recovery has finished, with the broker.
+    hub: OnceLock<crate::hub::ConnectionHub>,
 }
 
 impl HttpState {
@@ -34,6 +36,7 @@ impl HttpState {
             metrics,
             broker: OnceLock::new(),
             stomp_ready: AtomicBool::new(false),
+            hub: OnceLock::new(),
         }
     }
 
@@ -44,6 +47,15 @@ impl HttpState {
     /// The broker, once recovery has finished.
     pub fn broker(&self) -> Option<&Arc<Broker>> {
         self.broker.get()
+    }
+
+    pub fn set_hub(&self, hub: crate::hub::ConnectionHub) {
+        let _ = self.hub.set(hub);
+    }
+
+    /// Every client connection, once recovery has finished.
+    pub fn hub(&self) -> Option<&crate::hub::ConnectionHub> {
+        self.hub.get()
     }
 
     pub fn set_stomp_ready(&self) {

@@ -11,13 +11,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dashmap::DashMap;
 use stampede_broker::Broker;
 use stampede_proto::Limits;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{warn, Instrument};
+use tracing::{info, warn, Instrument};
 
 use crate::auth::{Authenticator, ListenerAuth};
 use crate::connection::{self, ConnError, FrameSink, StreamSink};
@@ -28,6 +29,8 @@ use crate::metrics::Metrics;
 pub struct Profile {
     /// Its label in metrics and logs.
     pub name: &'static str,
+    /// `tcp`, `tls` or `ws`, as the admin API lists connections.
+    pub transport: &'static str,
     pub auth: ListenerAuth,
     /// Refuse what OCI Queue refuses (transactions, custom headers, non-OCID destinations).
     pub oci_strict: bool,
@@ -63,6 +66,63 @@ struct Inner {
     tracker: TaskTracker,
     /// Cancelled at shutdown: connections send "broker shutting down" and close.
     shutdown: CancellationToken,
+    /// Every established connection by session id, for the admin API.
+    open: DashMap<u64, Arc<Registered>>,
+}
+
+/// An established connection as the admin API lists it.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    /// The CONNECTED `session` number.
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub listener: &'static str,
+    pub transport: &'static str,
+    pub principal: String,
+    pub version: String,
+    pub client_id: Option<String>,
+    pub connected_at_ms: u64,
+    /// What the broker sends and expects, in ms (0: none).
+    pub heartbeat_ms: (u64, u64),
+}
+
+/// One of a connection's subscriptions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionInfo {
+    pub id: String,
+    pub destination: String,
+    pub ack: &'static str,
+}
+
+/// The subscriptions a session keeps up to date for the listing (changed on SUBSCRIBE and
+/// UNSUBSCRIBE only, never per message).
+pub type SubscriptionList = Arc<parking_lot::Mutex<Vec<SubscriptionInfo>>>;
+
+struct Registered {
+    info: ConnectionInfo,
+    subscriptions: SubscriptionList,
+    /// Cancelled by an operator closing this connection.
+    close: CancellationToken,
+}
+
+/// A connection's place in the hub's listing, removed when dropped.
+pub(crate) struct Registration {
+    hub: ConnectionHub,
+    id: u64,
+    close: CancellationToken,
+}
+
+impl Registration {
+    /// Resolves when an operator closes the connection.
+    pub(crate) async fn closed(&self) {
+        self.close.cancelled().await
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.hub.inner.open.remove(&self.id);
+    }
 }
 
 impl ConnectionHub {
@@ -77,6 +137,7 @@ impl ConnectionHub {
                 settings: Arc::new(settings),
                 tracker: TaskTracker::new(),
                 shutdown,
+                open: DashMap::new(),
             }),
         }
     }
@@ -180,6 +241,52 @@ impl ConnectionHub {
 
     pub(crate) fn settings(&self) -> &Arc<ConnectionSettings> {
         &self.inner.settings
+    }
+
+    /// Lists `info`'s connection until the returned registration is dropped.
+    pub(crate) fn register(
+        &self,
+        info: ConnectionInfo,
+        subscriptions: SubscriptionList,
+    ) -> Registration {
+        let close = CancellationToken::new();
+        let id = info.id;
+        self.inner.open.insert(
+            id,
+            Arc::new(Registered {
+                info,
+                subscriptions,
+                close: close.clone(),
+            }),
+        );
+        Registration {
+            hub: self.clone(),
+            id,
+            close,
+        }
+    }
+
+    /// Every established connection with its subscriptions, by id.
+    pub fn connections(&self) -> Vec<(ConnectionInfo, Vec<SubscriptionInfo>)> {
+        let mut out: Vec<_> = self
+            .inner
+            .open
+            .iter()
+            .map(|e| (e.info.clone(), e.subscriptions.lock().clone()))
+            .collect();
+        out.sort_by_key(|(i, _)| i.id);
+        out
+    }
+
+    /// Closes connection `id` (its client gets an ERROR saying an operator closed it); false
+    /// when there is no such connection.
+    pub fn close(&self, id: u64) -> bool {
+        let Some(r) = self.inner.open.get(&id).map(|e| e.value().clone()) else {
+            return false;
+        };
+        info!(session = id, peer = %r.info.peer, "connection closed by an operator");
+        r.close.cancel();
+        true
     }
 
     /// Waits up to `grace` for every connection to close after shutdown was signalled.

@@ -87,6 +87,7 @@ impl StompListener {
         StompListener {
             profile: hub::Profile {
                 name,
+                transport: "tcp",
                 auth,
                 oci_strict: false,
             },
@@ -132,6 +133,7 @@ pub async fn bind(loaded: &Loaded) -> Result<Listeners, ServerError> {
         stomp.push(StompListener {
             profile: hub::Profile {
                 name,
+                transport: if tls.is_some() { "tls" } else { "tcp" },
                 auth: spec.auth,
                 oci_strict: spec.oci_strict,
             },
@@ -199,6 +201,7 @@ pub async fn run(
         api_mode,
         authenticator.clone(),
     ));
+    let rates = admin.rates().clone();
     let ws = Arc::new(ws::WsState::default());
     let http_task = tokio::spawn(http::serve(
         listeners.http,
@@ -222,6 +225,8 @@ pub async fn run(
         connection_settings(s, authenticator, metrics.clone()),
         token.clone(),
     );
+    http_state.set_hub(hub.clone());
+    let sampler = tokio::spawn(rates.run(broker.clone(), token.clone()));
     let mut accepting = Vec::new();
     let mut addrs = Vec::new();
     let mut tls = Vec::new();
@@ -264,6 +269,7 @@ pub async fn run(
         let _ = task.await;
     }
     let _ = timer.await;
+    let _ = sampler.await;
     let _ = reloads.await;
     let _ = http_task.await;
     hub.drain(s.shutdown.grace).await;

@@ -66,6 +66,7 @@ impl WsState {
     ) {
         let profile = Profile {
             name: "ws",
+            transport: "ws",
             ..stomp
         };
         let _ = self.ready.set(Ready {

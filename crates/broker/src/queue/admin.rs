@@ -292,7 +292,7 @@ impl Queue {
         out.into_iter().collect()
     }
 
-    fn counters(&self) -> QueueCounters {
+    pub(crate) fn counters(&self) -> QueueCounters {
         use std::sync::atomic::Ordering::Relaxed;
         let s = &self.stats;
         QueueCounters {

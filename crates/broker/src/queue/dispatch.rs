@@ -59,7 +59,7 @@ impl Queue {
             let mut found = None;
             for i in 0..n {
                 let idx = (st.cursor + i) % n;
-                if st.consumers[idx].credit == 0 {
+                if !st.consumers[idx].has_room() {
                     continue;
                 }
                 let channel = st.consumers[idx].spec.channel.clone();
@@ -98,6 +98,7 @@ impl Queue {
                 continue;
             }
             consumer.credit -= 1;
+            consumer.unacked_bytes += entry.size();
             let dispatch_no = consumer.next_dispatch;
             consumer.next_dispatch += 1;
             consumer.unacked.insert(dispatch_no, seq);

@@ -67,6 +67,8 @@ pub(crate) struct ConsumerSpec {
     pub ack: AckMode,
     /// Most unsettled messages this consumer may hold.
     pub prefetch: u32,
+    /// Most unsettled message bytes it may hold (see [`crate::SubscribeSpec::window_bytes`]).
+    pub window_bytes: Option<u64>,
     /// Only this channel's messages.
     pub channel: Option<Arc<str>>,
     pub outbox: Arc<dyn Outbox>,
@@ -322,6 +324,7 @@ impl Queue {
             spec,
             next_dispatch: 0,
             unacked: BTreeMap::new(),
+            unacked_bytes: 0,
             expired: VecDeque::new(),
         });
         self.dispatch(&mut st, fx);

@@ -82,8 +82,23 @@ pub(crate) struct Consumer {
     pub next_dispatch: u64,
     /// Unsettled deliveries in the order they were made: dispatch number → sequence number.
     pub unacked: BTreeMap<u64, u64>,
+    /// Their bytes, for the byte window.
+    pub unacked_bytes: u64,
     /// Messages taken back from this consumer by a visibility timeout, newest last.
     pub expired: VecDeque<u64>,
+}
+
+impl Consumer {
+    /// Whether it may take one more message: credit left, and room in its byte window (a
+    /// consumer holding nothing always has room, so a message larger than the window is not
+    /// stuck).
+    pub fn has_room(&self) -> bool {
+        self.credit > 0
+            && self
+                .spec
+                .window_bytes
+                .is_none_or(|w| self.unacked.is_empty() || self.unacked_bytes < w)
+    }
 }
 
 /// Waiting messages kept only in the store, beyond the in-memory window. Every one of them has a
@@ -565,10 +580,15 @@ impl State {
             vec![seq]
         };
         c.credit += seqs.len() as u32;
-        Ok(seqs
+        let settled: Vec<(u64, Entry)> = seqs
             .into_iter()
             .filter_map(|s| self.take_inflight(s).map(|i| (s, i.entry)))
-            .collect())
+            .collect();
+        let bytes: u64 = settled.iter().map(|(_, e)| e.size()).sum();
+        if let Some(c) = self.consumer_mut(consumer) {
+            c.unacked_bytes = c.unacked_bytes.saturating_sub(bytes);
+        }
+        Ok(settled)
     }
 
     /// A visibility deadline passed for `seq`: take it back from whoever holds it. The deadline's
@@ -579,6 +599,7 @@ impl State {
             if let Some(c) = self.consumer_mut(id) {
                 c.unacked.remove(&dispatch_no);
                 c.credit += 1;
+                c.unacked_bytes = c.unacked_bytes.saturating_sub(inflight.entry.size());
                 if c.expired.len() == REMEMBERED_EXPIRIES {
                     c.expired.pop_front();
                 }

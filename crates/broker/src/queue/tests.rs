@@ -104,6 +104,7 @@ pub(super) fn consumer(
         principal: Arc::from("test"),
         ack,
         prefetch,
+        window_bytes: None,
         channel: None,
         outbox: Arc::new(ChannelOutbox(tx)),
     };
@@ -189,6 +190,37 @@ fn competing_consumers_share_and_prefetch_bounds_each() {
     .unwrap();
     assert_eq!(bodies(&drain(&mut r1)), ["e"]);
     assert!(drain(&mut r2).is_empty());
+}
+
+#[test]
+fn a_byte_window_bounds_unsettled_bytes_beside_the_count() {
+    let q = queue(QueueKind::Durable);
+    let size = rec("0123456789", None, 0).size() as u64;
+    // Room for two and a bit: a third is sent while fewer than 25 bytes are unsettled.
+    let (mut s, mut r) = consumer(1, AckMode::ClientIndividual, 100);
+    s.window_bytes = Some(2 * size + 5);
+    q.add_consumer(s, &mut fx()).unwrap();
+    let seqs: Vec<u64> = (0..5).map(|_| send(&q, "0123456789")).collect();
+    assert_eq!(drain(&mut r).len(), 3, "sent while below the window");
+    let settle = |seq| {
+        q.settle(ConsumerId(1), seq, None, false, Outcome::Ack, &mut fx())
+            .unwrap()
+    };
+    settle(seqs[0]);
+    assert_eq!(drain(&mut r).len(), 1, "one settled, one more");
+    assert_eq!(depth(&q), (1, 3, 1));
+
+    // 0: one message at a time, however small; one larger than the window is not stuck.
+    let q = queue(QueueKind::Durable);
+    let (mut s, mut r) = consumer(1, AckMode::ClientIndividual, 100);
+    s.window_bytes = Some(0);
+    q.add_consumer(s, &mut fx()).unwrap();
+    let a = send(&q, "a");
+    send(&q, &"b".repeat(10_000));
+    assert_eq!(bodies(&drain(&mut r)), ["a"]);
+    q.settle(ConsumerId(1), a, None, false, Outcome::Ack, &mut fx())
+        .unwrap();
+    assert_eq!(drain(&mut r).len(), 1, "the large one, alone");
 }
 
 #[test]

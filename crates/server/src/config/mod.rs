@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod listeners;
-mod queues;
+pub(crate) mod queues;
 
 pub use listeners::{CertSource, StompSpec, TlsSpec};
 

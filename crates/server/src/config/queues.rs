@@ -75,7 +75,21 @@ fn specificity(pattern: &str) -> usize {
 
 /// Checks one section; `table` is its name for error messages.
 fn overrides(table: &str, q: &QueueSection) -> Result<SettingsOverride, ConfigError> {
-    let key = |field: &str| format!("queues.\"{table}\".{field}");
+    if table != "defaults" && table.is_empty() {
+        return Err(invalid(
+            "queues",
+            "a pattern table must not be empty".to_owned(),
+        ));
+    }
+    checked(q, &|field| format!("queues.\"{table}\".{field}"))
+}
+
+/// Range-checks `q` (from the configuration or a run-time change through the admin API); `key`
+/// names a field for error messages. 0 turns a limit off.
+pub(crate) fn checked(
+    q: &QueueSection,
+    key: &dyn Fn(&str) -> String,
+) -> Result<SettingsOverride, ConfigError> {
     let bad = |field: &str, problem: String| invalid(key(field), problem);
     if let Some(v) = q.visibility_timeout {
         if v > MAX_VISIBILITY {
@@ -108,12 +122,6 @@ fn overrides(table: &str, q: &QueueSection) -> Result<SettingsOverride, ConfigEr
         if d.trim().is_empty() || d.starts_with('/') {
             return Err(bad("dead_letter_queue", format!("{d:?} must be a queue name (no /queue/ prefix), `{{queue}}` standing for the queue")));
         }
-    }
-    if table != "defaults" && table.is_empty() {
-        return Err(invalid(
-            "queues",
-            "a pattern table must not be empty".to_owned(),
-        ));
     }
     Ok(SettingsOverride {
         visibility_timeout: q.visibility_timeout.map(|v| (!v.is_zero()).then_some(v)),

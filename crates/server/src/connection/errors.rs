@@ -25,6 +25,8 @@ pub enum ConnError {
     Refused,
     /// The broker is stopping.
     ShuttingDown,
+    /// An operator closed the connection through the admin API.
+    ClosedByOperator,
     /// The login was refused; the client is not told why.
     AuthFailed,
     /// An OCI-strict listener refused what OCI Queue refuses; the text says what.
@@ -67,6 +69,10 @@ impl ConnError {
             ),
             ConnError::Refused => (ErrorKind::Refused, "too many connections".into()),
             ConnError::ShuttingDown => (ErrorKind::Refused, "broker shutting down".into()),
+            ConnError::ClosedByOperator => (
+                ErrorKind::Refused,
+                "connection closed by an operator".into(),
+            ),
             // One message for an unknown user, a wrong password and a throttled address, so a
             // client learns nothing about which logins exist.
             ConnError::AuthFailed => (ErrorKind::Auth, "authentication failed".into()),
@@ -85,7 +91,7 @@ impl ConnError {
 
     /// Shutdown is not a client's fault and is not counted as an error.
     pub fn counts_as_error(&self) -> bool {
-        !matches!(self, ConnError::ShuttingDown)
+        !matches!(self, ConnError::ShuttingDown | ConnError::ClosedByOperator)
     }
 }
 

@@ -33,7 +33,7 @@ use tokio::io::AsyncRead;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::hub::{ConnectionHub, Profile};
+use crate::hub::{ConnectionHub, ConnectionInfo, Profile};
 use crate::metrics::Metrics;
 use handshake::Accepted;
 pub use read::TooLarge;
@@ -51,6 +51,8 @@ enum End {
     /// The stream failed under us.
     Gone,
     Shutdown,
+    /// Closed through the admin API.
+    Operator,
 }
 
 /// Serves one client until it leaves: its bytes arrive on `rd` (a TCP or TLS stream's read half,
@@ -124,7 +126,7 @@ pub async fn serve_parts<R, K>(
         decoder: &mut decoder,
         buf: &mut buf,
     };
-    established(accepted, read, out, writer, peer, hub).await;
+    established(accepted, read, out, writer, (peer, listener), hub).await;
 }
 
 /// The reading half's state, carried from the handshake into the session.
@@ -141,7 +143,7 @@ async fn established<R, S>(
     read: Reading<'_, R>,
     out: WriterTx,
     writer: Writer<S>,
-    peer: SocketAddr,
+    (peer, listener): (SocketAddr, Profile),
     hub: &ConnectionHub,
 ) where
     R: AsyncRead + Unpin,
@@ -151,8 +153,8 @@ async fn established<R, S>(
     let (version, heartbeat) = (accepted.version, accepted.heartbeat);
     // One allocation serves as the broker's outbox and the reader's handle on the writer.
     let out = Arc::new(out);
-    let session = {
-        // Scoped: what only the log needs is not kept for the connection's life.
+    let (session, registration) = {
+        // Scoped: what only the log and the listing need is not kept for the connection's life.
         let Accepted {
             connected,
             identity,
@@ -166,11 +168,24 @@ async fn established<R, S>(
             client_id.clone(),
             out.clone(),
         );
+        let listing = session.listing();
         let session_id = session.id();
         tracing::Span::current().record("session", session_id);
         info!(%peer, session = session_id, version = %version, login = principal.name(), client_id = client_id.as_deref(), "connected");
         out.reply(connected.header("session", session_id.to_string()));
-        session
+        let ms = |d: Option<Duration>| d.map_or(0, |d| d.as_millis() as u64);
+        let listed = ConnectionInfo {
+            id: session_id,
+            peer,
+            listener: listener.name,
+            transport: listener.transport,
+            principal: principal.name().to_owned(),
+            version: version.to_string(),
+            client_id,
+            connected_at_ms: now_ms(),
+            heartbeat_ms: (ms(heartbeat.send), ms(heartbeat.receive)),
+        };
+        (session, hub.register(listed, listing))
     };
     let session_id = session.id();
     let mut writer = tokio::spawn(writer.run());
@@ -185,9 +200,13 @@ async fn established<R, S>(
     let end = tokio::select! {
         end = conn.read_loop(read.rd, read.decoder, read.buf, silence) => end,
         _ = hub.shutdown().cancelled() => End::Shutdown,
+        _ = registration.closed() => End::Operator,
     };
-    if let End::Shutdown = end {
-        conn.reject(ConnError::ShuttingDown, None);
+    drop(registration);
+    match end {
+        End::Shutdown => drop(conn.reject(ConnError::ShuttingDown, None)),
+        End::Operator => drop(conn.reject(ConnError::ClosedByOperator, None)),
+        _ => {}
     }
     out.close();
     // The writer finishes (reporting what it wrote) before the session returns the rest to the
@@ -208,7 +227,14 @@ async fn established<R, S>(
         End::Gone => info!(%peer, session = session_id, "connection lost"),
         End::Error(reason) => warn!(%peer, session = session_id, %reason, "closed after ERROR"),
         End::Shutdown => info!(%peer, session = session_id, "closed for shutdown"),
+        End::Operator => info!(%peer, session = session_id, "closed by an operator"),
     }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// How long, and how much, a connection closing after an ERROR still reads (see

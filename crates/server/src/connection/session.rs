@@ -19,6 +19,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::auth::{canonical, Access, Identity, Permissions};
+use crate::hub::{SubscriptionInfo, SubscriptionList};
 use stampede_broker::{
     AckMode, Broker, BrokerError, ConsumerId, DeliveryTag, Destination, Lifecycle, NewMessage,
     Outbox, Outcome, Principal, SubscribeSpec, Subscription, Ticket, TopicQueue, Transaction,
@@ -60,6 +61,8 @@ pub struct Session {
     transactions: HashMap<String, Transaction>,
     /// The temporary queues this session made, removed when it closes.
     temps: Vec<String>,
+    /// Its subscriptions as the admin API lists them.
+    listed: SubscriptionList,
 }
 
 impl Session {
@@ -79,6 +82,7 @@ impl Session {
             subs: HashMap::new(),
             transactions: HashMap::new(),
             temps: Vec::new(),
+            listed: SubscriptionList::default(),
         }
     }
 
@@ -146,6 +150,7 @@ impl Session {
                         id: reply_to.to_owned(),
                         ack: stampede_proto::AckMode::Auto,
                         prefetch: None,
+                        window_bytes: None,
                         dead_letter_queue: None,
                         durable: None,
                         queue_name: None,
@@ -162,6 +167,11 @@ impl Session {
     /// Broker-unique session number, for the CONNECTED `session` header and logs.
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Its subscriptions, kept up to date, for the hub's listing.
+    pub fn listing(&self) -> SubscriptionList {
+        self.listed.clone()
     }
 
     /// SEND: into its transaction, or published at once, or — when producer flow control holds
@@ -253,6 +263,7 @@ impl Session {
             },
         );
         spec.prefetch = cmd.prefetch;
+        spec.window_bytes = cmd.window_bytes;
         spec.dead_letter_queue = dead_letter_queue;
         spec.topic_queue = topic_queue;
         spec.lifecycle = lifecycle(cmd.flags, is_topic);
@@ -262,6 +273,11 @@ impl Session {
             .broker
             .subscribe(&self.principal, spec, self.outbox.clone())?;
         let made = sub.take_made();
+        self.listed.lock().push(SubscriptionInfo {
+            id: cmd.id.clone(),
+            destination: cmd.destination.clone(),
+            ack: sub.ack_mode().as_str(),
+        });
         self.subs.insert(cmd.id, sub);
         Ok(made)
     }
@@ -339,6 +355,7 @@ impl Session {
     /// needs no live subscription: ActiveMQ clients reconnect just to remove theirs.
     pub fn unsubscribe(&mut self, cmd: &UnsubscribeCommand) -> Result<Option<Ticket>, BrokerError> {
         let live = self.subs.remove(&cmd.id).is_some();
+        self.listed.lock().retain(|s| s.id != cmd.id);
         let Some(d) = &cmd.durable else {
             return if live {
                 Ok(None)
@@ -426,6 +443,7 @@ impl Session {
     pub fn close(&mut self) {
         self.transactions.clear();
         self.subs.clear();
+        self.listed.lock().clear();
         for queue in self.temps.drain(..) {
             self.broker.remove_temp_queue(&queue);
         }

@@ -421,6 +421,7 @@ async fn a_connection_served_by_the_hub_agrees_heart_beats_and_closes_a_silent_c
     let (mut client, server) = tokio::io::duplex(1 << 16);
     let profile = crate::hub::Profile {
         name: "duplex",
+        transport: "tcp",
         auth: Default::default(),
         oci_strict: false,
     };
