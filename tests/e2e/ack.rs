@@ -224,3 +224,60 @@ async fn ack_by_id_finds_the_holding_subscription_among_two_on_one_queue() {
 async fn ack_by_message_id_finds_the_holding_subscription_among_two_on_one_queue_in_1_0() {
     ack_with_two_subscriptions_on_one_queue("1.0").await;
 }
+
+#[tokio::test]
+async fn a_nacked_message_waits_out_the_redelivery_delay_or_its_x_delay() {
+    let server = Server::builder()
+        .env("QUEUES__DEFAULTS__REDELIVERY_DELAY", "300ms")
+        .start();
+    let q = format!("/queue/{}", unique("backoff"));
+    let mut c = connect(server.addr).await;
+    c.send(&q, "m").await;
+    c.subscribe(&q, "s", "client-individual").await;
+    let m = c.message().await;
+    c.nack(&m).await;
+    let nacked = std::time::Instant::now();
+    let again = c.message().await;
+    assert!(
+        nacked.elapsed() >= std::time::Duration::from_millis(300),
+        "redelivered after {:?}, before the 300 ms delay",
+        nacked.elapsed()
+    );
+    assert_eq!(h(&again, "delivery-count"), "2");
+
+    // x-delay on the NACK: a long one keeps it delayed (counted apart from visible), 0 at once.
+    let long = c
+        .settle_frame(Command::Nack, &again)
+        .header("x-delay", "60000");
+    c.request(long).await;
+    let name = q.trim_start_matches("/queue/");
+    let (_, shown) = crate::admin_api::get(&server, &format!("/api/queues/{name}"), None).await;
+    assert_eq!(
+        (shown["delayed"].as_u64(), shown["visible"].as_u64()),
+        (Some(1), Some(0)),
+        "{shown}"
+    );
+    c.send(&q, "n").await;
+    let n = c.message().await;
+    assert_eq!(
+        body(&n),
+        "n",
+        "newer messages are not held up behind a delayed one"
+    );
+    let now = c.settle_frame(Command::Nack, &n).header("x-delay", "0");
+    c.request(now).await;
+    assert_eq!(body(&c.message().await), "n");
+
+    for bad in ["abc", "-5", "99999999999"] {
+        let mut b = connect(server.addr).await;
+        b.subscribe(&q, "b", "client-individual").await;
+        let err = b
+            .expect_error(
+                Frame::new(Command::Nack)
+                    .header("id", "1-1-1")
+                    .header("x-delay", bad),
+            )
+            .await;
+        assert!(h(&err, "message").contains("x-delay"), "{bad}: {err:?}");
+    }
+}

@@ -41,12 +41,20 @@ async fn settings_change_at_run_time_and_outlive_a_restart() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["settings"]["visibility_timeout_s"], Value::Null);
     assert_eq!(answer["settings"]["max_deliveries"], 2, "kept");
+    let backoff =
+        json!({"redelivery_delay_s": 0.5, "redelivery_multiplier": 2, "redelivery_delay_max_s": 4});
+    let (status, answer) = send_json(&server, "PATCH", &path, &backoff).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["settings"]["redelivery_delay_s"], 0.5);
+    assert_eq!(answer["settings"]["redelivery_delay_max_s"], 4.0);
     // Refused changes change nothing.
     for (bad, error) in [
         (json!({"max_deliveries": 5000}), "InvalidParameter"),
         (json!({"retention_s": 0}), "InvalidParameter"),
         (json!({"visibility_timeout_s": -1}), "InvalidParameter"),
         (json!({"dead_letter_queue": "/queue/x"}), "InvalidParameter"),
+        (json!({"redelivery_multiplier": 20}), "InvalidParameter"),
+        (json!({"redelivery_delay_s": 50000}), "InvalidParameter"),
         (json!({"max_deliverys": 1}), "InvalidJson"),
         (json!({"max_deliveries": "two"}), "InvalidJson"),
     ] {
@@ -71,6 +79,7 @@ async fn settings_change_at_run_time_and_outlive_a_restart() {
         "{shown}"
     );
     assert_eq!(s["visibility_timeout_s"], Value::Null);
+    assert_eq!(s["redelivery_multiplier"], 2.0, "{shown}");
     // The limit is live: a SEND over max_bytes is refused.
     let c = connect(server.addr).await;
     let big = "x".repeat(2048);

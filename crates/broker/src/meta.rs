@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::policy::SettingsOverride;
 
 /// What a queue's `PutQueue` carries.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub(crate) struct QueueAttrs {
     /// Prefix of its message ids; 0 in data written before attributes existed (then the store id).
     #[serde(default)]
@@ -40,7 +40,7 @@ fn is_false(b: &bool) -> bool {
 
 /// Settings changed at run time. Each applies over the configuration's; `0` means "none" for the
 /// optional ones, as in the configuration (no timeout, never dead-letter, no limit).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub(crate) struct Overrides {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visibility_timeout_ms: Option<u64>,
@@ -54,6 +54,12 @@ pub(crate) struct Overrides {
     pub max_messages: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redelivery_delay_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redelivery_multiplier: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redelivery_delay_max_ms: Option<u64>,
 }
 
 impl Overrides {
@@ -82,6 +88,15 @@ impl Overrides {
         if let Some(v) = change.max_bytes {
             self.max_bytes = Some(v.unwrap_or(0));
         }
+        if let Some(v) = change.redelivery_delay {
+            self.redelivery_delay_ms = Some(ms(v));
+        }
+        if let Some(v) = change.redelivery_multiplier {
+            self.redelivery_multiplier = Some(v);
+        }
+        if let Some(v) = change.redelivery_delay_max {
+            self.redelivery_delay_max_ms = Some(v.map_or(0, ms));
+        }
     }
 
     pub fn as_override(&self) -> SettingsOverride {
@@ -95,6 +110,11 @@ impl Overrides {
             retention: self.retention_ms.map(Duration::from_millis),
             max_messages: self.max_messages.map(none_if_zero),
             max_bytes: self.max_bytes.map(none_if_zero),
+            redelivery_delay: self.redelivery_delay_ms.map(Duration::from_millis),
+            redelivery_multiplier: self.redelivery_multiplier,
+            redelivery_delay_max: self
+                .redelivery_delay_max_ms
+                .map(|v| none_if_zero(v).map(Duration::from_millis)),
         }
     }
 }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 /// Settings of one queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct QueueSettings {
     /// A delivered message neither ACKed nor NACKed within this time is delivered again;
     /// `None` = only when its consumer goes away.
@@ -21,6 +21,13 @@ pub struct QueueSettings {
     pub max_messages: Option<u64>,
     /// A SEND to a queue holding this many bytes is refused.
     pub max_bytes: Option<u64>,
+    /// How long a message given back by a NACK or a visibility timeout waits before it is
+    /// visible again (zero: at once)...
+    pub redelivery_delay: Duration,
+    /// ...multiplied by this for each delivery after the first (1: the same every time)...
+    pub redelivery_multiplier: f64,
+    /// ...up to this.
+    pub redelivery_delay_max: Option<Duration>,
 }
 
 impl Default for QueueSettings {
@@ -32,11 +39,26 @@ impl Default for QueueSettings {
             retention: Duration::from_secs(7 * 86_400),
             max_messages: None,
             max_bytes: None,
+            redelivery_delay: Duration::ZERO,
+            redelivery_multiplier: 1.0,
+            redelivery_delay_max: None,
         }
     }
 }
 
 impl QueueSettings {
+    /// How long a message given back after its `deliveries`-th delivery waits to be visible.
+    pub fn redelivery_wait(&self, deliveries: u32) -> Duration {
+        if self.redelivery_delay.is_zero() {
+            return Duration::ZERO;
+        }
+        let steps = deliveries.saturating_sub(1).min(64) as i32;
+        let wait = self.redelivery_delay.as_secs_f64() * self.redelivery_multiplier.powi(steps);
+        // Past any cap, a wait is bounded by what a queue setting may say at most.
+        let cap = self.redelivery_delay_max.unwrap_or(MAX_WAIT);
+        Duration::try_from_secs_f64(wait).map_or(cap, |w| w.min(cap))
+    }
+
     /// The dead-letter queue of `queue`, or `None` when `queue` is itself a dead-letter queue (a
     /// DLQ never dead-letters: its messages stay until ACKed or past retention).
     pub fn dead_letter_queue_of(&self, queue: &str) -> Option<String> {
@@ -53,8 +75,11 @@ impl QueueSettings {
     }
 }
 
+/// The longest redelivery wait: what the longest visibility timeout is (12 h).
+pub const MAX_WAIT: Duration = Duration::from_secs(12 * 3600);
+
 /// Overrides a pattern sets; `None` keeps the default.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SettingsOverride {
     pub visibility_timeout: Option<Option<Duration>>,
     pub max_deliveries: Option<Option<u32>>,
@@ -62,6 +87,9 @@ pub struct SettingsOverride {
     pub retention: Option<Duration>,
     pub max_messages: Option<Option<u64>>,
     pub max_bytes: Option<Option<u64>>,
+    pub redelivery_delay: Option<Duration>,
+    pub redelivery_multiplier: Option<f64>,
+    pub redelivery_delay_max: Option<Option<Duration>>,
 }
 
 impl SettingsOverride {
@@ -84,6 +112,15 @@ impl SettingsOverride {
         }
         if let Some(v) = self.max_bytes {
             s.max_bytes = v;
+        }
+        if let Some(v) = self.redelivery_delay {
+            s.redelivery_delay = v;
+        }
+        if let Some(v) = self.redelivery_multiplier {
+            s.redelivery_multiplier = v;
+        }
+        if let Some(v) = self.redelivery_delay_max {
+            s.redelivery_delay_max = v;
         }
     }
 }
@@ -149,6 +186,24 @@ mod tests {
         assert_eq!((s.max_deliveries, p), (Some(3), Some("orders.*")));
         assert_eq!(s.visibility_timeout, Some(Duration::from_secs(30)));
         assert_eq!(policy.settings_for("other").0.max_deliveries, None);
+    }
+
+    #[test]
+    fn redelivery_waits_grow_by_the_multiplier_up_to_the_cap() {
+        let s = QueueSettings {
+            redelivery_delay: Duration::from_secs(1),
+            redelivery_multiplier: 2.0,
+            redelivery_delay_max: Some(Duration::from_secs(5)),
+            ..QueueSettings::default()
+        };
+        let waits: Vec<u64> = (1..=5).map(|n| s.redelivery_wait(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 5, 5]);
+        assert_eq!(QueueSettings::default().redelivery_wait(3), Duration::ZERO);
+        let uncapped = QueueSettings {
+            redelivery_delay_max: None,
+            ..s
+        };
+        assert_eq!(uncapped.redelivery_wait(u32::MAX), MAX_WAIT);
     }
 
     #[test]

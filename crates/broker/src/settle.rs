@@ -8,4 +8,7 @@ pub enum Outcome {
     /// Give it back: visible again at once (counting a delivery), or, with `requeue: false`,
     /// straight to the dead-letter queue.
     Nack { requeue: bool },
+    /// Give it back, visible again after this wait instead of the queue's redelivery delay
+    /// (a NACK's `x-delay`).
+    RetryAfter(std::time::Duration),
 }

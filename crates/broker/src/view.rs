@@ -16,6 +16,8 @@ pub struct QueueView {
     /// Waiting messages, in memory or in the store.
     pub visible: u64,
     pub in_flight: u64,
+    /// Given back and waiting out a redelivery delay: not visible yet.
+    pub delayed: u64,
     pub bytes: u64,
     pub settings: QueueSettings,
     /// Where its dead letters go (`None`: it is itself a dead-letter queue, or a transient one).

@@ -150,7 +150,13 @@ pub struct AckCommand {
     pub transaction: Option<String>,
     /// NACK `requeue: false` dead-letters at once (RabbitMQ convention).
     pub requeue: bool,
+    /// NACK `x-delay` (ms): visible again after this long instead of the queue's redelivery
+    /// delay.
+    pub delay_ms: Option<u64>,
 }
+
+/// The longest NACK `x-delay` accepted: 12 h, the longest any queue wait may be.
+pub const MAX_DELAY_MS: u64 = 12 * 3600 * 1000;
 
 /// What a client asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -452,11 +458,27 @@ fn ack(h: &Headers, command: &'static str) -> Result<AckCommand, ProtoError> {
             })
         }
     };
+    // Only a NACK gives a message back; an ACK's `x-delay` is an application header.
+    let delay_ms = match h.get("x-delay").filter(|_| command == "NACK") {
+        None => None,
+        Some(v) => Some(
+            v.trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| *ms <= MAX_DELAY_MS)
+                .ok_or_else(|| ProtoError::InvalidHeader {
+                    header: "x-delay",
+                    value: v.to_owned(),
+                    expected: "milliseconds from 0 to 43200000 (12 h)",
+                })?,
+        ),
+    };
     Ok(AckCommand {
         id,
         subscription: h.get("subscription").map(str::to_owned),
         transaction: h.get("transaction").map(str::to_owned),
         requeue,
+        delay_ms,
     })
 }
 

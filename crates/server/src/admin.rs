@@ -311,6 +311,8 @@ struct QueueSummary {
     /// Waiting, in memory or in the store.
     visible: u64,
     in_flight: u64,
+    /// Given back and waiting out a redelivery delay.
+    delayed: u64,
     bytes: u64,
     consumers: usize,
     dead_letter_queue: Option<String>,
@@ -335,6 +337,7 @@ impl QueueSummary {
             name: q.name.to_string(),
             visible: q.visible,
             in_flight: q.in_flight,
+            delayed: q.delayed,
             bytes: q.bytes,
             consumers: q.consumers.len(),
             dead_letter_queue: q.dead_letter_queue.as_deref().map(str::to_owned),
@@ -429,6 +432,10 @@ struct Settings {
     retention_s: f64,
     max_messages: Option<u64>,
     max_bytes: Option<u64>,
+    redelivery_delay_s: f64,
+    redelivery_multiplier: f64,
+    /// Seconds; absent: no cap below 12 h.
+    redelivery_delay_max_s: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -505,6 +512,9 @@ fn detail(broker: &Broker, s: &AdminState, name: &str) -> Option<QueueDetail> {
             retention_s: st.retention.as_secs_f64(),
             max_messages: st.max_messages,
             max_bytes: st.max_bytes,
+            redelivery_delay_s: st.redelivery_delay.as_secs_f64(),
+            redelivery_multiplier: st.redelivery_multiplier,
+            redelivery_delay_max_s: st.redelivery_delay_max.map(|d| d.as_secs_f64()),
         },
         subscriptions: q
             .consumers

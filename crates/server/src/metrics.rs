@@ -111,7 +111,7 @@ const QUEUE_COUNTERS: [(&str, &str, Read); 8] = [
 ];
 
 /// The per-queue gauges: name, help, reader.
-const QUEUE_GAUGES: [(&str, &str, Read); 6] = [
+const QUEUE_GAUGES: [(&str, &str, Read); 7] = [
     (
         "stampede_queue_messages_visible",
         "Messages waiting for delivery.",
@@ -121,6 +121,11 @@ const QUEUE_GAUGES: [(&str, &str, Read); 6] = [
         "stampede_queue_messages_in_flight",
         "Messages delivered and not yet settled.",
         |q, _| q.in_flight,
+    ),
+    (
+        "stampede_queue_messages_delayed",
+        "Messages given back and waiting out their redelivery delay.",
+        |q, _| q.delayed,
     ),
     (
         "stampede_queue_bytes",

@@ -47,8 +47,10 @@ impl Queue {
         if st.dropped {
             return 0;
         }
-        let purged = st.waiting() as u64;
-        for (_, entry) in st.drain_ready() {
+        let purged = (st.waiting() + st.delayed_len()) as u64;
+        let mut dropped = st.drain_ready();
+        dropped.extend(st.drain_delayed());
+        for (_, entry) in dropped {
             st.bytes = st.bytes.saturating_sub(entry.size());
         }
         st.bytes = st.bytes.saturating_sub(st.paged.bytes);
@@ -250,6 +252,7 @@ impl Queue {
             number: self.number,
             visible: st.waiting() as u64,
             in_flight: st.inflight_len() as u64,
+            delayed: st.delayed_len() as u64,
             bytes: st.bytes,
             settings: (*st.settings).clone(),
             dead_letter_queue: st.dead_letter_queue(&self.ctx()).map(Arc::from),

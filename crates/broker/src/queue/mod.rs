@@ -43,7 +43,7 @@ use crate::delivery::{AckMode, Outbox};
 use crate::effects::Effects;
 use crate::policy::QueueSettings;
 use crate::timer::Timer;
-use state::{Consumer, Ctx, State};
+use state::{Back, Consumer, Ctx, State};
 
 /// Identifies one subscription's consumer across all queues; unique for the broker's lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -342,7 +342,7 @@ impl Queue {
         let ctx = self.ctx();
         for seq in consumer.unacked.into_values() {
             if let Some(inflight) = st.take_inflight(seq) {
-                st.requeue(&ctx, seq, inflight.entry, fx);
+                st.requeue(&ctx, seq, inflight.entry, Back::AtOnce, fx);
             }
         }
         if st.cursor >= st.consumers.len() {

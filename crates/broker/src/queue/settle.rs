@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::state::Holder;
+use super::state::{Back, Holder};
 use super::{ConsumerId, NotInFlight, Queue, QueueStats};
 use crate::effects::{DeathReason, Effects};
 use crate::settle::Outcome;
@@ -29,12 +29,22 @@ impl Queue {
         let ctx = self.ctx();
         match outcome {
             Outcome::Ack => QueueStats::add(&self.stats.acked, n),
-            Outcome::Nack { .. } => QueueStats::add(&self.stats.nacked, n),
+            Outcome::Nack { .. } | Outcome::RetryAfter(_) => QueueStats::add(&self.stats.nacked, n),
         }
+        let now = self.env.clock.now_ms();
         for (seq, entry) in settled {
             match outcome {
                 Outcome::Ack => st.forget(&ctx, seq, &entry, fx),
-                Outcome::Nack { requeue: true } => st.requeue(&ctx, seq, entry, fx),
+                Outcome::Nack { requeue: true } => {
+                    st.requeue(&ctx, seq, entry, Back::Failed { now, wait: None }, fx)
+                }
+                Outcome::RetryAfter(wait) => {
+                    let back = Back::Failed {
+                        now,
+                        wait: Some(wait),
+                    };
+                    st.requeue(&ctx, seq, entry, back, fx)
+                }
                 Outcome::Nack { requeue: false } => {
                     st.dead_letter(&ctx, seq, entry, DeathReason::Nack, fx)
                 }
@@ -101,7 +111,7 @@ impl Queue {
         while let Some(seq) = st.pop_due_deadline(now) {
             if let Some(entry) = st.expire_delivery(seq) {
                 QueueStats::add(&self.stats.timed_out, 1);
-                st.requeue(&ctx, seq, entry, fx);
+                st.requeue(&ctx, seq, entry, Back::Failed { now, wait: None }, fx);
             }
         }
         while let Some(seq) = st.pop_due_expiry(now) {
@@ -121,6 +131,7 @@ impl Queue {
                 st.forget(&ctx, seq, &entry, fx);
             }
         }
+        st.release_due(now);
         if st.paged.retry_at.is_some_and(|at| at <= now) {
             st.paged.retry_at = None;
         }

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use stampede_store::{MessageRecord, Op, QueueId};
 
@@ -56,6 +57,16 @@ impl Entry {
     pub fn size(&self) -> u64 {
         self.record.size() as u64
     }
+}
+
+/// How a delivered message comes back to its queue.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Back {
+    /// Visible again at once: its consumer went away, through no fault of the message.
+    AtOnce,
+    /// Given back by a NACK or a visibility timeout at `now`: visible again after `wait`, or
+    /// the queue's redelivery delay.
+    Failed { now: u64, wait: Option<Duration> },
 }
 
 /// Who holds an in-flight message.
@@ -152,6 +163,11 @@ pub(crate) struct State {
     inflight: HashMap<u64, Inflight>,
     /// (deadline, seq) of in-flight messages that have a visibility deadline.
     deadlines: BTreeSet<(u64, u64)>,
+    /// Messages given back and waiting out their redelivery delay before they are visible
+    /// again, by sequence number with their due time; `due` orders them. In memory only: they
+    /// came from in flight (bounded by prefetch), and a restart makes them visible at once.
+    delayed: HashMap<u64, (u64, Entry)>,
+    due: BTreeSet<(u64, u64)>,
     pub consumers: Vec<Consumer>,
     /// Round-robin position among consumers.
     pub cursor: usize,
@@ -215,6 +231,8 @@ impl State {
     pub fn new(settings: Arc<QueueSettings>, store_id: Option<QueueId>, channels: bool) -> State {
         State {
             ready: BTreeMap::new(),
+            delayed: HashMap::new(),
+            due: BTreeSet::new(),
             by_channel: HashMap::new(),
             channels,
             expiring: BTreeSet::new(),
@@ -267,7 +285,9 @@ impl State {
 
     /// Whether `seq` is in memory, waiting or in flight.
     pub fn holds(&self, seq: u64) -> bool {
-        self.ready.contains_key(&seq) || self.inflight.contains_key(&seq)
+        self.ready.contains_key(&seq)
+            || self.inflight.contains_key(&seq)
+            || self.delayed.contains_key(&seq)
     }
 
     /// The channels long polls wait for (a prefix names no one channel to read back).
@@ -439,6 +459,7 @@ impl State {
             self.first_ready()
                 .map(|(_, e)| e.record.enqueued_at_ms.saturating_add(retention)),
             self.paged.retry_at,
+            self.due.first().map(|d| d.0),
         ]
         .into_iter()
         .flatten()
@@ -504,15 +525,54 @@ impl State {
             .flatten()
     }
 
-    /// A delivered message comes back: waiting again, or dead-lettered once it has used up its
+    /// A delivered message comes back: waiting again (after its redelivery delay, when it was
+    /// given back by a NACK or a visibility timeout), or dead-lettered once it has used up its
     /// deliveries.
-    pub fn requeue(&mut self, ctx: &Ctx, seq: u64, entry: Entry, fx: &mut Effects) {
-        match self.settings.max_deliveries {
-            Some(max) if entry.deliveries >= max => {
-                self.dead_letter(ctx, seq, entry, DeathReason::MaxDeliveries, fx)
+    pub fn requeue(&mut self, ctx: &Ctx, seq: u64, entry: Entry, back: Back, fx: &mut Effects) {
+        if self
+            .settings
+            .max_deliveries
+            .is_some_and(|max| entry.deliveries >= max)
+        {
+            return self.dead_letter(ctx, seq, entry, DeathReason::MaxDeliveries, fx);
+        }
+        let wait = match back {
+            Back::AtOnce => Duration::ZERO,
+            Back::Failed { wait: Some(w), .. } => w,
+            Back::Failed { wait: None, .. } => self.settings.redelivery_wait(entry.deliveries),
+        };
+        match back {
+            Back::Failed { now, .. } if !wait.is_zero() => {
+                let due = now.saturating_add(wait.as_millis() as u64);
+                self.due.insert((due, seq));
+                self.delayed.insert(seq, (due, entry));
             }
             _ => self.insert_ready(seq, entry),
         }
+    }
+
+    /// The delayed messages whose time has come are visible again.
+    pub fn release_due(&mut self, now: u64) {
+        while let Some(&(due, seq)) = self.due.first() {
+            if due > now {
+                break;
+            }
+            self.due.pop_first();
+            if let Some((_, entry)) = self.delayed.remove(&seq) {
+                self.insert_ready(seq, entry);
+            }
+        }
+    }
+
+    /// Messages waiting out a redelivery delay.
+    pub fn delayed_len(&self) -> usize {
+        self.delayed.len()
+    }
+
+    /// Empties the delayed messages (a purge).
+    pub fn drain_delayed(&mut self) -> Vec<(u64, Entry)> {
+        self.due.clear();
+        self.delayed.drain().map(|(s, (_, e))| (s, e)).collect()
     }
 
     pub fn consumer_mut(&mut self, id: ConsumerId) -> Option<&mut Consumer> {

@@ -287,3 +287,68 @@ fn pull_hides_messages_and_receipts_delete_or_extend() {
         "the old receipt is stale"
     );
 }
+
+#[test]
+fn a_message_given_back_waits_out_a_growing_redelivery_delay() {
+    let f = fixture(|s| {
+        s.max_deliveries = Some(10);
+        s.redelivery_delay = Duration::from_secs(1);
+        s.redelivery_multiplier = 2.0;
+        s.redelivery_delay_max = Some(Duration::from_secs(3));
+    });
+    let mut rx = f.consumer(1, 10);
+    let seq = f.send("m");
+    f.send("other");
+    assert_eq!(got(&mut rx), pairs(&[("m", 1), ("other", 1)]));
+    let nack = |f: &Fixture| {
+        let n = Outcome::Nack { requeue: true };
+        f.q.settle(ConsumerId(1), seq, None, false, n, &mut fx())
+            .unwrap();
+    };
+    // 1 s, then 2 s, then the 3 s cap (not 4).
+    for (wait, count) in [(1000, 2), (2000, 3), (3000, 4)] {
+        nack(&f);
+        assert_eq!(f.q.view().delayed, 1);
+        assert_eq!(depth(&f.q), (0, 1, 1), "not visible while it waits");
+        assert_eq!(f.q.lock().next_deadline(), Some(f.clock.now_ms() + wait));
+        f.tick_after(wait - 1);
+        assert!(got(&mut rx).is_empty(), "not before {wait} ms");
+        f.tick_after(1);
+        assert_eq!(got(&mut rx), pairs(&[("m", count)]));
+    }
+    // A visibility timeout backs off too (the delay of the 4th delivery: capped at 3 s).
+    f.tick_after(10_000);
+    assert!(got(&mut rx).is_empty(), "{:?}", f.q.view());
+    f.tick_after(3_000);
+    assert_eq!(got(&mut rx).len(), 2, "both timed out, both back");
+}
+
+#[test]
+fn a_nack_delay_overrides_the_queue_and_a_disconnect_gives_back_at_once() {
+    let f = fixture(|s| s.redelivery_delay = Duration::from_secs(60));
+    let mut rx = f.consumer(1, 10);
+    let a = f.send("a");
+    let b = f.send("b");
+    got(&mut rx);
+    let later = Outcome::RetryAfter(Duration::from_millis(250));
+    f.q.settle(ConsumerId(1), a, None, false, later, &mut fx())
+        .unwrap();
+    f.tick_after(249);
+    assert!(got(&mut rx).is_empty());
+    f.tick_after(1);
+    assert_eq!(got(&mut rx), pairs(&[("a", 2)]));
+    // Its consumer going away is not the message's failure: no delay.
+    f.q.remove_consumer(ConsumerId(1), &mut fx());
+    let mut rx2 = f.consumer(2, 10);
+    assert_eq!(got(&mut rx2), pairs(&[("a", 3), ("b", 2)]));
+    // A purge removes delayed messages with the waiting ones.
+    let n = Outcome::Nack { requeue: true };
+    f.q.settle(ConsumerId(2), b, None, false, n, &mut fx())
+        .unwrap();
+    assert_eq!(f.q.view().delayed, 1);
+    let purged = f.q.purge(99, Op::DropQueue { id: 0 }, &mut fx());
+    assert_eq!(purged, 1);
+    assert_eq!(f.q.view().delayed, 0);
+    f.tick_after(60_000);
+    assert!(got(&mut rx2).is_empty(), "purged, not redelivered");
+}

@@ -96,6 +96,10 @@ struct SettingsChange {
     max_messages: Option<Option<u64>>,
     #[serde(default, deserialize_with = "nullable")]
     max_bytes: Option<Option<u64>>,
+    redelivery_delay_s: Option<f64>,
+    redelivery_multiplier: Option<f64>,
+    #[serde(default, deserialize_with = "nullable")]
+    redelivery_delay_max_s: Option<Option<f64>>,
 }
 
 impl SettingsChange {
@@ -121,9 +125,21 @@ impl SettingsChange {
             max_bytes: self
                 .max_bytes
                 .map(|n| usize::try_from(n.unwrap_or(0)).unwrap_or(usize::MAX)),
+            redelivery_delay: self
+                .redelivery_delay_s
+                .map(|v| secs("redelivery_delay_s", v))
+                .transpose()?,
+            redelivery_multiplier: self.redelivery_multiplier,
+            redelivery_delay_max: match self.redelivery_delay_max_s {
+                None => None,
+                Some(None) => Some(Duration::ZERO),
+                Some(Some(v)) => Some(secs("redelivery_delay_max_s", v)?),
+            },
         };
         let key = |field: &str| match field {
-            "visibility_timeout" | "retention" => format!("{field}_s"),
+            "visibility_timeout" | "retention" | "redelivery_delay" | "redelivery_delay_max" => {
+                format!("{field}_s")
+            }
             other => other.to_owned(),
         };
         checked(&section, &key).map_err(|e| match e {

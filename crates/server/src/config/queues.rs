@@ -32,6 +32,11 @@ pub struct QueueSection {
     pub max_messages: Option<u64>,
     #[serde(default, deserialize_with = "opt_size")]
     pub max_bytes: Option<usize>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub redelivery_delay: Option<Duration>,
+    pub redelivery_multiplier: Option<f64>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub redelivery_delay_max: Option<Duration>,
 }
 
 /// Builds the policy, validating every section.
@@ -118,6 +123,28 @@ pub(crate) fn checked(
             ));
         }
     }
+    for (field, v) in [
+        ("redelivery_delay", q.redelivery_delay),
+        ("redelivery_delay_max", q.redelivery_delay_max),
+    ] {
+        if v.is_some_and(|v| v > MAX_VISIBILITY) {
+            return Err(bad(
+                field,
+                format!(
+                    "{} is out of range: at most 12h",
+                    human(v.unwrap_or_default())
+                ),
+            ));
+        }
+    }
+    if let Some(m) = q.redelivery_multiplier {
+        if !(1.0..=10.0).contains(&m) {
+            return Err(bad(
+                "redelivery_multiplier",
+                format!("{m} is out of range: 1 (the same delay every time) to 10"),
+            ));
+        }
+    }
     if let Some(d) = &q.dead_letter_queue {
         if d.trim().is_empty() || d.starts_with('/') {
             return Err(bad("dead_letter_queue", format!("{d:?} must be a queue name (no /queue/ prefix), `{{queue}}` standing for the queue")));
@@ -130,6 +157,9 @@ pub(crate) fn checked(
         retention: q.retention,
         max_messages: q.max_messages.map(|n| (n > 0).then_some(n)),
         max_bytes: q.max_bytes.map(|n| (n > 0).then_some(n as u64)),
+        redelivery_delay: q.redelivery_delay,
+        redelivery_multiplier: q.redelivery_multiplier,
+        redelivery_delay_max: q.redelivery_delay_max.map(|v| (!v.is_zero()).then_some(v)),
     })
 }
 

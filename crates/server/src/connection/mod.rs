@@ -407,8 +407,11 @@ impl Conn {
             }
             ClientCommand::Ack(cmd) => Wait::Durable(s.settle(cmd, Outcome::Ack)?),
             ClientCommand::Nack(cmd) => {
-                let requeue = cmd.requeue;
-                Wait::Durable(s.settle(cmd, Outcome::Nack { requeue })?)
+                let outcome = match (cmd.requeue, cmd.delay_ms) {
+                    (true, Some(ms)) => Outcome::RetryAfter(Duration::from_millis(ms)),
+                    (requeue, _) => Outcome::Nack { requeue },
+                };
+                Wait::Durable(s.settle(cmd, outcome)?)
             }
             ClientCommand::Begin { transaction } => {
                 s.begin(&transaction)?;
