@@ -191,6 +191,17 @@ def test_settings_are_edited(driver, broker, stomp_client, console_log):
          "the save")
     status, detail = broker.api("GET", "/queues/" + name)
     assert detail["settings"]["max_deliveries"] == 7
+    # Blank is null: no cap on the redelivery delay.
+    field = driver.find_element(By.ID, "set-redelivery_delay_max_s")
+    field.send_keys("60")
+    driver.find_element(By.ID, "save-settings").click()
+    wait(driver, EC.text_to_be_present_in_element((By.ID, "settings-result"),
+                                                  "Saved: redelivery_delay_max_s"), "the cap")
+    assert broker.api("GET", "/queues/" + name)[1]["settings"]["redelivery_delay_max_s"] == 60
+    driver.find_element(By.ID, "set-redelivery_delay_max_s").clear()
+    driver.find_element(By.ID, "save-settings").click()
+    wait(driver, lambda d: broker.api("GET", "/queues/" + name)[1]["settings"]
+         ["redelivery_delay_max_s"] is None, "the cap removed")
 
     # The API's refusal is shown as it came, {error, message}.
     console_log.allow("/api/queues/" + name)

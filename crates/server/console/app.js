@@ -470,11 +470,15 @@ function queuePage(name) {
     { key: 'retention_s', label: 'Retention (s)' },
     { key: 'max_messages', label: 'Max messages', hint: 'blank: no limit', nullable: true, int: true },
     { key: 'max_bytes', label: 'Max bytes', hint: 'blank: no limit', nullable: true, int: true },
+    { key: 'redelivery_delay_s', label: 'Redelivery delay (s)', hint: 'after a NACK or a visibility timeout' },
+    { key: 'redelivery_multiplier', label: 'Redelivery delay multiplier', hint: '1–10, per delivery' },
+    { key: 'redelivery_delay_max_s', label: 'Redelivery delay cap (s)', hint: 'blank: no cap below 12 h', nullable: true },
   ];
 
   function fillSettings(settings) {
     settingsForm.replaceChildren(
-      h('div', { class: 'settings' }, fields.map(f => h('div', {},
+      // Only what this broker reports: an older one has fewer settings.
+      h('div', { class: 'settings' }, fields.filter(f => f.key in settings).map(f => h('div', {},
         h('label', { for: 'set-' + f.key }, f.label),
         h('input', {
           id: 'set-' + f.key, name: f.key, value: settings[f.key] ?? '',
@@ -496,7 +500,7 @@ function queuePage(name) {
     const patch = {};
     for (const f of fields) {
       const input = settingsForm.elements[f.key];
-      if (input.value === input.dataset.was) continue;
+      if (!input || input.value === input.dataset.was) continue;
       patch[f.key] = f.text ? input.value : input.value === '' ? null : Number(input.value);
     }
     const result = document.getElementById('settings-result');
@@ -527,13 +531,14 @@ function queuePage(name) {
     }
     record(d);
     const r = rates(d);
-    stats.replaceChildren(
+    stats.replaceChildren(...[
       stat('Waiting', fmtNum(d.visible), 'stat-visible'), stat('In flight', fmtNum(d.in_flight), 'stat-in-flight'),
       stat('Consumers', fmtNum(d.consumers), 'stat-consumers'), stat('Bytes', fmtBytes(d.bytes)),
+      d.delayed === undefined ? null : stat('Delayed redeliveries', fmtNum(d.delayed)),
       stat('Oldest waiting', fmtAge(d.oldest_age_ms)),
       stat('In / s', fmtRate(r.in)), stat('Out / s', fmtRate(r.out)), stat('Acked / s', fmtRate(r.ack)),
       stat('Created', fmtTime(d.created_at_ms)),
-    );
+    ].filter(Boolean));
     if (d.dead_letter_queue) {
       stats.append(h('div', { class: 'stat' },
         h('div', { class: 'v' }, d.dead_letters > 0 ? h('a', { href: '#/dlq/' + q(d.dead_letter_queue) }, fmtNum(d.dead_letters)) : '0'),
