@@ -6,6 +6,7 @@ Consumers are stopped with SIGKILL: django-stomp's `pubsub` reconnects after SIG
 listener loop does not look at the shutdown flag), and a consumer that dies is what a durable
 subscription has to survive anyway."""
 
+import base64
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -51,8 +53,12 @@ class Broker:
         self.start()
 
     def start(self):
-        self.process = StampedeProcess(_binary(), self.data_dir)
+        # RabbitMQ's management API on a free port, for the suites that read it as
+        # django-stomp's own test helpers do (test_rabbitmq_management.py).
+        overrides = {"STAMPEDE__LISTENERS__RABBITMQ_MANAGEMENT__BIND": "127.0.0.1:0"}
+        self.process = StampedeProcess(_binary(), self.data_dir, overrides=overrides)
         self.host, self.port = self.process.start()
+        self.management = Management(*self.process.listener("rabbitmq_management"))
         return self
 
     def stop(self):
@@ -102,6 +108,11 @@ class PeerBroker:
         self.host, self.port = split_host_port(address)
         self.name = os.environ.get("DJANGO_STOMP_TEST_PEER", "peer")
         self.restart_command = os.environ.get("DJANGO_STOMP_TEST_RESTART")
+        # RabbitMQ's management plugin, where RabbitMQ serves it unless told otherwise.
+        self.management = None
+        if self.name == "rabbitmq":
+            self.management = Management(*split_host_port(
+                os.environ.get("DJANGO_STOMP_TEST_MANAGEMENT", "%s:15672" % self.host)))
 
     def env(self):
         return {"STOMP_SERVER_HOST": self.host, "STOMP_SERVER_PORT": str(self.port)}
@@ -125,6 +136,31 @@ class PeerBroker:
 
     def wait_consumers_gone(self, queue):
         pass
+
+
+class Management:
+    """RabbitMQ's management API, called as django-stomp's own test helpers call it: guest/guest
+    Basic credentials, JSON answers (an error's too, as `requests` hands it over)."""
+
+    def __init__(self, host, port):
+        self.base = "http://%s:%d" % (host, port)
+        token = base64.b64encode(b"guest:guest").decode()
+        self.headers = {"Authorization": "Basic " + token}
+
+    def get(self, path):
+        return self._call(urllib.request.Request(self.base + path, headers=self.headers))
+
+    def post(self, path, body):
+        request = urllib.request.Request(self.base + path, data=body.encode(), method="POST",
+                                         headers=self.headers)
+        return self._call(request)
+
+    def _call(self, request):
+        try:
+            with urllib.request.urlopen(request, timeout=WAIT) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return json.loads(e.read())
 
 
 class Consumer:

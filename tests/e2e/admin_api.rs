@@ -209,14 +209,16 @@ async fn bad_input_gets_a_4xx_with_error_and_message_and_changes_nothing() {
     assert_eq!(shown["visible"].as_u64(), Some(1));
 }
 
-#[tokio::test]
-async fn in_users_mode_the_api_needs_read_and_admin_on_everything() {
+/// A broker in users mode with two users: `ops` (password `ops-secret`, no permissions table, so
+/// everything) and `app` (`app-secret`, read and write on everything, no admin). `auth` is more
+/// of the `[auth]` section.
+pub(crate) fn start_ops_and_app(auth: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("broker.toml");
     std::fs::write(
         &config,
         format!(
-            "[auth]\nmode = \"users\"\nanonymous_user = \"ops\"\n\
+            "[auth]\nmode = \"users\"\n{auth}\
              [auth.users.ops]\npassword_hash = \"{}\"\n\
              [auth.users.app]\npassword_hash = \"{}\"\n\
              [auth.users.app.permissions]\nread = [\"*\"]\nwrite = [\"*\"]\n",
@@ -225,7 +227,13 @@ async fn in_users_mode_the_api_needs_read_and_admin_on_everything() {
         ),
     )
     .unwrap();
-    let server = Server::builder().config(&config).start();
+    // The broker reads its configuration at start; the file may go once it is ready.
+    Server::builder().config(&config).start()
+}
+
+#[tokio::test]
+async fn in_users_mode_the_api_needs_read_and_admin_on_everything() {
+    let server = start_ops_and_app("anonymous_user = \"ops\"\n");
     let (status, answer) = get(&server, "/api/queues", None).await;
     assert_eq!(status, 401, "{answer}");
     assert_eq!(answer["error"].as_str(), Some("NotAuthenticated"));

@@ -203,6 +203,29 @@ impl Broker {
         Ok((purged, self.apply(fx)))
     }
 
+    /// Removes up to `max` waiting messages of queue `name`, oldest first, in one commit, and
+    /// returns them: handed out once, never delivered to a consumer (RabbitMQ's management
+    /// `get` with `ack_requeue_false`). Only messages in memory are taken in one call.
+    pub fn take(&self, name: &str, max: usize) -> Result<(Vec<MessageView>, Ticket), BrokerError> {
+        let queue = self.existing(name)?;
+        self.check_storage()?;
+        let mut fx = Effects::new();
+        let number = queue.number();
+        let taken: Vec<MessageView> = queue
+            .take_waiting(max, |_, _| true, &mut fx)
+            .taken
+            .into_iter()
+            .map(|p| MessageView {
+                seq: p.seq,
+                message_id: message_id(number, p.seq),
+                record: p.record,
+                deliveries: p.deliveries,
+            })
+            .collect();
+        tracing::info!(queue = name, taken = taken.len(), "messages taken");
+        Ok((taken, self.apply(fx)))
+    }
+
     /// Moves waiting dead letters of queue `from` back where they died, or all to one queue, in
     /// one commit: each leaves `from` and enters its target together or not at all. Only
     /// messages in memory move in one call (call again while [`Redriven::remaining`] is above
@@ -250,7 +273,7 @@ impl Broker {
         missing.extend(wanted.into_values());
         let now = self.now_ms();
         let mut by_destination = std::collections::BTreeMap::new();
-        for record in moved.records {
+        for record in moved.taken.into_iter().map(|m| m.record) {
             let to = match &how.to {
                 Some(to) => to.clone(),
                 None => original_queue(&record).unwrap_or_default().to_owned(),

@@ -24,6 +24,8 @@ pub struct QueueView {
     pub dead_letter_queue: Option<Arc<str>>,
     /// When it was made, in ms since the epoch (0: before the broker kept it).
     pub created_at_ms: u64,
+    /// How it lives: durable, auto-delete, exclusive (RabbitMQ's queue flags).
+    pub lifecycle: crate::Lifecycle,
     pub consumers: Vec<ConsumerView>,
     /// Pull consumers waiting in a long poll (OCI GetMessages).
     pub long_polls: u64,
@@ -60,6 +62,8 @@ pub struct ChannelView {
 /// A consumer attached to a queue.
 #[derive(Debug, Clone)]
 pub struct ConsumerView {
+    /// The subscribing session (STOMP: the CONNECTED `session` number).
+    pub session: u64,
     pub subscription: Arc<str>,
     pub principal: Arc<str>,
     pub ack: AckMode,

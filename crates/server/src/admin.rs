@@ -50,38 +50,27 @@ pub(crate) fn api_error(status: StatusCode, error: &str, message: impl Into<Stri
     (status, Json(body)).into_response()
 }
 
-/// Who may use `/api`.
+/// Who may use `/api` (and the RabbitMQ management API, which sees as much).
 pub(crate) struct Gate {
     pub mode: Mode,
     pub authenticator: Arc<Authenticator>,
 }
 
+/// Why the gate turned a request away; each API answers it in its own error shape.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Refusal {
+    #[error("HTTP Basic credentials of a user with read and admin permission on `*` are needed")]
+    NotAuthenticated,
+    #[error("read and admin permission on `*` are needed, which user {0} lacks")]
+    NotAuthorized(String),
+}
+
 impl Gate {
-    /// Admits the request, or answers 401/403 naming what `what` needs.
-    pub(crate) async fn check(
-        &self,
-        headers: &HeaderMap,
-        peer: IpAddr,
-        what: &str,
-    ) -> Result<(), Response> {
+    /// Admits the request, or says why not. In open mode everyone is admitted.
+    pub(crate) async fn admit(&self, headers: &HeaderMap, peer: IpAddr) -> Result<(), Refusal> {
         if self.mode == Mode::Open {
             return Ok(());
         }
-        let unauthenticated = || {
-            let mut r = api_error(
-                StatusCode::UNAUTHORIZED,
-                "NotAuthenticated",
-                format!(
-                    "{what} needs HTTP Basic credentials of a user with read and admin \
-                     permission on `*`"
-                ),
-            );
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"stampede\""),
-            );
-            r
-        };
         let auth = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -90,23 +79,54 @@ impl Gate {
             .split_once(' ')
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
             .and_then(|(_, rest)| crate::auth::basic_credentials(rest))
-            .ok_or_else(unauthenticated)?;
+            .ok_or(Refusal::NotAuthenticated)?;
         let deadline = tokio::time::Instant::now() + CHECK_DEADLINE;
         let who = self
             .authenticator
             .login_basic(&user, &password, peer, deadline)
             .await
-            .map_err(|_| unauthenticated())?;
+            .map_err(|_| Refusal::NotAuthenticated)?;
         // These routes see every message body and change any queue.
         let p = &who.permissions;
         if !(p.allows_everything(Access::Read) && p.allows_everything(Access::Admin)) {
-            return Err(api_error(
-                StatusCode::FORBIDDEN,
-                "NotAuthorized",
-                format!("{what} needs read and admin permission on `*`, which user {user} lacks"),
-            ));
+            return Err(Refusal::NotAuthorized(user));
         }
         Ok(())
+    }
+
+    /// [`Gate::admit`], refusals answered 401/403 naming what `what` needs.
+    pub(crate) async fn check(
+        &self,
+        headers: &HeaderMap,
+        peer: IpAddr,
+        what: &str,
+    ) -> Result<(), Response> {
+        self.admit(headers, peer)
+            .await
+            .map_err(|refusal| match refusal {
+                Refusal::NotAuthenticated => {
+                    let mut r = api_error(
+                        StatusCode::UNAUTHORIZED,
+                        "NotAuthenticated",
+                        format!(
+                            "{what} needs HTTP Basic credentials of a user with read and admin \
+                         permission on `*`"
+                        ),
+                    );
+                    r.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Basic realm=\"stampede\""),
+                    );
+                    r
+                }
+                Refusal::NotAuthorized(user) => api_error(
+                    StatusCode::FORBIDDEN,
+                    "NotAuthorized",
+                    format!(
+                        "{what} needs read and admin permission on `*`, which user {user} lacks"
+                    ),
+                ),
+            })
     }
 }
 
@@ -619,29 +639,55 @@ async fn purge(
         Ok(admitted) => admitted,
         Err(r) => return r,
     };
+    let purged = match purge_queue(&broker, &name).await {
+        Ok(n) => n,
+        Err(PurgeError::Broker(e)) => return broker_error(e),
+        Err(e @ PurgeError::StoreRefuses(_)) => {
+            return api_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "StoreUnavailable",
+                e.to_string(),
+            )
+        }
+        Err(e @ PurgeError::NotDurable { .. }) => {
+            return api_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "PurgeNotDurable",
+                e.to_string(),
+            )
+        }
+    };
+    Json(serde_json::json!({ "purged": purged, "at_ms": now_ms() })).into_response()
+}
+
+/// Why a purge did nothing, or did not last.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PurgeError {
+    #[error("the store refuses writes, nothing was purged: {0}")]
+    StoreRefuses(String),
+    #[error(transparent)]
+    Broker(BrokerError),
+    #[error(
+        "{purged} messages were purged in memory but the store failed to record it ({source}); \
+         they come back when the broker restarts"
+    )]
+    NotDurable {
+        purged: u64,
+        source: stampede_store::StoreError,
+    },
+}
+
+/// Purges queue `name` and answers once the purge is durable, as a RECEIPT would be: how many
+/// waiting messages went. Shared by `/api` and the RabbitMQ management API.
+pub(crate) async fn purge_queue(broker: &Broker, name: &str) -> Result<u64, PurgeError> {
     // A purge empties the queue in memory before its commit: a store that already refuses
     // writes would leave the two apart until a restart, so nothing is tried.
     if let Some(why) = broker.store_failure() {
-        return api_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "StoreUnavailable",
-            format!("the store refuses writes, nothing was purged: {why}"),
-        );
+        return Err(PurgeError::StoreRefuses(why));
     }
-    let (purged, ticket) = match broker.purge(&name) {
-        Ok(p) => p,
-        Err(e) => return broker_error(e),
-    };
-    // Answered once the purge is durable, as a RECEIPT would be.
-    if let Err(e) = ticket.await {
-        return api_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "PurgeNotDurable",
-            format!(
-                "{purged} messages were purged in memory but the store failed to record it \
-                 ({e}); they come back when the broker restarts"
-            ),
-        );
-    }
-    Json(serde_json::json!({ "purged": purged, "at_ms": now_ms() })).into_response()
+    let (purged, ticket) = broker.purge(name).map_err(PurgeError::Broker)?;
+    ticket
+        .await
+        .map_err(|source| PurgeError::NotDurable { purged, source })?;
+    Ok(purged)
 }

@@ -11,7 +11,7 @@
 //! a backup into a file and checks it whole before naming it; [`snapshot_offline`] takes one from a
 //! stopped broker's data directory; [`restore`] checks a file, then writes it into an empty one.
 
-use std::io::{BufReader, BufWriter, Read, Seek, Write};
+use std::io::{BufReader, BufWriter, Seek, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,7 +23,6 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use base64::Engine;
 use futures::StreamExt;
 use stampede_store::snapshot::{self, Summary, Writer};
 use stampede_store::{Store, StoreError};
@@ -351,32 +350,33 @@ pub fn download(
     credentials: Option<(&str, &str)>,
     out: &Path,
 ) -> Result<Summary, BackupError> {
-    let connect = |source| BackupError::Connect { addr, source };
     let transfer = |reason: String| BackupError::Transfer { addr, reason };
-    let mut s =
-        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(connect)?;
-    // Generous: the broker answers once the snapshot is written, which takes a while for a big
-    // store.
-    s.set_read_timeout(Some(Duration::from_secs(600)))
-        .map_err(connect)?;
-    let mut request = format!("GET /api/backup HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let agent: ureq::Agent = crate::client::config()
+        .timeout_connect(Some(Duration::from_secs(5)))
+        // Generous: the broker answers once the snapshot is written, which takes a while for a
+        // big store. The body then streams for as long as it takes.
+        .timeout_recv_response(Some(Duration::from_secs(600)))
+        .build()
+        .into();
+    let mut request = agent.get(format!("http://{addr}/api/backup"));
     if let Some((user, password)) = credentials {
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        request.push_str(&format!("Authorization: Basic {token}\r\n"));
+        request = request.header("Authorization", crate::client::basic(user, password));
     }
-    request.push_str("\r\n");
-    s.write_all(request.as_bytes()).map_err(connect)?;
-    let mut input = BufReader::new(s);
-    let broke = |e: std::io::Error| match e.kind() {
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
-            transfer("no answer within 10 minutes".into())
-        }
-        _ => transfer(e.to_string()),
-    };
-    let (status, length) = read_head(&mut input).map_err(broke)?;
+    let mut answer = request.call().map_err(|e| match e {
+        ureq::Error::Timeout(_) => transfer("no answer within 10 minutes".into()),
+        e => BackupError::Connect {
+            addr,
+            source: e.into_io(),
+        },
+    })?;
+    let status = answer.status().as_u16();
     if status != 200 {
-        let mut body = String::new();
-        let _ = input.take(64 * 1024).read_to_string(&mut body);
+        let body = answer
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024)
+            .read_to_string()
+            .unwrap_or_default();
         let message = serde_json::from_str::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| v["message"].as_str().map(str::to_owned))
@@ -387,11 +387,15 @@ pub fn download(
             message,
         });
     }
-    let length = length.ok_or_else(|| transfer("the answer has no Content-Length".into()))?;
+    let length = answer
+        .body()
+        .content_length()
+        .ok_or_else(|| transfer("the answer has no Content-Length".into()))?;
     let tmp = partial(out);
     let result = (|| {
         let mut file = std::fs::File::create(&tmp).map_err(file_error(&tmp))?;
-        let copied = std::io::copy(&mut input.take(length), &mut file).map_err(broke)?;
+        let mut body = answer.body_mut().as_reader();
+        let copied = std::io::copy(&mut body, &mut file).map_err(|e| transfer(e.to_string()))?;
         if copied != length {
             return Err(transfer(format!("{copied} of {length} bytes arrived")));
         }
@@ -402,34 +406,6 @@ pub fn download(
         let _ = std::fs::remove_file(&tmp);
     }
     result
-}
-
-/// The status and Content-Length of an HTTP/1.1 answer's head.
-fn read_head(input: &mut impl std::io::BufRead) -> std::io::Result<(u16, Option<u64>)> {
-    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
-    let mut line = String::new();
-    input.read_line(&mut line)?;
-    let status = line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad("not an HTTP answer"))?;
-    let mut length = None;
-    loop {
-        line.clear();
-        if input.read_line(&mut line)? == 0 {
-            return Err(bad("the answer ends inside its head"));
-        }
-        let l = line.trim_end();
-        if l.is_empty() {
-            return Ok((status, length));
-        }
-        if let Some((name, value)) = l.split_once(':') {
-            if name.eq_ignore_ascii_case("content-length") {
-                length = value.trim().parse().ok();
-            }
-        }
-    }
 }
 
 /// `stampede backup --offline`: a snapshot of a stopped broker's sled directory. sled's lock

@@ -84,13 +84,24 @@ pub async fn serve(
         .merge(crate::admin::router(routes.admin))
         .merge(crate::ws::router(routes.ws))
         .merge(crate::console::router());
+    serve_app(listener, app, shutdown, "HTTP").await;
+}
+
+/// Serves `app` on `listener` until `shutdown` is cancelled; `what` names the listener in the
+/// log line of a failure.
+pub(crate) async fn serve_app(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+    what: &'static str,
+) {
     // The peer address is what failed logins are slowed by.
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await;
     if let Err(e) = served {
-        warn!(error = %e, "HTTP listener failed");
+        warn!(error = %e, "{what} listener failed");
     }
 }
 

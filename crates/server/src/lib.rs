@@ -11,6 +11,7 @@
 mod admin;
 pub mod auth;
 pub mod backup;
+pub mod client;
 pub mod config;
 mod connection;
 mod console;
@@ -20,6 +21,7 @@ mod hub;
 mod listener;
 mod metrics;
 mod oci_rest;
+mod rabbitmq;
 mod store;
 mod tls;
 mod ws;
@@ -102,6 +104,8 @@ impl StompListener {
 pub struct Listeners {
     pub stomp: Vec<StompListener>,
     pub http: TcpListener,
+    /// RabbitMQ's management API, when configured.
+    pub rabbitmq_management: Option<TcpListener>,
 }
 
 /// Binds the listeners the configuration names and loads their certificates.
@@ -142,9 +146,14 @@ pub async fn bind(loaded: &Loaded) -> Result<Listeners, ServerError> {
             permits: Arc::new(Semaphore::new(spec.max_connections)),
         });
     }
+    let rabbitmq_management = match loaded.rabbitmq_management_addr {
+        Some(addr) => Some(tcp("listeners.rabbitmq_management.bind".into(), addr).await?),
+        None => None,
+    };
     Ok(Listeners {
         stomp,
         http: tcp("listeners.http.bind".into(), loaded.http_addr).await?,
+        rabbitmq_management,
     })
 }
 
@@ -202,6 +211,18 @@ pub async fn run(
         authenticator.clone(),
     ));
     let rates = admin.rates().clone();
+    let rabbitmq_task = match listeners.rabbitmq_management {
+        Some(l) => {
+            let addr = local_addr(&l, "listeners.rabbitmq_management.bind")?;
+            info!(listener = "rabbitmq_management", addr = %addr, "listening");
+            Some(tokio::spawn(rabbitmq::serve(
+                l,
+                admin.clone(),
+                token.clone(),
+            )))
+        }
+        None => None,
+    };
     let ws = Arc::new(ws::WsState::default());
     let http_task = tokio::spawn(http::serve(
         listeners.http,
@@ -272,6 +293,9 @@ pub async fn run(
     let _ = sampler.await;
     let _ = reloads.await;
     let _ = http_task.await;
+    if let Some(task) = rabbitmq_task {
+        let _ = task.await;
+    }
     hub.drain(s.shutdown.grace).await;
     // A store that failed earlier may never finish a flush; do not let it hold the exit.
     match tokio::time::timeout(s.shutdown.grace, broker.flush()).await {

@@ -1,5 +1,7 @@
 //! `stampede`: parses the command line, loads configuration, sets up logging and runs the server
-//! until SIGTERM or SIGINT.
+//! until SIGTERM or SIGINT. The admin commands (`queue`, `conn`, `send`, `tail`) are in `cli`.
+
+mod cli;
 
 use std::path::PathBuf;
 
@@ -72,6 +74,8 @@ enum Cmd {
         /// The snapshot file to read.
         file: PathBuf,
     },
+    #[command(flatten)]
+    Admin(Box<cli::Command>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -80,7 +84,7 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("stampede: {}", describe(&e));
-            std::process::ExitCode::FAILURE
+            cli::exit_code(&e)
         }
     }
 }
@@ -103,6 +107,9 @@ fn describe(e: &anyhow::Error) -> String {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Cmd::Admin(command)) = cli.command {
+        return cli::run(*command);
+    }
     if matches!(cli.command, Some(Cmd::Passwd)) {
         return passwd();
     }
@@ -208,22 +215,17 @@ fn backup_or_restore(cli: Cli) -> anyhow::Result<()> {
 
 /// `stampede health`: one GET, two seconds at most, 200 or failure.
 fn health(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<()> {
-    use std::io::{Read, Write};
     let addr = backup::local(addr);
-    let timeout = std::time::Duration::from_secs(2);
-    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)
-        .with_context(|| format!("cannot reach the HTTP listener on {addr}"))?;
-    s.set_read_timeout(Some(timeout))?;
-    s.set_write_timeout(Some(timeout))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head)
-        .with_context(|| format!("no answer from {addr}{path}"))?;
-    let status = String::from_utf8_lossy(&head[9..12]).into_owned();
-    anyhow::ensure!(status == "200", "{addr}{path} answered {status}");
+    let agent: ureq::Agent = stampede_server::client::config()
+        .timeout_global(Some(std::time::Duration::from_secs(2)))
+        .build()
+        .into();
+    let answer = agent
+        .get(format!("http://{addr}{path}"))
+        .call()
+        .with_context(|| format!("no answer from the HTTP listener on {addr}{path}"))?;
+    let status = answer.status().as_u16();
+    anyhow::ensure!(status == 200, "{addr}{path} answered {status}");
     Ok(())
 }
 

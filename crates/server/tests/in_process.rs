@@ -71,6 +71,7 @@ async fn an_in_process_broker_serves_every_listener_and_shuts_down_gracefully() 
             StompListener::plain("stomp-b", b),
         ],
         http: loopback().await,
+        rabbitmq_management: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(run(loaded, listeners, async {

@@ -12,9 +12,9 @@ use crate::meta::QueueAttrs;
 use crate::policy::QueueSettings;
 use crate::view::{ChannelView, ConsumerView, QueueCounters, QueueView};
 
-/// Messages taken out of a queue to be put into another.
+/// Messages taken out of a queue: to be put into another, or handed out once.
 pub(crate) struct Moved {
-    pub records: Vec<Arc<MessageRecord>>,
+    pub taken: Vec<Peeked>,
 }
 
 /// A waiting message as the admin API shows it.
@@ -148,15 +148,19 @@ impl Queue {
             .take(max)
             .map(|(seq, _)| seq)
             .collect();
-        let mut records = Vec::with_capacity(chosen.len());
+        let mut taken = Vec::with_capacity(chosen.len());
         for seq in chosen {
             if let Some(entry) = st.remove_ready(seq) {
                 st.forget(&ctx, seq, &entry, fx);
-                records.push(entry.record);
+                taken.push(Peeked {
+                    seq,
+                    deliveries: entry.deliveries,
+                    record: entry.record,
+                });
             }
         }
         self.dispatch(&mut st, fx);
-        Moved { records }
+        Moved { taken }
     }
 
     /// Replaces the queue's settings (changed at run time).
@@ -236,10 +240,12 @@ impl Queue {
     /// The queue as it is now, under one lock.
     pub fn view(&self) -> QueueView {
         let st = self.lock();
+        let extras = st.extras.as_deref();
         let consumers = st
             .consumers
             .iter()
             .map(|c| ConsumerView {
+                session: c.spec.session,
                 subscription: c.spec.subscription.clone(),
                 principal: c.spec.principal.clone(),
                 ack: c.spec.ack,
@@ -257,6 +263,11 @@ impl Queue {
             settings: (*st.settings).clone(),
             dead_letter_queue: st.dead_letter_queue(&self.ctx()).map(Arc::from),
             created_at_ms: st.created_at_ms,
+            lifecycle: crate::Lifecycle {
+                durable: extras.is_none_or(|e| !e.temporary),
+                auto_delete: extras.is_some_and(|e| e.auto_delete),
+                exclusive: extras.is_some_and(|e| e.owner.is_some()),
+            },
             consumers,
             long_polls: st.pull_waiters.len() as u64,
             counters: self.counters(),

@@ -297,3 +297,25 @@ async fn topics_show_their_subscribers_and_bound_queues_stored_or_by_name() {
     );
     assert!(env.broker.bindings_of("nothing").is_empty());
 }
+
+#[tokio::test]
+async fn take_removes_waiting_messages_in_one_commit_and_returns_them() {
+    let env = Env::new();
+    for b in ["a", "b", "c"] {
+        send(&env.broker, "t", b).await;
+    }
+    let commits = env.store.commits();
+    let (taken, ticket) = env.broker.take("t", 2).unwrap();
+    ticket.await.unwrap();
+    let bodies: Vec<&[u8]> = taken.iter().map(|m| &m.record.body[..]).collect();
+    assert_eq!(bodies, [b"a", b"b"]);
+    assert_eq!(taken[0].deliveries, 0);
+    assert_eq!(env.store.commits() - commits, 1);
+    assert_eq!(env.depth("t"), (1, 0, 0));
+    let view = env.broker.queue_view("t").unwrap();
+    assert_eq!(view.counters.delivered, 0, "taken, not delivered");
+    assert_eq!(view.lifecycle, crate::Lifecycle::DURABLE);
+    let again = env.restart();
+    assert_eq!(depth(&again, "t"), (1, 0, 0), "the take is durable");
+    assert!(again.take("nope", 1).is_err());
+}

@@ -1,5 +1,6 @@
-//! `[listeners.NAME]`: the sockets the broker serves. `http` is the HTTP port; every other table is
-//! a STOMP listener named by its key (the name labels its metrics and logs), plain TCP unless it
+//! `[listeners.NAME]`: the sockets the broker serves. `http` is the HTTP port;
+//! `rabbitmq_management` (off unless configured) serves RabbitMQ's management API; every other
+//! table is a STOMP listener named by its key (the name labels its metrics and logs), plain TCP unless it
 //! has a certificate (`cert` + `key`, or `self_signed = true`). `stomp` is always there (the
 //! embedded defaults define it); `stomp_tls` defaults to port 61614 and must be TLS. Each STOMP
 //! listener may override `auth.mode` (`auth`) and `passcode_encoding`.
@@ -92,10 +93,37 @@ pub struct TlsSpec {
     pub cert_login: bool,
 }
 
-/// The HTTP address and the STOMP listeners, `stomp` first.
-pub fn listeners(
-    sections: &BTreeMap<String, ListenerSection>,
-) -> Result<(SocketAddr, Vec<StompSpec>), ConfigError> {
+/// The table of the RabbitMQ management listener, which is no STOMP listener.
+pub const RABBITMQ_MANAGEMENT: &str = "rabbitmq_management";
+
+/// Every listener's address, validated.
+#[derive(Debug)]
+pub struct Addresses {
+    pub http: SocketAddr,
+    /// RabbitMQ's management API; `None` unless `[listeners.rabbitmq_management]` has a `bind`.
+    pub rabbitmq_management: Option<SocketAddr>,
+    /// `stomp` first.
+    pub stomp: Vec<StompSpec>,
+}
+
+/// The addresses of every listener the sections name.
+pub fn listeners(sections: &BTreeMap<String, ListenerSection>) -> Result<Addresses, ConfigError> {
+    let rabbitmq_management = match sections.get(RABBITMQ_MANAGEMENT) {
+        None => None,
+        Some(s) if !s.only_bind() => {
+            return Err(invalid(
+                format!("listeners.{RABBITMQ_MANAGEMENT}"),
+                "the RabbitMQ management listener takes only `bind`",
+            ))
+        }
+        Some(s) => {
+            let key = format!("listeners.{RABBITMQ_MANAGEMENT}.bind");
+            let Some(bind) = &s.bind else {
+                return Err(invalid(key, "is required, such as 127.0.0.1:15672"));
+            };
+            Some(socket_addr(key, bind, "127.0.0.1:15672")?)
+        }
+    };
     let http = sections.get("http").cloned().unwrap_or_default();
     let ListenerSection {
         bind: Some(bind), ..
@@ -114,7 +142,10 @@ pub fn listeners(
     }
     let http_addr = socket_addr("listeners.http.bind", bind, "0.0.0.0:8161")?;
     let mut stomp = Vec::new();
-    for (name, s) in sections.iter().filter(|(n, _)| n.as_str() != "http") {
+    let stomp_tables = sections
+        .iter()
+        .filter(|(n, _)| !matches!(n.as_str(), "http" | RABBITMQ_MANAGEMENT));
+    for (name, s) in stomp_tables {
         stomp.push(stomp_spec(name, s)?);
     }
     stomp.sort_by_key(|s| s.name != "stomp");
@@ -127,7 +158,11 @@ pub fn listeners(
             ));
         }
     }
-    Ok((http_addr, stomp))
+    Ok(Addresses {
+        http: http_addr,
+        rabbitmq_management,
+        stomp,
+    })
 }
 
 fn stomp_spec(name: &str, s: &ListenerSection) -> Result<StompSpec, ConfigError> {
@@ -205,7 +240,8 @@ mod tests {
         s
     }
 
-    fn parse(extra: &[(&str, ListenerSection)]) -> Result<Vec<StompSpec>, String> {
+    /// The sections of the embedded defaults: the HTTP and the plain STOMP listener.
+    fn defaults() -> BTreeMap<String, ListenerSection> {
         let mut m = BTreeMap::new();
         m.insert(
             "http".into(),
@@ -215,10 +251,15 @@ mod tests {
             "stomp".into(),
             section(|s| s.bind = Some("0.0.0.0:61613".into())),
         );
+        m
+    }
+
+    fn parse(extra: &[(&str, ListenerSection)]) -> Result<Vec<StompSpec>, String> {
+        let mut m = defaults();
         for (k, v) in extra {
             m.insert(k.to_string(), v.clone());
         }
-        listeners(&m).map(|(_, s)| s).map_err(|e| e.to_string())
+        listeners(&m).map(|a| a.stomp).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -233,6 +274,33 @@ mod tests {
         assert_eq!(l[2].addr.port(), 61614);
         assert_eq!(l[2].tls.as_ref().unwrap().source, CertSource::SelfSigned);
         assert!(l[1].tls.is_none());
+    }
+
+    #[test]
+    fn the_rabbitmq_management_listener_is_off_unless_bound_and_is_no_stomp_listener() {
+        let mut m = defaults();
+        assert_eq!(listeners(&m).unwrap().rabbitmq_management, None);
+        m.insert(
+            RABBITMQ_MANAGEMENT.into(),
+            section(|s| s.bind = Some("127.0.0.1:15672".into())),
+        );
+        let a = listeners(&m).unwrap();
+        assert_eq!(
+            a.rabbitmq_management,
+            Some("127.0.0.1:15672".parse().unwrap())
+        );
+        assert_eq!(a.stomp.len(), 1);
+        for wrong in [
+            section(|_| {}),
+            section(|s| {
+                s.bind = Some("127.0.0.1:15672".into());
+                s.self_signed = true;
+            }),
+        ] {
+            m.insert(RABBITMQ_MANAGEMENT.into(), wrong);
+            let e = listeners(&m).unwrap_err().to_string();
+            assert!(e.contains("listeners.rabbitmq_management"), "{e}");
+        }
     }
 
     #[test]

@@ -212,6 +212,8 @@ pub struct Loaded {
     /// `listeners.stomp`'s address.
     pub stomp_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// RabbitMQ's management API (`listeners.rabbitmq_management.bind`), when configured.
+    pub rabbitmq_management_addr: Option<SocketAddr>,
     /// Every STOMP listener, `stomp` first.
     pub stomp: Vec<StompSpec>,
     pub policy: QueuePolicy,
@@ -254,7 +256,11 @@ pub(crate) fn invalid(
 }
 
 fn validate(settings: Settings) -> Result<Loaded, ConfigError> {
-    let (http_addr, stomp) = listeners::listeners(&settings.listeners)?;
+    let listeners::Addresses {
+        http: http_addr,
+        rabbitmq_management: rabbitmq_management_addr,
+        stomp,
+    } = listeners::listeners(&settings.listeners)?;
     let stomp_addr = stomp[0].addr;
     check_ranges(&settings)?;
     let policy = queues::policy(&settings.queues)?;
@@ -271,6 +277,7 @@ fn validate(settings: Settings) -> Result<Loaded, ConfigError> {
         settings,
         stomp_addr,
         http_addr,
+        rabbitmq_management_addr,
         stomp,
         policy,
         auth,
