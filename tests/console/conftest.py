@@ -68,13 +68,6 @@ class Broker:
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"null")
 
-    def has_route(self, method, path, body=None):
-        """Whether this broker serves `method path` at all (not its 404 for unknown routes)."""
-        status, answer = self.api(method, path, body)
-        if status == 405:
-            return False
-        return not (status == 404 and "no admin API route" in (answer or {}).get("message", ""))
-
     def stop(self):
         self.process.stop()
 
@@ -142,23 +135,15 @@ def shots():
     return take
 
 
-# Routes the console asks for once and does without when a broker answers 404 (docs/admin-api.md,
-# "Being built"); the browser logs that 404 as an error.
-OPTIONAL_ROUTES = ["/overview", "/connections"]
-
-
-def console_errors(driver, broker, allowed=()):
+def console_errors(driver, allowed=()):
     """SEVERE browser console entries since the last call, but those containing an `allowed`
     substring (the browser logs every 4xx answer as an error, also those a test asks for)."""
-    allowed = list(allowed) + [
-        "/api%s - Failed to load resource: the server responded with a status of 404" % path
-        for path in OPTIONAL_ROUTES if not broker.has_route("GET", path)]
     return [e for e in driver.get_log("browser") if e["level"] == "SEVERE"
             and not any(a in e["message"] for a in allowed)]
 
 
 @pytest.fixture
-def console_log(driver, broker):
+def console_log(driver):
     """Fails the test on console errors; `console_log.allow(substring)` names one it expects."""
     allowed = []
 
@@ -167,5 +152,5 @@ def console_log(driver, broker):
 
     driver.get_log("browser")  # what earlier tests left
     yield Log
-    severe = console_errors(driver, broker, allowed)
+    severe = console_errors(driver, allowed)
     assert not severe, "console errors: %s" % json.dumps(severe, indent=1)

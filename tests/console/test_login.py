@@ -70,5 +70,5 @@ def test_login_form_in_users_mode(fresh_driver, users_broker, shots):
     driver.find_element(By.ID, "logout").click()
     wait(driver, EC.visibility_of_element_located((By.ID, "login")), "the form after logging out")
     assert driver.execute_script("return sessionStorage.length") == 0
-    severe = console_errors(driver, users_broker, ["status of 401"])
+    severe = console_errors(driver, ["status of 401"])
     assert not severe, severe
