@@ -10,6 +10,7 @@ mod backup;
 mod channels;
 mod cli;
 mod connect;
+mod console;
 mod disk;
 mod durability;
 mod errors;

@@ -21,6 +21,19 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String) {
+    let (status, _, body) = exchange(addr, method, path, headers, body).await;
+    (status, body)
+}
+
+/// [`request`], with the response's header lines too (lower-cased names): (status, headers,
+/// body).
+pub async fn exchange(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Vec<(String, String)>, String) {
     let mut s = TcpStream::connect(addr).await.expect("connect http");
     let extra: String = headers
         .iter()
@@ -44,7 +57,13 @@ pub async fn request(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .expect("status");
-    (status, decode_chunked(head, body))
+    let fields = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, fields, decode_chunked(head, body))
 }
 
 fn decode_chunked(head: &str, body: &str) -> String {

@@ -1,8 +1,8 @@
 //! The HTTP listener (`listeners.http`, default 0.0.0.0:8161): `/metrics`, `/healthz`, `/readyz`,
 //! the OCI Queue REST API under `/20210201` (`oci_rest`), the admin API under `/api` (`admin`,
-//! `backup`) and STOMP over WebSocket at `/ws` (`ws`). It is one axum router so that the admin API and the web console can
-//! be added as routes of their own. It starts before recovery, so `/readyz` can say "not yet" while the store
-//! is being read.
+//! `backup`), STOMP over WebSocket at `/ws` (`ws`) and the web console at `/` (`console`). It is
+//! one axum router, each part merging its own routes. It starts before recovery, so `/readyz` can
+//! say "not yet" while the store is being read.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -82,7 +82,8 @@ pub async fn serve(
         .merge(crate::oci_rest::router(routes.oci))
         .merge(crate::backup::router(routes.backup))
         .merge(crate::admin::router(routes.admin))
-        .merge(crate::ws::router(routes.ws));
+        .merge(crate::ws::router(routes.ws))
+        .merge(crate::console::router());
     serve_app(listener, app, shutdown, "HTTP").await;
 }
 

@@ -14,6 +14,7 @@ pub mod backup;
 pub mod client;
 pub mod config;
 mod connection;
+mod console;
 mod disk;
 mod http;
 mod hub;
