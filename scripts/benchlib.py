@@ -295,6 +295,8 @@ class StampedeProc:
         self.binary, self.port, self.workdir = binary, port, workdir
         # Also serve STOMP over TLS here (a development certificate in the data dir) when set.
         self.tls_port = None
+        # A fixed HTTP port (it serves STOMP over WebSocket at /ws) when set; any free one if not.
+        self.http_port = None
         self.proc = None
         self.data = None
         self.logfile = None
@@ -313,7 +315,7 @@ class StampedeProc:
 
     def start(self, timeout=120):
         env = dict(os.environ, STAMPEDE__LISTENERS__STOMP__BIND=self.url,
-                   STAMPEDE__LISTENERS__HTTP__BIND="127.0.0.1:0")
+                   STAMPEDE__LISTENERS__HTTP__BIND=f"127.0.0.1:{self.http_port or 0}")
         if self.tls_port:
             env["STAMPEDE__LISTENERS__STOMP_TLS__BIND"] = f"127.0.0.1:{self.tls_port}"
             env["STAMPEDE__LISTENERS__STOMP_TLS__SELF_SIGNED"] = "true"

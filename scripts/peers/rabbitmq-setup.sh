@@ -3,8 +3,8 @@
 # configuration) for the interop suite and the benchmarks. Loopback only:
 #   STOMP 127.0.0.1:61623 and [::1]:61623 (never Stampede's 61613), STOMP over TLS
 #   127.0.0.1:61624 (a CA and server certificate of its own in /etc/rabbitmq/tls, made once with
-#   openssl; clients trust /etc/rabbitmq/tls/ca.pem), AMQP 127.0.0.1:5672, Erlang distribution on
-#   127.0.0.1 only.
+#   openssl; clients trust /etc/rabbitmq/tls/ca.pem), STOMP over WebSocket (Web-STOMP)
+#   ws://127.0.0.1:15674/ws, AMQP 127.0.0.1:5672, Erlang distribution on 127.0.0.1 only.
 # Idempotent; run as root. Starts the node if it is not running (`service rabbitmq-server start`
 # is a no-op when it is); `--no-start` only installs and configures. The login is guest/guest,
 # vhost "/" (guest may connect from loopback only).
@@ -47,6 +47,11 @@ ssl_options.certfile = $TLS/server.pem
 ssl_options.keyfile = $TLS/server.key
 ssl_options.verify = verify_none
 ssl_options.fail_if_no_peer_cert = false
+# Web-STOMP on its default port, loopback only, for the WebSocket benchmark rows. Binary
+# messages out: a text message must be valid UTF-8, and the benchmark's bodies are binary.
+web_stomp.tcp.ip = 127.0.0.1
+web_stomp.tcp.port = 15674
+web_stomp.ws_frame = binary
 CONF
 CHANGED=0
 cmp -s "$NEW_CONF" /etc/rabbitmq/rabbitmq.conf || CHANGED=1
@@ -68,7 +73,9 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 CONF
 fi
 
-rabbitmq-plugins enable --offline rabbitmq_stomp
+# A running node does not load a plugin enabled offline: enabling one counts as a change.
+grep -q rabbitmq_web_stomp /etc/rabbitmq/enabled_plugins 2>/dev/null || CHANGED=1
+rabbitmq-plugins enable --offline rabbitmq_stomp rabbitmq_web_stomp
 if [ "$START" = 1 ]; then
   if [ "$CHANGED" = 1 ] && rabbitmqctl -q status >/dev/null 2>&1; then
     # A running node reads its configuration only at start.
@@ -76,7 +83,7 @@ if [ "$START" = 1 ]; then
   fi
   service rabbitmq-server start || true   # 'start' is a no-op if it already runs
   rabbitmqctl await_startup --timeout 60
-  echo "RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server): STOMP on 127.0.0.1:61623 and [::1]:61623, TLS on 127.0.0.1:61624"
+  echo "RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server): STOMP on 127.0.0.1:61623 and [::1]:61623, TLS on 127.0.0.1:61624, WebSocket ws://127.0.0.1:15674/ws"
 else
   echo "RabbitMQ configured (not started): STOMP on 127.0.0.1:61623"
 fi

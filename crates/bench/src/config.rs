@@ -116,6 +116,11 @@ pub struct Config {
     /// The name the server's certificate must carry (default: the host of --url).
     #[arg(long, requires = "tls_ca")]
     pub tls_name: Option<String>,
+    /// Speak STOMP over WebSocket: upgrade at ws://URL/PATH (Stampede: /ws on its HTTP port;
+    /// RabbitMQ Web-STOMP: /ws on 15674) with subprotocol v12.stomp, then send each frame as one
+    /// binary message.
+    #[arg(long, value_name = "PATH", conflicts_with = "tls_ca")]
+    pub ws: Option<String>,
     /// Connection setup rate: each of --producers connectors, for --duration seconds (default 10),
     /// opens a connection (TCP, TLS with --tls-ca), sends CONNECT, waits for CONNECTED, sends
     /// DISCONNECT with a receipt, waits for it and starts over. Reports connections per second.
@@ -160,6 +165,9 @@ impl Config {
     /// Rejects combinations that would make a run meaningless or hang.
     pub fn validate(&self) -> Result<(), BenchError> {
         let bad = |m: &str| Err(BenchError::Config(m.to_owned()));
+        if self.ws.as_deref().is_some_and(|p| !p.starts_with('/')) {
+            return bad("--ws takes the path of the WebSocket endpoint, e.g. /ws");
+        }
         if self.idle_connections.is_some() {
             return Ok(());
         }
@@ -228,6 +236,14 @@ impl Config {
             crate::reqrep::validate(self)?;
         }
         Ok(())
+    }
+
+    /// The broker as reports name it: --url, or the WebSocket URL with --ws.
+    pub fn shown_url(&self) -> String {
+        match &self.ws {
+            Some(path) => format!("ws://{}{path}", self.url),
+            None => self.url.clone(),
+        }
     }
 
     pub fn stop(&self) -> Stop {
@@ -337,5 +353,10 @@ mod tests {
         assert!(cfg(&["--request-reply", "--destination", "/topic/t"])
             .validate()
             .is_err());
+        assert!(cfg(&["--ws", "ws"]).validate().is_err());
+        assert_eq!(
+            cfg(&["--url", "127.0.0.1:8161", "--ws", "/ws"]).shown_url(),
+            "ws://127.0.0.1:8161/ws"
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! One STOMP client connection over the project's codec, built for throughput: frames are encoded
-//! into one write buffer that goes out in a single `write_all`, and reads pull whatever the socket
-//! has into one buffer that the decoder walks frame by frame. Producers and consumers drive it;
-//! it knows nothing of benchmarks.
+//! into one write buffer that goes out in a single `write_all` (over WebSocket: one message per
+//! frame, flushed together, see [`crate::ws`]), and reads pull whatever the socket has into one
+//! buffer that the decoder walks frame by frame. Producers and consumers drive it; it knows
+//! nothing of benchmarks.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use crate::scan::{scan, MessageAt, Scan};
+use crate::ws::{self, WsStream};
 use crate::BenchError;
 
 /// Read chunk: large enough that a busy consumer takes hundreds of small frames per syscall.
@@ -32,6 +34,8 @@ pub struct ConnectOptions {
     pub timeout: Duration,
     /// Speak TLS, with this client configuration and server name.
     pub tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+    /// Speak STOMP over WebSocket, upgrading at this `ws://` URL.
+    pub ws: Option<String>,
 }
 
 /// The connection's byte stream.
@@ -39,6 +43,8 @@ pub enum Stream {
     Plain(TcpStream),
     /// Boxed: a TLS session is several KiB of state.
     Tls(Box<TlsStream<TcpStream>>),
+    /// Boxed for the same reason: tungstenite's state and buffers.
+    Ws(Box<WsStream>),
 }
 
 impl Stream {
@@ -47,6 +53,7 @@ impl Stream {
         match self {
             Stream::Plain(s) => s,
             Stream::Tls(s) => s.get_ref().0,
+            Stream::Ws(s) => s.get_ref(),
         }
     }
 
@@ -54,6 +61,7 @@ impl Stream {
         match self {
             Stream::Plain(s) => s.read_buf(buf).await,
             Stream::Tls(s) => s.read_buf(buf).await,
+            Stream::Ws(s) => ws::read_buf(s, buf).await,
         }
     }
 
@@ -66,18 +74,23 @@ impl Stream {
                 .read_buf(buf)
                 .now_or_never()
                 .unwrap_or_else(|| Err(std::io::ErrorKind::WouldBlock.into())),
+            Stream::Ws(s) => ws::try_read_buf(s, buf),
         }
     }
 
-    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+    /// Writes out the whole frames in `buf` and empties it.
+    async fn write_frames(&mut self, buf: &mut BytesMut) -> std::io::Result<()> {
         match self {
-            Stream::Plain(s) => s.write_all(bytes).await,
+            Stream::Plain(s) => s.write_all(buf).await?,
             Stream::Tls(s) => {
-                s.write_all(bytes).await?;
+                s.write_all(buf).await?;
                 // rustls buffers records; they must reach the socket now.
-                s.flush().await
+                s.flush().await?
             }
+            Stream::Ws(s) => return ws::send_frames(s, buf).await,
         }
+        buf.clear();
+        Ok(())
     }
 }
 
@@ -98,14 +111,17 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// TCP connect, CONNECT (STOMP 1.1/1.2, no heart-beats) and wait for CONNECTED.
+    /// TCP connect (TLS or WebSocket handshake when asked for), CONNECT (STOMP 1.1/1.2, no heart-beats) and wait for CONNECTED.
     pub async fn connect(opts: &ConnectOptions) -> Result<Conn, BenchError> {
         let tcp = within(opts.timeout, "TCP connect", TcpStream::connect(opts.addr)).await??;
         // We coalesce writes ourselves; Nagle would only add latency to the last frame of a batch.
         tcp.set_nodelay(true)?;
-        let stream = match &opts.tls {
-            None => Stream::Plain(tcp),
-            Some((config, name)) => {
+        let stream = match (&opts.tls, &opts.ws) {
+            (_, Some(url)) => Stream::Ws(Box::new(
+                within(opts.timeout, "WebSocket handshake", ws::handshake(tcp, url)).await??,
+            )),
+            (None, None) => Stream::Plain(tcp),
+            (Some((config, name)), None) => {
                 let connector = tokio_rustls::TlsConnector::from(config.clone());
                 let handshake = connector.connect(name.clone(), tcp);
                 Stream::Tls(Box::new(
@@ -175,11 +191,9 @@ impl Conn {
         if self.wbuf.is_empty() {
             return Ok(());
         }
-        match within(self.timeout, "a write", self.stream.write_all(&self.wbuf)).await? {
-            Ok(()) => {
-                self.wbuf.clear();
-                Ok(())
-            }
+        let write = self.stream.write_frames(&mut self.wbuf);
+        match within(self.timeout, "a write", write).await? {
+            Ok(()) => Ok(()),
             Err(e) => Err(self.error_after(e)),
         }
     }

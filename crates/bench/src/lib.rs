@@ -23,6 +23,7 @@ pub mod report;
 pub mod reqrep;
 mod scan;
 pub mod stats;
+mod ws;
 
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
@@ -55,16 +56,17 @@ pub async fn run(config: Config) -> Result<Report, BenchError> {
             None => None,
             Some(ca) => Some(tls_client(ca, config.tls_name.as_deref(), &config.url)?),
         },
+        ws: config.ws.is_some().then(|| config.shown_url()),
     };
     if config.handshakes {
         let hold = config.duration.map_or(DEFAULT_IDLE_HOLD, Config::secs);
-        let report = handshake::run(connect, &config.url, config.producers, hold).await;
+        let report = handshake::run(connect, &config.shown_url(), config.producers, hold).await;
         return Ok(Report::Handshakes(report));
     }
     if let Some(n) = config.idle_connections {
         let hold = config.duration.map_or(DEFAULT_IDLE_HOLD, Config::secs);
         return Ok(Report::Idle(
-            idle::run_idle(connect, &config.url, n, hold).await,
+            idle::run_idle(connect, &config.shown_url(), n, hold).await,
         ));
     }
     if config.request_reply {

@@ -274,7 +274,7 @@ fn merge(
     let trackers: Vec<_> = consumers.iter().map(|c| c.tracker.clone()).collect();
     LoadReport {
         broker,
-        url: config.url.clone(),
+        url: config.shown_url(),
         destination: plan.destination.clone(),
         scenario: Scenario::of(config),
         producer,

@@ -226,7 +226,7 @@ pub async fn run_request_reply(
     let measured: u64 = reqs.iter().map(|r| r.measured).sum();
     Ok(RequestReplyReport {
         broker: reqs.iter().find_map(|r| r.server.clone()).or(broker),
-        url: config.url.clone(),
+        url: config.shown_url(),
         destination: plan.destination.clone(),
         requesters: config.producers,
         responders: config.consumers,

@@ -18,6 +18,8 @@ use stampede_bench::{run, Config, LoadReport, Report};
 struct Broker {
     child: Child,
     addr: SocketAddr,
+    /// The HTTP listener, which serves STOMP over WebSocket at /ws.
+    http: SocketAddr,
     _data: tempfile::TempDir,
 }
 
@@ -60,24 +62,29 @@ impl Broker {
         // Keeps reading for the broker's whole life so its stdout pipe never fills up.
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = ready_addr(&line, tls) {
-                    let _ = tx.send(addr);
+                if let Some(addrs) = ready_addrs(&line, tls) {
+                    let _ = tx.send(addrs);
                 }
             }
         });
-        let Ok(addr) = rx.recv_timeout(Duration::from_secs(10)) else {
+        let Ok((addr, http)) = rx.recv_timeout(Duration::from_secs(10)) else {
             let _ = child.kill();
             panic!("stampede did not log its ready event within 10 s");
         };
         Broker {
             child,
             addr,
+            http,
             _data: data,
         }
     }
 
     async fn bench(&self, args: &[&str]) -> Report {
-        let url = self.addr.to_string();
+        self.bench_at(self.addr, args).await
+    }
+
+    async fn bench_at(&self, addr: SocketAddr, args: &[&str]) -> Report {
+        let url = addr.to_string();
         let base = [
             "stampede-bench",
             "--quiet",
@@ -118,19 +125,21 @@ fn binary() -> PathBuf {
 }
 
 /// The plain listener's address from the `ready` event, or the TLS listener's from its
-/// `listening` event.
-fn ready_addr(line: &str, tls: bool) -> Option<SocketAddr> {
+/// `listening` event; with the HTTP listener's, which only the `ready` event names (and which
+/// only the WebSocket test uses).
+fn ready_addrs(line: &str, tls: bool) -> Option<(SocketAddr, SocketAddr)> {
     let v: serde_json::Value = serde_json::from_str(line).ok()?;
     let fields = v.get("fields")?;
     let message = fields.get("message")?.as_str()?;
-    let addr = match tls {
-        false if message == "ready" => fields.get("stomp")?,
+    let parse = |name: &str| fields.get(name)?.as_str()?.parse().ok();
+    match tls {
+        false if message == "ready" => Some((parse("stomp")?, parse("http")?)),
         true if message == "listening" && fields.get("listener")? == "stomp_tls" => {
-            fields.get("addr")?
+            let addr = parse("addr")?;
+            Some((addr, addr))
         }
-        _ => return None,
-    };
-    addr.as_str()?.parse().ok()
+        _ => None,
+    }
 }
 
 fn load(report: Report) -> LoadReport {
@@ -335,4 +344,44 @@ async fn over_tls_messages_arrive_and_handshakes_are_counted() {
     };
     assert!(h.tls && h.failed == 0 && h.completed > 0, "{h:?}");
     assert_eq!(h.connect_latency_us.unwrap().count, h.completed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_websocket_every_message_arrives_once() {
+    let broker = Broker::start();
+    let ws = ["--ws", "/ws", "--non-persistent", "--size", "1024"];
+    let args: Vec<&str> = ws
+        .iter()
+        .copied()
+        .chain([
+            "--producers",
+            "2",
+            "--consumers",
+            "2",
+            "--messages",
+            "500",
+            "--ack",
+            "client-individual",
+            "--prefetch",
+            "20",
+            "--receipt-every",
+            "25",
+        ])
+        .collect();
+    let r = load(broker.bench_at(broker.http, &args).await);
+    assert_clean(&r, 1000, 1000);
+    assert_eq!(r.consumer.as_ref().unwrap().bytes, 1000 * 1024);
+    assert_eq!(r.url, format!("ws://{}/ws", broker.http));
+    // The responder's replies are frames built from the requests it received.
+    let Report::RequestReply(rr) = broker
+        .bench_at(
+            broker.http,
+            &["--ws", "/ws", "--request-reply", "--messages", "50"],
+        )
+        .await
+    else {
+        panic!("expected a request/reply report");
+    };
+    assert!(rr.errors.is_empty() && rr.accounting.is_clean(), "{rr:?}");
+    assert_eq!(rr.served, 50);
 }
