@@ -9,6 +9,17 @@
 //! Queues are named as the broker names them (`orders`, `DLQ.orders`, an OCI queue OCID), URL-
 //! encoded in the path.
 
+/// The value of a `Result` whose error is already the answer: that answer is returned from the
+/// handler (the routes answer `Response`, refusals included).
+macro_rules! or_answer {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(answer) => return answer,
+        }
+    };
+}
+
 mod connections;
 mod ops;
 mod overview;
@@ -410,18 +421,12 @@ async fn list(
     headers: HeaderMap,
     query: Params<ListQuery>,
 ) -> Response {
-    let broker = match s.admit(&headers, peer, "listing queues").await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let broker = or_answer!(s.admit(&headers, peer, "listing queues").await);
     let Query(q) = match query {
         Ok(q) => q,
         Err(e) => return bad_request(e.body_text()),
     };
-    let n = match limit(q.limit, PAGE, MAX_PAGE) {
-        Ok(n) => n,
-        Err(e) => return bad_request(e),
-    };
+    let n = or_answer!(limit(q.limit, PAGE, MAX_PAGE).map_err(bad_request));
     // Names first, views for the page only: a page costs its own queues' locks, not everyone's.
     let mut names = broker.queue_names();
     names.retain(|name| {
@@ -504,13 +509,10 @@ async fn show(
     name: Named,
     query: Params<NoParams>,
 ) -> Response {
-    let (broker, name, NoParams {}) = match s
-        .admit_named(&headers, peer, "showing a queue", name, query)
-        .await
-    {
-        Ok(admitted) => admitted,
-        Err(r) => return r,
-    };
+    let (broker, name, NoParams {}) = or_answer!(
+        s.admit_named(&headers, peer, "showing a queue", name, query)
+            .await
+    );
     match detail(&broker, &s, &name) {
         Some(d) => Json(d).into_response(),
         None => unknown(&name),
@@ -590,17 +592,11 @@ async fn peek(
     name: Named,
     query: Params<PeekQuery>,
 ) -> Response {
-    let (broker, name, q) = match s
-        .admit_named(&headers, peer, "peeking at messages", name, query)
-        .await
-    {
-        Ok(admitted) => admitted,
-        Err(r) => return r,
-    };
-    let n = match limit(q.limit, PEEK, MAX_PEEK) {
-        Ok(n) => n,
-        Err(e) => return bad_request(e),
-    };
+    let (broker, name, q) = or_answer!(
+        s.admit_named(&headers, peer, "peeking at messages", name, query)
+            .await
+    );
+    let n = or_answer!(limit(q.limit, PEEK, MAX_PEEK).map_err(bad_request));
     let peeked = match broker.peek(&name, n).await {
         Ok(p) => p,
         Err(e) => return broker_error(e),
@@ -632,13 +628,10 @@ async fn purge(
     name: Named,
     query: Params<NoParams>,
 ) -> Response {
-    let (broker, name, NoParams {}) = match s
-        .admit_named(&headers, peer, "purging a queue", name, query)
-        .await
-    {
-        Ok(admitted) => admitted,
-        Err(r) => return r,
-    };
+    let (broker, name, NoParams {}) = or_answer!(
+        s.admit_named(&headers, peer, "purging a queue", name, query)
+            .await
+    );
     let purged = match purge_queue(&broker, &name).await {
         Ok(n) => n,
         Err(PurgeError::Broker(e)) => return broker_error(e),

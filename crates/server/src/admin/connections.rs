@@ -37,13 +37,10 @@ pub(super) async fn list(
     headers: HeaderMap,
     query: Params<NoParams>,
 ) -> Response {
-    let hub = match s
-        .admit_hub(&headers, peer, "listing connections", query)
-        .await
-    {
-        Ok(h) => h,
-        Err(r) => return r,
-    };
+    let hub = or_answer!(
+        s.admit_hub(&headers, peer, "listing connections", query)
+            .await
+    );
     let connections: Vec<Connection> = hub
         .connections()
         .into_iter()
@@ -77,13 +74,10 @@ pub(super) async fn close(
     id: Result<Path<String>, PathRejection>,
     query: Params<NoParams>,
 ) -> Response {
-    let hub = match s
-        .admit_hub(&headers, peer, "closing a connection", query)
-        .await
-    {
-        Ok(h) => h,
-        Err(r) => return r,
-    };
+    let hub = or_answer!(
+        s.admit_hub(&headers, peer, "closing a connection", query)
+            .await
+    );
     let Ok(Path(id)) = id else {
         return super::bad_request("a connection id is a number");
     };

@@ -50,13 +50,10 @@ pub(super) async fn delete(
     name: Named,
     query: Params<NoParams>,
 ) -> Response {
-    let (broker, name, NoParams {}) = match s
-        .admit_named(&headers, peer, "deleting a queue", name, query)
-        .await
-    {
-        Ok(admitted) => admitted,
-        Err(r) => return r,
-    };
+    let (broker, name, NoParams {}) = or_answer!(
+        s.admit_named(&headers, peer, "deleting a queue", name, query)
+            .await
+    );
     if let Some(r) = unwritable(&broker, "nothing was deleted") {
         return r;
     }
@@ -160,17 +157,11 @@ async fn change(
     create: bool,
 ) -> Response {
     let (State(s), ConnectInfo(peer)) = (s, peer);
-    let (broker, name, NoParams {}) = match s
-        .admit_named(&headers, peer, "changing a queue's settings", name, query)
-        .await
-    {
-        Ok(admitted) => admitted,
-        Err(r) => return r,
-    };
-    let change: SettingsChange = match json_body(&body) {
-        Ok(c) => c,
-        Err(e) => return super::invalid_json(e),
-    };
+    let (broker, name, NoParams {}) = or_answer!(
+        s.admit_named(&headers, peer, "changing a queue's settings", name, query)
+            .await
+    );
+    let change: SettingsChange = or_answer!(json_body(&body).map_err(super::invalid_json));
     let change = match change.checked() {
         Ok(c) => c,
         Err(e) => return api_error(StatusCode::BAD_REQUEST, "InvalidParameter", e),
@@ -242,21 +233,13 @@ pub(super) async fn redrive(
     query: Params<NoParams>,
     body: Bytes,
 ) -> Response {
-    let (broker, name, NoParams {}) = match s
-        .admit_named(&headers, peer, "redriving messages", name, query)
-        .await
-    {
-        Ok(admitted) => admitted,
-        Err(r) => return r,
-    };
-    let asked: RedriveRequest = match json_body(&body) {
-        Ok(r) => r,
-        Err(e) => return super::invalid_json(e),
-    };
-    let max = match super::limit(asked.limit, REDRIVE, MAX_REDRIVE) {
-        Ok(n) => n,
-        Err(e) => return super::bad_request(e),
-    };
+    let (broker, name, NoParams {}) = or_answer!(
+        s.admit_named(&headers, peer, "redriving messages", name, query)
+            .await
+    );
+    let asked: RedriveRequest = or_answer!(json_body(&body).map_err(super::invalid_json));
+    let max =
+        or_answer!(super::limit(asked.limit, REDRIVE, MAX_REDRIVE).map_err(super::bad_request));
     if asked
         .message_ids
         .as_ref()

@@ -125,10 +125,8 @@ pub(super) async fn overview(
     headers: HeaderMap,
     query: Params<NoParams>,
 ) -> Response {
-    let broker = match s.admit_query(&headers, peer, "the overview", query).await {
-        Ok((b, NoParams {})) => b,
-        Err(r) => return r,
-    };
+    let (broker, NoParams {}) =
+        or_answer!(s.admit_query(&headers, peer, "the overview", query).await);
     let mut messages = Totals {
         visible: 0,
         in_flight: 0,

@@ -49,13 +49,10 @@ pub(super) async fn send(
     query: Params<NoParams>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    let broker = match s
-        .admit_query(&headers, peer, "sending a message", query)
-        .await
-    {
-        Ok((b, NoParams {})) => b,
-        Err(r) => return r,
-    };
+    let (broker, NoParams {}) = or_answer!(
+        s.admit_query(&headers, peer, "sending a message", query)
+            .await
+    );
     let body = match body {
         Ok(b) => b,
         Err(e) => {
@@ -66,10 +63,7 @@ pub(super) async fn send(
             )
         }
     };
-    let m: Message = match json_body(&body) {
-        Ok(m) => m,
-        Err(e) => return super::invalid_json(e),
-    };
+    let m: Message = or_answer!(json_body(&body).map_err(super::invalid_json));
     if let Some(k) = m.headers.keys().find(|k| RESERVED.contains(&k.as_str())) {
         return bad_request(format!(
             "header {k:?} is set by the broker, not by a sender"

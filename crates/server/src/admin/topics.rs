@@ -33,10 +33,8 @@ pub(super) async fn list(
     headers: HeaderMap,
     query: Params<NoParams>,
 ) -> Response {
-    let broker = match s.admit_query(&headers, peer, "listing topics", query).await {
-        Ok((b, NoParams {})) => b,
-        Err(r) => return r,
-    };
+    let (broker, NoParams {}) =
+        or_answer!(s.admit_query(&headers, peer, "listing topics", query).await);
     let topics: Vec<Topic> = broker
         .topics()
         .into_iter()
@@ -55,13 +53,10 @@ pub(super) async fn bindings(
     headers: HeaderMap,
     query: Params<NoParams>,
 ) -> Response {
-    let broker = match s
-        .admit_query(&headers, peer, "listing bindings", query)
-        .await
-    {
-        Ok((b, NoParams {})) => b,
-        Err(r) => return r,
-    };
+    let (broker, NoParams {}) = or_answer!(
+        s.admit_query(&headers, peer, "listing bindings", query)
+            .await
+    );
     let bindings: Vec<Binding> = broker
         .topics()
         .into_iter()
@@ -85,13 +80,10 @@ pub(super) async fn bind(
     pair: Pair,
     query: Params<NoParams>,
 ) -> Response {
-    let (broker, (topic, queue), NoParams {}) = match s
-        .admit_named(&headers, peer, "binding a queue", pair, query)
-        .await
-    {
-        Ok(admitted) => admitted,
-        Err(r) => return r,
-    };
+    let (broker, (topic, queue), NoParams {}) = or_answer!(
+        s.admit_named(&headers, peer, "binding a queue", pair, query)
+            .await
+    );
     if let Some(r) = super::ops::unwritable(&broker, "nothing was bound") {
         return r;
     }
@@ -117,13 +109,10 @@ pub(super) async fn unbind(
     pair: Pair,
     query: Params<NoParams>,
 ) -> Response {
-    let (broker, (topic, queue), NoParams {}) = match s
-        .admit_named(&headers, peer, "unbinding a queue", pair, query)
-        .await
-    {
-        Ok(admitted) => admitted,
-        Err(r) => return r,
-    };
+    let (broker, (topic, queue), NoParams {}) = or_answer!(
+        s.admit_named(&headers, peer, "unbinding a queue", pair, query)
+            .await
+    );
     match broker
         .bindings_of(&queue)
         .into_iter()
